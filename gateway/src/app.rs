@@ -1,0 +1,207 @@
+//! Builds the application state and runs the HTTP server.
+
+use crate::extract::{json_config, path_config, query_config};
+use crate::middleware::{authenticate, not_found, operator_only, request_context};
+use crate::openapi::ApiDoc;
+use crate::ratelimit::{RateLimiter, RedisStore};
+use crate::routes;
+use crate::state::AppState;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpResponse, HttpServer, web};
+use anyhow::Context;
+use llmops_core::auth::{Authenticator, JwtKeys, random_alnum};
+use llmops_core::config::Config;
+use llmops_core::db;
+use llmops_core::usage::DbUsageSink;
+use llmops_migrations::{Migrator, MigratorTrait};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+/// Installs the Prometheus recorder (once per process).
+fn install_metrics() -> Option<PrometheusHandle> {
+    let buckets = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)
+        .ok()?
+        .install_recorder()
+        .map_err(|e| tracing::warn!(error = %e, "metrics recorder not installed"))
+        .ok()
+}
+
+/// The configured JWT secret, or one kept in `data_dir/jwt-secret`.
+fn jwt_secret(cfg: &Config) -> anyhow::Result<String> {
+    if let Some(s) = &cfg.jwt_secret {
+        return Ok(s.expose().clone());
+    }
+    let path = cfg.data_dir.join("jwt-secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let s = existing.trim().to_string();
+        if s.len() >= 32 {
+            return Ok(s);
+        }
+    }
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+    let secret = random_alnum(64);
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?
+    };
+    f.write_all(secret.as_bytes())?;
+    Ok(secret)
+}
+
+pub async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).context("parsing redis_url")?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(1);
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        redis::aio::ConnectionManager::new_with_config(client, config),
+    )
+    .await
+    .context("connecting to redis timed out")?
+    .context("connecting to redis")
+}
+
+pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
+    let db = db::connect(&cfg)
+        .await
+        .context("connecting to the database")?;
+    if cfg.auto_migrate {
+        Migrator::up(&db, None)
+            .await
+            .context("applying migrations")?;
+    }
+    let jwt = Arc::new(JwtKeys::new(
+        jwt_secret(&cfg)?.as_bytes(),
+        Duration::from_secs(cfg.jwt_ttl_secs),
+    ));
+    let auth = Arc::new(Authenticator::new(
+        db.clone(),
+        jwt,
+        Duration::from_secs(cfg.auth_cache_ttl_secs),
+    ));
+    let redis = match &cfg.redis_url {
+        Some(url) => Some(connect_redis(url.expose()).await?),
+        None => None,
+    };
+    let limiter = Arc::new(RateLimiter::new(redis.clone().map(RedisStore::new)));
+    Ok(AppState {
+        usage: Arc::new(DbUsageSink::new(db.clone())),
+        metrics: install_metrics(),
+        config: cfg,
+        db,
+        auth,
+        limiter,
+        redis,
+    })
+}
+
+/// Registers every route on an actix `App`.
+pub fn configure_app(cfg: &mut web::ServiceConfig, max_body: usize) {
+    cfg.app_data(json_config(max_body))
+        .app_data(web::PayloadConfig::new(max_body))
+        .app_data(query_config())
+        .app_data(path_config())
+        .configure(routes::health::configure)
+        .route(
+            "/docs",
+            web::get().to(|| async {
+                HttpResponse::PermanentRedirect()
+                    .insert_header(("location", "/docs/"))
+                    .finish()
+            }),
+        )
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+        .service(
+            web::scope("/v1")
+                .wrap(from_fn(authenticate))
+                .configure(routes::v1),
+        )
+        .service(
+            web::scope("/admin/v1")
+                .wrap(from_fn(operator_only))
+                .configure(routes::admin),
+        );
+}
+
+/// Runs the server until SIGINT/SIGTERM, then drains and flushes.
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let workers = cfg.http_workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let listen = cfg.listen.clone();
+    let flush_every = Duration::from_secs(cfg.key_usage_flush_secs);
+    let max_body = cfg.max_body_bytes;
+    let state = web::Data::new(build_state(cfg).await?);
+
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(from_fn(request_context))
+            .configure(|c| configure_app(c, max_body))
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .bind(&listen)
+    .with_context(|| format!("binding {listen}"))?;
+
+    for addr in server.addrs() {
+        tracing::info!(%addr, "listening");
+        // Machine-readable line on stdout (tests and scripts wait for it).
+        println!("llmops listening on http://{addr}");
+    }
+    let _ = std::io::stdout().flush();
+
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+    {
+        let state = state.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(flush_every);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = state.auth.flush_key_usage().await {
+                            tracing::warn!(error = %e, "flushing key usage failed; will retry");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    let result = server.run().await;
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    if let Err(e) = state.auth.flush_key_usage().await {
+        tracing::warn!(error = %e, "final key-usage flush failed");
+    }
+    tracing::info!("stopped");
+    result.context("http server")
+}

@@ -1,0 +1,368 @@
+//! Command-line interface.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use llmops_core::config::{Config, LogFormat};
+use llmops_core::db::{self, Scoped};
+use llmops_core::ids::{ApiKeyId, TenantId};
+use llmops_core::pagination::ListParams;
+use llmops_core::tenancy::store::{self, NewApiKey, NewPlan, NewTenant, TenantStatus};
+use llmops_core::{ApiError, Scope};
+use llmops_gateway::{app, openapi};
+use llmops_migrations::{Migrator, MigratorTrait};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "llmops", version, about = "Multi-tenant LLMOps platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway and every service in this process.
+    Serve {
+        /// Which services to run here; only `all` exists so far.
+        #[arg(long, default_value = "all")]
+        services: String,
+    },
+    /// Apply pending database migrations.
+    Migrate,
+    /// Print the effective configuration (secrets masked).
+    Config,
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCmd),
+    /// Manage a tenant's API keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
+    /// Manage plans.
+    #[command(subcommand)]
+    Plans(PlansCmd),
+}
+
+#[derive(Subcommand)]
+enum TenantsCmd {
+    /// Create a tenant, its admin user and a first API key (printed once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        /// Plan id (default: the configured default plan).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Admin password; generated and printed once when omitted.
+        #[arg(long, env = "LLMOPS_ADMIN_PASSWORD", hide_env_values = true)]
+        admin_password: Option<String>,
+    },
+    List,
+    Get {
+        tenant_id: String,
+    },
+    Suspend {
+        tenant_id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    Reactivate {
+        tenant_id: String,
+    },
+}
+
+#[derive(Args)]
+struct TenantArg {
+    /// Tenant id (`ten_…`).
+    #[arg(long)]
+    tenant: String,
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key (its secret is printed once).
+    Create {
+        #[command(flatten)]
+        tenant: TenantArg,
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: inference, rag, training, registry, billing:read, admin.
+        #[arg(long, value_delimiter = ',', default_value = "inference")]
+        scopes: Vec<String>,
+        /// RFC 3339 expiry time.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Per-key requests-per-minute cap.
+        #[arg(long)]
+        requests_per_minute: Option<u32>,
+    },
+    List {
+        #[command(flatten)]
+        tenant: TenantArg,
+    },
+    Revoke {
+        #[command(flatten)]
+        tenant: TenantArg,
+        key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlansCmd {
+    List,
+    Create {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        display_name: Option<String>,
+        #[arg(long)]
+        requests_per_minute: u32,
+        #[arg(long)]
+        tokens_per_minute: u32,
+        #[arg(long)]
+        concurrent_requests: u32,
+    },
+}
+
+fn init_tracing(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cfg.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Prints an error: problem JSON for API errors, text otherwise.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if let Some(api) = err.downcast_ref::<ApiError>() {
+        let problem = llmops_core::error::Problem::from_error(api);
+        eprintln!(
+            "{}",
+            serde_json::to_string_pretty(&problem).unwrap_or_else(|_| api.to_string())
+        );
+        return if api.kind().status.is_client_error() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    eprintln!("error: {err:#}");
+    ExitCode::FAILURE
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cfg = match Config::load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&cfg);
+    let result = match cli.command {
+        Command::Serve { services } => {
+            if services != "all" {
+                eprintln!(
+                    "error: --services {services}: running services as separate deployments is not implemented yet; use --services all"
+                );
+                return ExitCode::from(2);
+            }
+            actix_web::rt::System::new().block_on(app::serve(cfg))
+        }
+        other => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(run(other, cfg)),
+            Err(e) => Err(e.into()),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => report(&e),
+    }
+}
+
+async fn connect(cfg: &Config) -> anyhow::Result<db::Db> {
+    let db = db::connect(cfg)
+        .await
+        .context("connecting to the database")?;
+    Migrator::up(&db, None)
+        .await
+        .context("applying migrations")?;
+    Ok(db)
+}
+
+fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
+    raw.iter()
+        .map(|s| {
+            s.trim()
+                .parse::<Scope>()
+                .map_err(|e| ApiError::validation("scopes", e).into())
+        })
+        .collect()
+}
+
+async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
+    match cmd {
+        Command::Serve { .. } => unreachable_serve(),
+        Command::Config => print_json(&cfg.to_masked_json()),
+        Command::Openapi => {
+            print!("{}", openapi::document_json());
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = db::connect(&cfg)
+                .await
+                .context("connecting to the database")?;
+            Migrator::up(&db, None)
+                .await
+                .context("applying migrations")?;
+            let applied = Migrator::get_applied_migrations(&db).await?.len();
+            print_json(
+                &serde_json::json!({ "status": "up to date", "applied_migrations": applied }),
+            )
+        }
+        Command::Tenants(t) => {
+            let db = connect(&cfg).await?;
+            match t {
+                TenantsCmd::Create {
+                    name,
+                    admin_email,
+                    plan,
+                    admin_password,
+                } => {
+                    let created = store::create_tenant(
+                        &db,
+                        NewTenant {
+                            name,
+                            admin_email,
+                            admin_password,
+                            plan,
+                        },
+                        &cfg.default_plan,
+                    )
+                    .await?;
+                    print_json(&created)
+                }
+                TenantsCmd::List => {
+                    let mut all = Vec::new();
+                    let mut params = ListParams {
+                        limit: Some(100),
+                        after: None,
+                    };
+                    loop {
+                        let page = store::list_tenants(&db, &params).await?;
+                        let more = page.has_more;
+                        params.after = page.last_id.clone();
+                        all.extend(page.data);
+                        if !more {
+                            break;
+                        }
+                    }
+                    print_json(&all)
+                }
+                TenantsCmd::Get { tenant_id } => {
+                    let id: TenantId = tenant_id.parse().map_err(ApiError::from)?;
+                    print_json(&store::get_tenant(&db, id).await?)
+                }
+                TenantsCmd::Suspend { tenant_id, reason } => {
+                    let id: TenantId = tenant_id.parse().map_err(ApiError::from)?;
+                    print_json(
+                        &store::set_tenant_status(&db, id, TenantStatus::Suspended, reason).await?,
+                    )
+                }
+                TenantsCmd::Reactivate { tenant_id } => {
+                    let id: TenantId = tenant_id.parse().map_err(ApiError::from)?;
+                    print_json(
+                        &store::set_tenant_status(&db, id, TenantStatus::Active, None).await?,
+                    )
+                }
+            }
+        }
+        Command::Keys(k) => {
+            let db = connect(&cfg).await?;
+            match k {
+                KeysCmd::Create {
+                    tenant,
+                    name,
+                    scopes,
+                    expires_at,
+                    requests_per_minute,
+                } => {
+                    let id: TenantId = tenant.tenant.parse().map_err(ApiError::from)?;
+                    store::get_tenant(&db, id).await?;
+                    let created = store::create_key(
+                        &db,
+                        Scoped::new(id),
+                        NewApiKey {
+                            name,
+                            scopes: parse_scopes(&scopes)?,
+                            expires_at,
+                            requests_per_minute,
+                        },
+                        None,
+                        None,
+                    )
+                    .await?;
+                    print_json(&created)
+                }
+                KeysCmd::List { tenant } => {
+                    let id: TenantId = tenant.tenant.parse().map_err(ApiError::from)?;
+                    store::get_tenant(&db, id).await?;
+                    let params = ListParams {
+                        limit: Some(100),
+                        after: None,
+                    };
+                    print_json(&store::list_keys(&db, Scoped::new(id), &params).await?)
+                }
+                KeysCmd::Revoke { tenant, key_id } => {
+                    let id: TenantId = tenant.tenant.parse().map_err(ApiError::from)?;
+                    let key: ApiKeyId = key_id.parse().map_err(ApiError::from)?;
+                    print_json(&store::revoke_key(&db, Scoped::new(id), key).await?)
+                }
+            }
+        }
+        Command::Plans(p) => {
+            let db = connect(&cfg).await?;
+            match p {
+                PlansCmd::List => print_json(&store::list_plans(&db).await?),
+                PlansCmd::Create {
+                    id,
+                    display_name,
+                    requests_per_minute,
+                    tokens_per_minute,
+                    concurrent_requests,
+                } => print_json(
+                    &store::create_plan(
+                        &db,
+                        NewPlan {
+                            id,
+                            display_name,
+                            requests_per_minute,
+                            tokens_per_minute,
+                            concurrent_requests,
+                        },
+                    )
+                    .await?,
+                ),
+            }
+        }
+    }
+}
+
+fn unreachable_serve() -> anyhow::Result<()> {
+    anyhow::bail!("serve is handled before the runtime starts")
+}

@@ -1,0 +1,11 @@
+//! `llmops-gateway`: the public edge (authentication, rate limits, problem
+//! errors, metrics, OpenAPI) and the wiring that runs every service in one
+//! process.
+
+pub mod app;
+pub mod extract;
+pub mod middleware;
+pub mod openapi;
+pub mod ratelimit;
+pub mod routes;
+pub mod state;

@@ -1,0 +1,7 @@
+//! The `llmops` binary: CLI parsing and wiring only.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,139 @@
+//! `/healthz`, `/readyz`, `/metrics`.
+
+use crate::state::AppState;
+use actix_web::{HttpResponse, ResponseError, web};
+use llmops_core::ApiError;
+use sea_orm::ConnectionTrait;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)));
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok` / `ready`.
+    pub status: &'static str,
+    /// Each configured dependency: `ok`, or what went wrong.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub checks: BTreeMap<&'static str, String>,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok",
+        checks: BTreeMap::new(),
+    })
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+async fn check_db(state: &AppState) -> Result<(), String> {
+    match tokio::time::timeout(CHECK_TIMEOUT, state.db.execute_unprepared("SELECT 1")).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(short(&e.to_string())),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+async fn check_redis(conn: &redis::aio::ConnectionManager) -> Result<(), String> {
+    let mut conn = conn.clone();
+    let cmd = redis::cmd("PING");
+    let ping = cmd.query_async::<String>(&mut conn);
+    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(short(&e.to_string())),
+        Err(_) => Err("timed out".into()),
+    }
+}
+
+/// Error text without anything that could carry a credential.
+fn short(s: &str) -> String {
+    let first = s.lines().next().unwrap_or("error");
+    if first.contains("://") {
+        "connection failed".into()
+    } else {
+        first.chars().take(200).collect()
+    }
+}
+
+/// Readiness: every configured dependency answers within 2 s.
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, description = "Ready", body = Health),
+        (status = 503, description = "A dependency is down (see `checks`)", body = llmops_core::error::Problem, content_type = "application/problem+json")
+    ))]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let mut checks = BTreeMap::new();
+    let mut failed = Vec::new();
+    let db = check_db(&state).await;
+    let redis = match &state.redis {
+        Some(conn) => Some(check_redis(conn).await),
+        None => None,
+    };
+    for (name, result) in [("database", Some(db)), ("redis", redis)] {
+        match result {
+            None => {}
+            Some(Ok(())) => {
+                checks.insert(name, "ok".to_string());
+            }
+            Some(Err(e)) => {
+                failed.push(name);
+                checks.insert(name, e);
+            }
+        }
+    }
+    if failed.is_empty() {
+        return HttpResponse::Ok().json(Health {
+            status: "ready",
+            checks,
+        });
+    }
+    let err = ApiError::Unavailable {
+        dependency: failed.join(", "),
+        retry_after_secs: 5,
+    };
+    let mut res = err.error_response();
+    // Keep the checks in the problem body for operators.
+    let body = serde_json::json!({
+        "type": format!("{}{}", llmops_core::error::PROBLEM_BASE, err.kind().code),
+        "title": err.kind().title,
+        "status": 503,
+        "detail": err.to_string(),
+        "code": err.kind().code,
+        "instance": "/readyz",
+        "checks": checks,
+    });
+    let headers = res.headers().clone();
+    res = HttpResponse::ServiceUnavailable()
+        .content_type(llmops_core::error::PROBLEM_JSON)
+        .json(body);
+    for (k, v) in &headers {
+        if k != actix_web::http::header::CONTENT_TYPE {
+            res.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    res
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain")))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match &state.metrics {
+        Some(handle) => {
+            handle.run_upkeep();
+            HttpResponse::Ok()
+                .content_type("text/plain; version=0.0.4")
+                .body(handle.render())
+        }
+        None => ApiError::NotImplemented("metrics recorder not installed".into()).error_response(),
+    }
+}

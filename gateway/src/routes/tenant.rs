@@ -1,0 +1,26 @@
+//! `GET /v1/tenant`: the caller's tenant.
+
+use crate::extract::Tenant;
+use crate::openapi::{AuthErrors, Retryable};
+use crate::state::AppState;
+use actix_web::{HttpResponse, web};
+use llmops_core::ApiResult;
+use llmops_core::tenancy::store::{self, TenantView};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/tenant").route(web::get().to(get_tenant)));
+}
+
+/// The tenant the credential belongs to, with its plan and limits.
+#[utoipa::path(
+    get, path = "/v1/tenant", tag = "tenant",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The caller's tenant", body = TenantView), AuthErrors, Retryable)
+)]
+pub async fn get_tenant(
+    state: web::Data<AppState>,
+    Tenant(ctx): Tenant,
+) -> ApiResult<HttpResponse> {
+    let view = store::get_tenant(&state.db, ctx.tenant_id()).await?;
+    Ok(HttpResponse::Ok().json(view))
+}

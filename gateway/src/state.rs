@@ -1,0 +1,19 @@
+//! What every handler can reach.
+
+use crate::ratelimit::RateLimiter;
+use llmops_core::auth::Authenticator;
+use llmops_core::config::Config;
+use llmops_core::db::Db;
+use llmops_core::usage::UsageSink;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub auth: Arc<Authenticator>,
+    pub limiter: Arc<RateLimiter>,
+    pub redis: Option<redis::aio::ConnectionManager>,
+    pub usage: Arc<dyn UsageSink>,
+    pub metrics: Option<PrometheusHandle>,
+}

@@ -1,0 +1,99 @@
+# Shared helpers for scripts/*.sh: throw-away PostgreSQL and Redis servers
+# owned by the calling script, installed from Debian's packages when missing.
+# shellcheck shell=bash
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/llmops/target}"
+
+log() { printf '\033[1m[llmops]\033[0m %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq >&2
+    apt_updated=1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >&2
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()' 2>/dev/null \
+    || echo $((20000 + RANDOM % 20000))
+}
+
+pg_bin_dir() {
+  local d
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
+    apt_install postgresql >/dev/null
+    d=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  echo "$d"
+}
+
+# PostgreSQL will not run as root: run its tools as the `postgres` user then.
+pg_user() {
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    echo postgres
+  fi
+}
+
+as_pg() {
+  local u; u=$(pg_user)
+  if [ -n "$u" ]; then runuser -u "$u" -- "$@"; else "$@"; fi
+}
+
+# start_pg DIR: a fresh cluster in DIR on a free port; sets PG_PORT, PG_URL, PG_BIN.
+start_pg() {
+  local dir=$1
+  PG_BIN=$(pg_bin_dir)
+  mkdir -p "$dir"
+  local u; u=$(pg_user)
+  [ -n "$u" ] && chown -R "$u" "$dir"
+  as_pg "$PG_BIN/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1
+  local tries=0
+  while :; do
+    PG_PORT=$(free_port)
+    if as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -l "$dir/pg.log" -w \
+        -o "-p $PG_PORT -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null; then
+      break
+    fi
+    tries=$((tries + 1))
+    [ $tries -lt 5 ] || { cat "$dir/pg.log" >&2; return 1; }
+  done
+  PG_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  log "PostgreSQL $(basename "$(dirname "$PG_BIN")") on port $PG_PORT"
+}
+
+stop_pg() {
+  local dir=$1
+  [ -d "$dir/data" ] && as_pg "$PG_BIN/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+}
+
+# start_redis DIR: sets REDIS_PORT, REDIS_URL.
+start_redis() {
+  local dir=$1
+  command -v redis-server >/dev/null || apt_install redis-server >/dev/null
+  mkdir -p "$dir"
+  REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --daemonize yes --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+  local i
+  for i in $(seq 1 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+  log "Redis on port $REDIS_PORT"
+}
+
+stop_redis() {
+  local dir=$1
+  [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+}

@@ -1,0 +1,245 @@
+//! Typed, layered configuration: defaults, then `llmops.toml` (or the file in
+//! `LLMOPS_CONFIG`), then `LLMOPS_*` environment variables. Unknown keys are
+//! refused at start-up, so a typo never silently falls back to a default.
+
+use crate::secret::Secret;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds (`127.0.0.1:8080`; port 0 picks a free one).
+    pub listen: String,
+    /// Where embedded data lives (SQLite file, JWT secret, artifacts).
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to a SQLite file under `data_dir`.
+    pub database_url: Option<Secret<String>>,
+    pub database_max_connections: u32,
+    /// Apply pending migrations when `serve` starts.
+    pub auto_migrate: bool,
+    /// With a Redis URL, rate-limit state is shared by every gateway replica.
+    pub redis_url: Option<Secret<String>>,
+    /// Bearer token for `/admin/v1`; the operator API is closed without one.
+    pub operator_token: Option<Secret<String>>,
+    /// HS256 secret for dashboard JWTs; generated into `data_dir` when unset.
+    pub jwt_secret: Option<Secret<String>>,
+    pub jwt_ttl_secs: u64,
+    /// How long a replica may serve a cached API key or tenant state: the
+    /// bound on how late a revocation or suspension made on another replica
+    /// takes effect here (the replica that made it applies it at once).
+    pub auth_cache_ttl_secs: u64,
+    /// How often `last_used_at` of API keys is written back.
+    pub key_usage_flush_secs: u64,
+    /// Largest JSON body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Plan given to tenants created without one.
+    pub default_plan: String,
+    pub log_format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,sqlx=warn`.
+    pub log_level: String,
+    /// HTTP worker threads; defaults to the number of CPUs.
+    pub http_workers: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            database_max_connections: 16,
+            auto_migrate: true,
+            redis_url: None,
+            operator_token: None,
+            jwt_secret: None,
+            jwt_ttl_secs: 3600,
+            auth_cache_ttl_secs: 5,
+            key_usage_flush_secs: 15,
+            max_body_bytes: 1024 * 1024,
+            default_plan: "free".into(),
+            log_format: LogFormat::Text,
+            log_level: "info,sqlx=warn,sea_orm=warn".into(),
+            http_workers: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Loads defaults → file → environment and validates the result.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var("LLMOPS_CONFIG").unwrap_or_else(|_| "llmops.toml".into());
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("LLMOPS_").ignore(&["config"]))
+            .extract()
+            .map_err(Box::new)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("listen", format!("`{}`: {e}", self.listen)))?;
+        let db = self.database_url();
+        if !(db.starts_with("sqlite:")
+            || db.starts_with("postgres://")
+            || db.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.expose().starts_with("redis://") || url.expose().starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "redis_url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        if let Some(tok) = &self.operator_token
+            && tok.expose().len() < 16
+        {
+            return Err(invalid("operator_token", "must be at least 16 characters"));
+        }
+        if let Some(s) = &self.jwt_secret
+            && s.expose().len() < 32
+        {
+            return Err(invalid("jwt_secret", "must be at least 32 characters"));
+        }
+        if self.jwt_ttl_secs == 0 || self.jwt_ttl_secs > 7 * 24 * 3600 {
+            return Err(invalid("jwt_ttl_secs", "must be between 1 and 604800"));
+        }
+        if self.auth_cache_ttl_secs > 300 {
+            return Err(invalid("auth_cache_ttl_secs", "must be at most 300"));
+        }
+        if self.key_usage_flush_secs == 0 {
+            return Err(invalid("key_usage_flush_secs", "must be positive"));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(invalid(
+                "max_body_bytes",
+                "must be between 1 KiB and 64 MiB",
+            ));
+        }
+        if self.database_max_connections == 0 {
+            return Err(invalid("database_max_connections", "must be positive"));
+        }
+        if self.http_workers == Some(0) {
+            return Err(invalid("http_workers", "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The effective database URL (the SQLite default lives under `data_dir`).
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.expose().clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("llmops.db").display()
+            ),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
+    }
+
+    /// The configuration as JSON with every secret masked.
+    pub fn to_masked_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let Some(obj) = v.as_object_mut() {
+            let db = mask_url(&self.database_url());
+            obj.insert("database_url".into(), serde_json::Value::String(db));
+        }
+        v
+    }
+}
+
+/// Hides the password of a URL (`postgres://u:****@h/db`); SQLite paths stay.
+pub fn mask_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    match rest.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:****@{host}")
+        }
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::default();
+        assert!(c.validate().is_ok());
+        assert!(c.is_sqlite());
+    }
+
+    #[test]
+    fn masks_secrets() {
+        let c = Config {
+            database_url: Some(Secret::new("postgres://app:s3cret@db:5432/llmops".into())),
+            operator_token: Some(Secret::new("operator-token-0123456789".into())),
+            ..Config::default()
+        };
+        let text = c.to_masked_json().to_string();
+        assert!(!text.contains("s3cret"), "{text}");
+        assert!(!text.contains("operator-token-0123456789"), "{text}");
+        assert!(
+            text.contains("postgres://app:****@db:5432/llmops"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refuses_bad_values() {
+        let c = Config {
+            listen: "nowhere".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+        let c = Config {
+            database_url: Some(Secret::new("mysql://x".into())),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

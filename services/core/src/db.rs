@@ -1,0 +1,104 @@
+//! Database connection and the one place where tenant scoping happens.
+
+use crate::config::Config;
+use crate::ids::TenantId;
+use sea_orm::{
+    ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr, DeleteMany, EntityTrait,
+    QueryFilter, Select, UpdateMany,
+};
+use std::time::Duration;
+
+pub type Db = DatabaseConnection;
+
+/// Opens the pool the configuration names, creating the SQLite directory.
+pub async fn connect(cfg: &Config) -> Result<Db, DbErr> {
+    let url = cfg.database_url();
+    if cfg.is_sqlite() {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            DbErr::Custom(format!(
+                "cannot create data dir {}: {e}",
+                cfg.data_dir.display()
+            ))
+        })?;
+    }
+    let mut opts = ConnectOptions::new(url);
+    opts.max_connections(cfg.database_max_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false);
+    let db = Database::connect(opts).await?;
+    if cfg.is_sqlite() {
+        use sea_orm::ConnectionTrait;
+        // WAL lets readers run beside the single writer; the busy timeout
+        // turns lock contention into waiting instead of `database is locked`.
+        for pragma in [
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA busy_timeout=5000",
+            "PRAGMA foreign_keys=ON",
+        ] {
+            db.execute_unprepared(pragma).await?;
+        }
+    }
+    Ok(db)
+}
+
+/// An entity whose rows belong to one tenant.
+pub trait TenantOwned: EntityTrait {
+    fn tenant_column() -> Self::Column;
+}
+
+/// Every query on tenant-owned rows goes through this: it cannot be built
+/// without a tenant id, which HTTP handlers only get from a `TenantCtx`.
+#[derive(Debug, Clone, Copy)]
+pub struct Scoped {
+    tenant_id: TenantId,
+}
+
+impl Scoped {
+    pub fn new(tenant_id: TenantId) -> Self {
+        Self { tenant_id }
+    }
+
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    pub fn find<E: TenantOwned>(&self) -> Select<E> {
+        E::find().filter(E::tenant_column().eq(self.tenant_id.to_string()))
+    }
+
+    pub fn update_many<E: TenantOwned>(&self) -> UpdateMany<E> {
+        E::update_many().filter(E::tenant_column().eq(self.tenant_id.to_string()))
+    }
+
+    pub fn delete_many<E: TenantOwned>(&self) -> DeleteMany<E> {
+        E::delete_many().filter(E::tenant_column().eq(self.tenant_id.to_string()))
+    }
+}
+
+impl TenantOwned for crate::entities::api_key::Entity {
+    fn tenant_column() -> Self::Column {
+        crate::entities::api_key::Column::TenantId
+    }
+}
+
+impl TenantOwned for crate::entities::user::Entity {
+    fn tenant_column() -> Self::Column {
+        crate::entities::user::Column::TenantId
+    }
+}
+
+impl TenantOwned for crate::entities::usage_event::Entity {
+    fn tenant_column() -> Self::Column {
+        crate::entities::usage_event::Column::TenantId
+    }
+}
+
+/// Is this error a unique-constraint violation?
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

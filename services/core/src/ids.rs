@@ -1,0 +1,161 @@
+//! Prefixed, sortable, opaque ids (`ten_01j…`, `key_01j…`).
+//!
+//! The body is a ULID in lower-case Crockford base32, so ids sort by creation
+//! time and are safe in URLs. Each kind of id is its own type: a `TenantId`
+//! cannot be passed where an `ApiKeyId` is expected, and parsing checks the
+//! prefix, so `key_…` in a tenant path is refused before any query runs.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "`{value}` is not a valid {kind} id (expected `{prefix}_` followed by 26 base32 characters)"
+)]
+pub struct InvalidId {
+    pub kind: &'static str,
+    pub prefix: &'static str,
+    pub value: String,
+}
+
+/// Parses `prefix_<ulid>` and returns the ULID.
+pub fn parse_prefixed(
+    kind: &'static str,
+    prefix: &'static str,
+    value: &str,
+) -> Result<ulid::Ulid, InvalidId> {
+    let err = || InvalidId {
+        kind,
+        prefix,
+        value: value.chars().take(64).collect(),
+    };
+    let body = value
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .ok_or_else(err)?;
+    if body.len() != 26 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(err());
+    }
+    ulid::Ulid::from_string(&body.to_ascii_uppercase()).map_err(|_| err())
+}
+
+macro_rules! define_id {
+    ($(#[$meta:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(ulid::Ulid);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            pub fn new() -> Self {
+                Self(ulid::Ulid::new())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}_{}", $prefix, self.0.to_string().to_ascii_lowercase())
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = InvalidId;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                parse_prefixed($kind, $prefix, s).map(Self)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .pattern(Some(concat!("^", $prefix, "_[0-9a-z]{26}$")))
+                    .examples([concat!($prefix, "_01jdq3k5h8x9v2m4n6p8r0t2w4")])
+                    .description(Some(concat!("Opaque ", $kind, " id")))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+define_id!(
+    /// A tenant (company) id, `ten_…`.
+    TenantId, "ten", "tenant"
+);
+define_id!(
+    /// An API key id, `key_…` (not the secret).
+    ApiKeyId, "key", "API key"
+);
+define_id!(
+    /// A dashboard user id, `usr_…`.
+    UserId, "usr", "user"
+);
+define_id!(
+    /// A usage event id, `evt_…`.
+    UsageEventId, "evt", "usage event"
+);
+
+/// A new request id, `req_…`.
+pub fn new_request_id() -> String {
+    format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_checks_the_prefix() {
+        let id = TenantId::new();
+        let s = id.to_string();
+        assert!(s.starts_with("ten_") && s.len() == 30, "{s}");
+        assert_eq!(s.parse::<TenantId>(), Ok(id));
+        assert!(s.replace("ten_", "key_").parse::<TenantId>().is_err());
+        assert!(s.parse::<ApiKeyId>().is_err());
+        assert!("ten_".parse::<TenantId>().is_err());
+        assert!("ten_01jdq3k5h8x9v2m4n6p8r0t2w".parse::<TenantId>().is_err());
+        assert!(
+            "ten_01jdq3k5h8x9v2m4n6p8r0t2w!"
+                .parse::<TenantId>()
+                .is_err()
+        );
+        assert!("ten_ü1jdq3k5h8x9v2m4n6p8r0t2w".parse::<TenantId>().is_err());
+    }
+
+    #[test]
+    fn sorts_by_creation() {
+        let a = TenantId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = TenantId::new();
+        assert!(a.to_string() < b.to_string());
+    }
+}

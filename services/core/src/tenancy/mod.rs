@@ -1,0 +1,239 @@
+//! Who is calling: the tenancy context and scopes.
+
+pub mod store;
+
+use crate::error::ApiError;
+use crate::ids::{ApiKeyId, TenantId, UserId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A permission a credential may carry. `admin` implies every other scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
+pub enum Scope {
+    Inference,
+    Rag,
+    Training,
+    Registry,
+    BillingRead,
+    Admin,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 6] = [
+        Scope::Inference,
+        Scope::Rag,
+        Scope::Training,
+        Scope::Registry,
+        Scope::BillingRead,
+        Scope::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Inference => "inference",
+            Scope::Rag => "rag",
+            Scope::Training => "training",
+            Scope::Registry => "registry",
+            Scope::BillingRead => "billing:read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|sc| sc.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown scope `{}` (known: inference, rag, training, registry, billing:read, admin)",
+                    s.chars().take(40).collect::<String>()
+                )
+            })
+    }
+}
+
+impl Serialize for Scope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A set of scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScopeSet(u8);
+
+impl ScopeSet {
+    pub fn all() -> Self {
+        Scope::ALL.into_iter().collect()
+    }
+
+    pub fn contains(self, scope: Scope) -> bool {
+        self.0 & Scope::Admin.bit() != 0 || self.0 & scope.bit() != 0
+    }
+
+    /// Every scope of `other` is granted by `self`.
+    pub fn covers(self, other: ScopeSet) -> bool {
+        other.iter().all(|s| self.contains(s))
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Scope> {
+        Scope::ALL
+            .into_iter()
+            .filter(move |s| self.0 & s.bit() != 0)
+    }
+
+    pub fn to_vec(self) -> Vec<Scope> {
+        self.iter().collect()
+    }
+
+    /// Space-separated, as stored.
+    pub fn to_db(self) -> String {
+        self.iter().map(Scope::as_str).collect::<Vec<_>>().join(" ")
+    }
+
+    pub fn from_db(s: &str) -> Self {
+        s.split_whitespace()
+            .filter_map(|p| p.parse::<Scope>().ok())
+            .collect()
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<Scope> for ScopeSet {
+    fn from_iter<I: IntoIterator<Item = Scope>>(iter: I) -> Self {
+        ScopeSet(iter.into_iter().fold(0, |acc, s| acc | s.bit()))
+    }
+}
+
+/// Limits a tenant's plan grants (and, for requests, a key may narrow).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanLimits {
+    pub requests_per_minute: u32,
+    pub tokens_per_minute: u32,
+    pub concurrent_requests: u32,
+}
+
+/// The authenticated caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Principal {
+    ApiKey {
+        id: ApiKeyId,
+        requests_per_minute: Option<u32>,
+    },
+    User {
+        id: UserId,
+    },
+}
+
+/// Proof that a request authenticated as a tenant. Only
+/// [`crate::auth::Authenticator`] constructs it, so service code that takes a
+/// `&TenantCtx` cannot be reached without authentication.
+#[derive(Debug, Clone)]
+pub struct TenantCtx {
+    tenant_id: TenantId,
+    principal: Principal,
+    scopes: ScopeSet,
+    limits: PlanLimits,
+}
+
+impl TenantCtx {
+    pub(crate) fn new(
+        tenant_id: TenantId,
+        principal: Principal,
+        scopes: ScopeSet,
+        limits: PlanLimits,
+    ) -> Self {
+        Self {
+            tenant_id,
+            principal,
+            scopes,
+            limits,
+        }
+    }
+
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant_id
+    }
+
+    pub fn principal(&self) -> Principal {
+        self.principal
+    }
+
+    pub fn scopes(&self) -> ScopeSet {
+        self.scopes
+    }
+
+    pub fn limits(&self) -> PlanLimits {
+        self.limits
+    }
+
+    /// Query helper scoped to this tenant.
+    pub fn scoped(&self) -> crate::db::Scoped {
+        crate::db::Scoped::new(self.tenant_id)
+    }
+
+    /// 403 unless the caller holds `scope` (or `admin`).
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::MissingScope(scope.as_str().to_string()))
+        }
+    }
+
+    /// Who did it, for audit columns (`key_…` or `usr_…`).
+    pub fn actor(&self) -> String {
+        match self.principal {
+            Principal::ApiKey { id, .. } => id.to_string(),
+            Principal::User { id } => id.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_implies_everything() {
+        let admin: ScopeSet = [Scope::Admin].into_iter().collect();
+        assert!(Scope::ALL.iter().all(|s| admin.contains(*s)));
+        let inf: ScopeSet = [Scope::Inference].into_iter().collect();
+        assert!(inf.contains(Scope::Inference));
+        assert!(!inf.contains(Scope::Rag));
+        assert!(!inf.covers(admin));
+        assert!(admin.covers(inf));
+    }
+
+    #[test]
+    fn scopes_round_trip() {
+        let set = ScopeSet::all();
+        assert_eq!(ScopeSet::from_db(&set.to_db()), set);
+        assert_eq!("billing:read".parse::<Scope>(), Ok(Scope::BillingRead));
+        assert!("root".parse::<Scope>().is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! Black-box tests of the `llmops` binary over HTTP, on PostgreSQL and SQLite.
+//! One test binary (one link) with a module per area.
+
+mod auth;
+mod errors;
+mod keys;
+mod ops;
+mod ratelimit;
+mod tenants;
+mod usage;
