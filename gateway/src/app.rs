@@ -13,7 +13,6 @@ use llmops_core::auth::{Authenticator, JwtKeys, random_alnum};
 use llmops_core::config::Config;
 use llmops_core::db;
 use llmops_core::usage::DbUsageSink;
-use llmops_migrations::{Migrator, MigratorTrait};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::Write;
 use std::sync::Arc;
@@ -85,7 +84,7 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
         .await
         .context("connecting to the database")?;
     if cfg.auto_migrate {
-        Migrator::up(&db, None)
+        llmops_migrations::up(&db)
             .await
             .context("applying migrations")?;
     }

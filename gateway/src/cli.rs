@@ -199,7 +199,7 @@ async fn connect(cfg: &Config) -> anyhow::Result<db::Db> {
     let db = db::connect(cfg)
         .await
         .context("connecting to the database")?;
-    Migrator::up(&db, None)
+    llmops_migrations::up(&db)
         .await
         .context("applying migrations")?;
     Ok(db)
@@ -227,7 +227,7 @@ async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
             let db = db::connect(&cfg)
                 .await
                 .context("connecting to the database")?;
-            Migrator::up(&db, None)
+            llmops_migrations::up(&db)
                 .await
                 .context("applying migrations")?;
             let applied = Migrator::get_applied_migrations(&db).await?.len();

@@ -318,7 +318,10 @@ impl RateLimiter {
                 headers,
             });
         }
-        let slot = self.acquire_slot(ctx)?;
+        let slot = self.acquire_slot(
+            ctx.tenant_id().to_string(),
+            ctx.limits().concurrent_requests,
+        )?;
         Ok(Admission { headers, slot })
     }
 
@@ -339,8 +342,8 @@ impl RateLimiter {
         req.into_iter().chain(tok).collect()
     }
 
-    fn acquire_slot(&self, ctx: &TenantCtx) -> ApiResult<ConcurrencySlot> {
-        let limit = ctx.limits().concurrent_requests;
+    /// One of `limit` concurrent slots under `key` on this replica.
+    fn acquire_slot(&self, key: String, limit: u32) -> ApiResult<ConcurrencySlot> {
         let counter = {
             let mut map = self
                 .in_flight
@@ -349,7 +352,7 @@ impl RateLimiter {
             if map.len() > 50_000 {
                 map.retain(|_, c| c.load(Ordering::Acquire) > 0);
             }
-            map.entry(ctx.tenant_id().to_string())
+            map.entry(key)
                 .or_insert_with(|| Arc::new(AtomicU32::new(0)))
                 .clone()
         };
@@ -364,9 +367,18 @@ impl RateLimiter {
     /// Spends `tokens` of the tenant's tokens-per-minute budget (serving
     /// calls this with a request's estimated tokens before it runs).
     pub async fn consume_tokens(&self, ctx: &TenantCtx, tokens: u32) -> ApiResult<LimitHeaders> {
+        self.consume(
+            format!("tok:{}", ctx.tenant_id()),
+            ctx.limits().tokens_per_minute,
+            tokens,
+        )
+        .await
+    }
+
+    async fn consume(&self, key: String, limit: u32, tokens: u32) -> ApiResult<LimitHeaders> {
         let check = LimitCheck {
-            key: format!("tok:{}", ctx.tenant_id()),
-            limit: ctx.limits().tokens_per_minute,
+            key,
+            limit,
             cost: tokens,
         };
         if tokens > check.limit {
@@ -450,6 +462,48 @@ mod tests {
         assert!(!ok);
     }
 
+    /// Property over random arrivals: in any window of length W the number
+    /// admitted is at most the burst plus what the rate refills in W, and a
+    /// request that finds a full budget is always admitted.
+    #[test]
+    fn gcra_never_admits_more_than_burst_plus_refill() {
+        use rand::{Rng, SeedableRng};
+        for seed in 0..50u64 {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let limit: u32 = rng.random_range(1..=120);
+            let em = check(limit, 1).emission_us();
+            let mut now = 0u64;
+            let mut tat = 0u64;
+            let mut admitted = Vec::new();
+            for _ in 0..2_000 {
+                now += rng.random_range(0..3 * em);
+                let full = tat <= now;
+                let (ok, t, retry) = gcra(now, tat, em, 1);
+                if full {
+                    assert!(ok, "seed {seed}: a full budget refused");
+                }
+                if ok {
+                    tat = t;
+                    admitted.push(now);
+                } else {
+                    assert!(retry > 0 && retry <= em, "seed {seed}: retry {retry}");
+                }
+            }
+            for (i, &start) in admitted.iter().enumerate() {
+                for w in [PERIOD_US / 10, PERIOD_US, 3 * PERIOD_US] {
+                    let n = admitted[i..]
+                        .iter()
+                        .take_while(|&&t| t <= start + w)
+                        .count() as u64;
+                    assert!(
+                        n <= u64::from(limit) + w / em + 1,
+                        "seed {seed}: {n} admitted in {w} µs with limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_cost_larger_than_the_budget_never_fits() {
         let em = check(10, 11).emission_us();
@@ -484,6 +538,61 @@ mod tests {
             headers_for(&tenant, peek.states[0], "requests").remaining,
             98
         );
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(rt) => rt.block_on(f),
+            Err(e) => panic!("runtime: {e}"),
+        }
+    }
+
+    #[test]
+    fn tokens_are_spent_and_refused_with_token_headers() {
+        let limiter = RateLimiter::new(None);
+        block_on(async {
+            let h = limiter.consume("tok:t".into(), 1000, 600).await;
+            assert!(matches!(&h, Ok(h) if h.remaining == 400 && h.dimension == "tokens"));
+            let refused = limiter.consume("tok:t".into(), 1000, 500).await;
+            match refused {
+                Err(ApiError::RateLimited {
+                    dimension,
+                    retry_after,
+                    headers,
+                }) => {
+                    assert_eq!(dimension, "tokens");
+                    // 100 tokens short at 1000/min: about 6 s.
+                    assert!(
+                        retry_after > Duration::from_secs(5)
+                            && retry_after <= Duration::from_secs(6)
+                    );
+                    assert_eq!(headers[0].remaining, 400, "a refusal spends nothing");
+                }
+                other => panic!("expected a refusal, got {:?}", other.map(|h| h.remaining)),
+            }
+            assert!(limiter.consume("tok:t".into(), 1000, 400).await.is_ok());
+            // More than a minute's budget can never fit: a 422, not a wait.
+            assert!(matches!(
+                limiter.consume("tok:u".into(), 1000, 1001).await,
+                Err(ApiError::Validation { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn concurrency_slots_are_released_on_drop() {
+        let limiter = RateLimiter::new(None);
+        let a = limiter.acquire_slot("t".into(), 2);
+        let b = limiter.acquire_slot("t".into(), 2);
+        assert!(a.is_ok() && b.is_ok());
+        assert!(matches!(
+            limiter.acquire_slot("t".into(), 2),
+            Err(ApiError::ConcurrencyLimited { limit: 2 })
+        ));
+        // Another tenant has its own slots.
+        assert!(limiter.acquire_slot("u".into(), 2).is_ok());
+        drop(a);
+        assert!(limiter.acquire_slot("t".into(), 2).is_ok());
     }
 
     #[test]

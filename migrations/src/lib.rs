@@ -15,3 +15,19 @@ impl MigratorTrait for Migrator {
         vec![Box::new(m20261128_000001_identity::Migration)]
     }
 }
+
+/// Applies pending migrations. On PostgreSQL it holds an advisory lock in
+/// the same transaction, so replicas starting together migrate one at a time
+/// (DDL is transactional there: a failed migration leaves nothing behind).
+pub async fn up(db: &sea_orm::DatabaseConnection) -> Result<(), DbErr> {
+    use sea_orm::{ConnectionTrait, DbBackend, TransactionTrait};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Migrator::up(db, None).await;
+    }
+    let txn = db.begin().await?;
+    // An arbitrary constant naming "llmops schema migrations".
+    txn.execute_unprepared("SELECT pg_advisory_xact_lock(7203114455)")
+        .await?;
+    Migrator::up(&txn, None).await?;
+    txn.commit().await
+}

@@ -5,13 +5,14 @@ use crate::openapi::{AuthErrors, Retryable};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
-use llmops_core::tenancy::store::{self, TenantView};
+use llmops_core::tenancy::store::TenantView;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/tenant").route(web::get().to(get_tenant)));
 }
 
-/// The tenant the credential belongs to, with its plan and limits.
+/// The tenant the credential belongs to, with its plan and limits (served
+/// from the auth cache: up to `auth_cache_ttl_secs` old).
 #[utoipa::path(
     get, path = "/v1/tenant", tag = "tenant",
     security(("bearer" = [])),
@@ -21,6 +22,6 @@ pub async fn get_tenant(
     state: web::Data<AppState>,
     Tenant(ctx): Tenant,
 ) -> ApiResult<HttpResponse> {
-    let view = store::get_tenant(&state.db, ctx.tenant_id()).await?;
-    Ok(HttpResponse::Ok().json(view))
+    let view = state.auth.tenant_view(ctx.tenant_id()).await?;
+    Ok(HttpResponse::Ok().json(&*view))
 }

@@ -278,6 +278,7 @@ pub struct Authenticator {
     ttl: Duration,
     keys: ConcurrentMap<[u8; 32], CachedKey>,
     tenants: ConcurrentMap<TenantId, CachedTenant>,
+    views: ConcurrentMap<TenantId, (Instant, Arc<store::TenantView>)>,
     last_used: ConcurrentMap<ApiKeyId, DateTime<Utc>>,
 }
 
@@ -289,6 +290,7 @@ impl Authenticator {
             ttl,
             keys: ConcurrentMap::new(),
             tenants: ConcurrentMap::new(),
+            views: ConcurrentMap::new(),
             last_used: ConcurrentMap::new(),
         }
     }
@@ -441,9 +443,23 @@ impl Authenticator {
         Ok(state)
     }
 
+    /// The tenant as `GET /v1/tenant` shows it, cached like keys: the
+    /// hottest read of the API never waits on the database.
+    pub async fn tenant_view(&self, id: TenantId) -> ApiResult<Arc<store::TenantView>> {
+        if let Some((at, view)) = self.views.get(&id)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(view);
+        }
+        let view = Arc::new(store::get_tenant(&self.db, id).await?);
+        self.views.insert(id, (Instant::now(), view.clone()));
+        Ok(view)
+    }
+
     /// Forget everything cached about a tenant (after suspension, plan change).
     pub fn invalidate_tenant(&self, id: TenantId) {
         self.tenants.retain(|k, _| *k != id);
+        self.views.retain(|k, _| *k != id);
         self.keys
             .retain(|_, v| v.entry.as_ref().is_none_or(|e| e.tenant_id != id));
     }
