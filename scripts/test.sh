@@ -23,4 +23,11 @@ export TEST_PG_URL="$PG_URL" TEST_PG_BIN="$PG_BIN" TEST_PG_USER="$(pg_user)" TES
 log "building"
 cargo build --locked --bin llmops
 log "testing"
-cargo test --locked --workspace -- "$@"
+set +e
+cargo test --locked --workspace -- "$@" 2>&1 | tee "$work/cargo-test.log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$work/cargo-test.log"
+exit "$status"

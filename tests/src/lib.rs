@@ -412,6 +412,16 @@ impl TestApp {
             .await?)
     }
 
+    /// GET and parse the JSON body (any status).
+    pub async fn get_json(&self, path: &str, bearer: &str) -> Result<Value> {
+        Ok(self.get(path, bearer).await?.json().await?)
+    }
+
+    /// GET without credentials and parse the JSON body (any status).
+    pub async fn get_public_json(&self, path: &str) -> Result<Value> {
+        Ok(self.client.get(self.url(path)).send().await?.json().await?)
+    }
+
     pub async fn post(&self, path: &str, bearer: &str, body: &Value) -> Result<reqwest::Response> {
         Ok(self
             .client

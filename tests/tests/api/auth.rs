@@ -26,13 +26,7 @@ async fn login_issues_a_working_jwt(backend: Backend) {
     assert_eq!(body["tenant_id"], t["tenant_id"]);
     let jwt = s(&body["access_token"]);
     // The JWT is accepted by the same middleware as keys, with admin rights.
-    let me: serde_json::Value = app
-        .get("/v1/tenant", &jwt)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value = app.get_json("/v1/tenant", &jwt).await.unwrap();
     assert_eq!(me["id"], t["tenant_id"]);
     let res = app
         .post(

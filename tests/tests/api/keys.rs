@@ -30,13 +30,7 @@ async fn key_lifecycle(backend: Backend) {
     assert!(!s(&created["redacted_value"]).contains(&secret[14..40]));
 
     // Listing never shows a secret.
-    let listed: serde_json::Value = app
-        .get("/v1/api_keys", &admin)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = app.get_json("/v1/api_keys", &admin).await.unwrap();
     assert_eq!(listed["object"], "list");
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(2));
     assert!(!listed.to_string().contains(&secret));

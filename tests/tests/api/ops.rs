@@ -7,23 +7,9 @@ on_both_backends!(health_metrics_and_docs);
 async fn health_metrics_and_docs(backend: Backend) {
     let app = TestApp::spawn(backend).await.unwrap();
     let c = &app.client;
-    let health: serde_json::Value = c
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: serde_json::Value = app.get_public_json("/healthz").await.unwrap();
     assert_eq!(health["status"], "ok");
-    let ready: serde_json::Value = c
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = app.get_public_json("/readyz").await.unwrap();
     assert_eq!(ready["checks"]["database"], "ok");
 
     let t = app.create_tenant("acme").unwrap();
@@ -66,15 +52,7 @@ async fn health_metrics_and_docs(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_the_checked_in_file() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let served: serde_json::Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served: serde_json::Value = app.get_public_json("/openapi.json").await.unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json");
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

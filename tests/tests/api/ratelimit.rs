@@ -114,14 +114,6 @@ async fn two_replicas_share_one_budget_through_redis() {
     }
     assert_eq!(ok, 10, "the two replicas together admit exactly the budget");
     assert_eq!(refused, 6);
-    let ready: serde_json::Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = app.get_public_json("/readyz").await.unwrap();
     assert_eq!(ready["checks"]["redis"], "ok");
 }

@@ -139,10 +139,7 @@ async fn operator_manages_tenants_and_plans(backend: Backend) {
         .unwrap();
     problem(res, 422, "validation_error").await.unwrap();
     let plans: serde_json::Value = app
-        .get("/admin/v1/plans", OPERATOR_TOKEN)
-        .await
-        .unwrap()
-        .json()
+        .get_json("/admin/v1/plans", OPERATOR_TOKEN)
         .await
         .unwrap();
     let ids: Vec<String> = plans["data"]
@@ -165,23 +162,17 @@ async fn operator_manages_tenants_and_plans(backend: Backend) {
         assert_eq!(res.status(), 201);
     }
     let page1: serde_json::Value = app
-        .get("/admin/v1/tenants?limit=2", OPERATOR_TOKEN)
-        .await
-        .unwrap()
-        .json()
+        .get_json("/admin/v1/tenants?limit=2", OPERATOR_TOKEN)
         .await
         .unwrap();
     assert_eq!(page1["has_more"], true);
     assert_eq!(page1["data"].as_array().map(Vec::len), Some(2));
     let after = s(&page1["last_id"]);
     let page2: serde_json::Value = app
-        .get(
+        .get_json(
             &format!("/admin/v1/tenants?limit=2&after={after}"),
             OPERATOR_TOKEN,
         )
-        .await
-        .unwrap()
-        .json()
         .await
         .unwrap();
     assert_eq!(page2["has_more"], false);
@@ -199,10 +190,7 @@ async fn operator_manages_tenants_and_plans(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 200);
     let me: serde_json::Value = app
-        .get("/v1/tenant", &s(&created["api_key"]))
-        .await
-        .unwrap()
-        .json()
+        .get_json("/v1/tenant", &s(&created["api_key"]))
         .await
         .unwrap();
     assert_eq!(me["plan"]["id"], "gold");
@@ -284,31 +272,13 @@ async fn tenant_isolation_on_keys(backend: Backend) {
         .await
         .unwrap();
     problem(res, 404, "not_found").await.unwrap();
-    let listed: serde_json::Value = app
-        .get("/v1/api_keys", &b_key)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = app.get_json("/v1/api_keys", &b_key).await.unwrap();
     assert!(!listed.to_string().contains(&a_key_id), "{listed}");
     assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
     // A's key still works, and /v1/tenant shows each their own tenant.
-    let me: serde_json::Value = app
-        .get("/v1/tenant", &a_key)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value = app.get_json("/v1/tenant", &a_key).await.unwrap();
     assert_eq!(me["id"], a["tenant_id"]);
-    let me: serde_json::Value = app
-        .get("/v1/tenant", &b_key)
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: serde_json::Value = app.get_json("/v1/tenant", &b_key).await.unwrap();
     assert_eq!(me["id"], b["tenant_id"]);
     // The CLI refuses to revoke A's key in B's name too.
     let out = app
