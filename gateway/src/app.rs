@@ -2,7 +2,7 @@
 
 use crate::extract::{json_config, path_config, query_config};
 use crate::middleware::{authenticate, not_found, operator_only, request_context};
-use crate::openapi::ApiDoc;
+use crate::openapi;
 use crate::ratelimit::{RateLimiter, RedisStore};
 use crate::routes;
 use crate::state::AppState;
@@ -13,13 +13,13 @@ use llmops_core::auth::{Authenticator, JwtKeys, random_alnum};
 use llmops_core::config::Config;
 use llmops_core::db;
 use llmops_core::usage::DbUsageSink;
+use llmops_registry::{ArtifactStore, Registry};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 /// Installs the Prometheus recorder (once per process).
@@ -102,7 +102,11 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
         None => None,
     };
     let limiter = Arc::new(RateLimiter::new(redis.clone().map(RedisStore::new)));
+    let artifacts = ArtifactStore::local(&cfg.artifacts_dir(), cfg.max_artifact_bytes)
+        .context("opening the artifact store")?;
+    let registry = web::Data::new(Registry::new(db.clone(), artifacts));
     Ok(AppState {
+        registry,
         usage: Arc::new(DbUsageSink::new(db.clone())),
         metrics: install_metrics(),
         config: cfg,
@@ -114,8 +118,10 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
 }
 
 /// Registers every route on an actix `App`.
-pub fn configure_app(cfg: &mut web::ServiceConfig, max_body: usize) {
-    cfg.app_data(json_config(max_body))
+pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
+    let max_body = state.config.max_body_bytes;
+    cfg.app_data(state.registry.clone())
+        .app_data(json_config(max_body))
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
         .app_data(path_config())
@@ -128,11 +134,12 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, max_body: usize) {
                     .finish()
             }),
         )
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
         .service(
             web::scope("/v1")
                 .wrap(from_fn(authenticate))
-                .configure(routes::v1),
+                .configure(routes::v1)
+                .configure(llmops_registry::routes::configure),
         )
         .service(
             web::scope("/admin/v1")
@@ -150,7 +157,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     let listen = cfg.listen.clone();
     let flush_every = Duration::from_secs(cfg.key_usage_flush_secs);
-    let max_body = cfg.max_body_bytes;
     let state = web::Data::new(build_state(cfg).await?);
 
     let app_state = state.clone();
@@ -158,7 +164,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         App::new()
             .app_data(app_state.clone())
             .wrap(from_fn(request_context))
-            .configure(|c| configure_app(c, max_body))
+            .configure(|c| configure_app(c, &app_state))
             .default_service(web::to(not_found))
     })
     .workers(workers)

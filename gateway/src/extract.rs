@@ -1,28 +1,10 @@
 //! Extractors and their errors: every malformed input becomes problem+json.
 
-use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, QueryPayloadError};
-use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use llmops_core::{ApiError, TenantCtx};
-use std::future::{Ready, ready};
+use actix_web::web;
+use llmops_core::ApiError;
 
-/// The authenticated tenant, put there by the auth middleware.
-pub struct Tenant(pub TenantCtx);
-
-impl FromRequest for Tenant {
-    type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
-
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<TenantCtx>()
-                .cloned()
-                .map(Tenant)
-                .ok_or_else(|| ApiError::Unauthenticated("missing credentials".into())),
-        )
-    }
-}
+pub use llmops_core::http::Tenant;
 
 pub fn json_error(err: JsonPayloadError) -> ApiError {
     match err {

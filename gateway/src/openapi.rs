@@ -162,9 +162,16 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
+/// The whole document: the gateway's routes and every service's.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    doc.merge(llmops_registry::openapi::RegistryDoc::openapi());
+    doc
+}
+
 /// The document as pretty JSON with a trailing newline, as checked in.
 pub fn document_json() -> String {
-    let doc = ApiDoc::openapi();
+    let doc = document();
     let mut s = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
     s.push('\n');
     s

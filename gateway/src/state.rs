@@ -16,4 +16,5 @@ pub struct AppState {
     pub redis: Option<redis::aio::ConnectionManager>,
     pub usage: Arc<dyn UsageSink>,
     pub metrics: Option<PrometheusHandle>,
+    pub registry: actix_web::web::Data<llmops_registry::Registry>,
 }

@@ -6,13 +6,17 @@ pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_identity;
+mod m20261128_000002_registry;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261128_000001_identity::Migration)]
+        vec![
+            Box::new(m20261128_000001_identity::Migration),
+            Box::new(m20261128_000002_registry::Migration),
+        ]
     }
 }
 

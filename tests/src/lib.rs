@@ -194,6 +194,15 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Peak resident memory of the server process so far, in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
@@ -350,8 +359,13 @@ impl TestApp {
         self.servers[0].url(path)
     }
 
-    /// Creates a tenant through the CLI; returns its JSON.
+    /// Creates a tenant on the default (`free`) plan through the CLI.
     pub fn create_tenant(&self, name: &str) -> Result<Value> {
+        self.create_tenant_on(name, "free")
+    }
+
+    /// Creates a tenant on a plan through the CLI; returns its JSON.
+    pub fn create_tenant_on(&self, name: &str, plan: &str) -> Result<Value> {
         self.cli(&[
             "tenants",
             "create",
@@ -359,6 +373,8 @@ impl TestApp {
             name,
             "--admin-email",
             &format!("admin@{name}.test"),
+            "--plan",
+            plan,
             "--admin-password",
             "correct horse battery staple",
         ])
@@ -426,6 +442,26 @@ impl TestApp {
         Ok(self
             .client
             .post(self.url(path))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await?)
+    }
+
+    pub async fn put(&self, path: &str, bearer: &str, body: &Value) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .put(self.url(path))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await?)
+    }
+
+    pub async fn patch(&self, path: &str, bearer: &str, body: &Value) -> Result<reqwest::Response> {
+        Ok(self
+            .client
+            .patch(self.url(path))
             .bearer_auth(bearer)
             .json(body)
             .send()

@@ -43,6 +43,10 @@ pub struct Config {
     pub key_usage_flush_secs: u64,
     /// Largest JSON body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Where uploaded model artifacts are kept (default `data_dir/artifacts`).
+    pub artifacts_dir: Option<PathBuf>,
+    /// Largest artifact upload, in bytes.
+    pub max_artifact_bytes: u64,
     /// Plan given to tenants created without one.
     pub default_plan: String,
     pub log_format: LogFormat,
@@ -67,6 +71,8 @@ impl Default for Config {
             auth_cache_ttl_secs: 5,
             key_usage_flush_secs: 15,
             max_body_bytes: 1024 * 1024,
+            artifacts_dir: None,
+            max_artifact_bytes: 100 * 1024 * 1024 * 1024,
             default_plan: "free".into(),
             log_format: LogFormat::Text,
             log_level: "info,sqlx=warn,sea_orm=warn".into(),
@@ -153,6 +159,9 @@ impl Config {
                 "must be between 1 KiB and 64 MiB",
             ));
         }
+        if self.max_artifact_bytes == 0 {
+            return Err(invalid("max_artifact_bytes", "must be positive"));
+        }
         if self.database_max_connections == 0 {
             return Err(invalid("database_max_connections", "must be positive"));
         }
@@ -160,6 +169,12 @@ impl Config {
             return Err(invalid("http_workers", "must be positive"));
         }
         Ok(())
+    }
+
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.artifacts_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("artifacts"))
     }
 
     /// The effective database URL (the SQLite default lives under `data_dir`).

@@ -102,3 +102,14 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
 }
+
+/// Begins a transaction that will write. On SQLite it takes the write lock
+/// up front (`BEGIN IMMEDIATE`), so concurrent writers wait on the busy
+/// timeout instead of failing when a read lock would have to be upgraded.
+pub async fn begin_write<C: sea_orm::TransactionTrait>(db: &C) -> Result<C::Transaction, DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

@@ -106,6 +106,12 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{detail}")]
+    GateFailed {
+        detail: String,
+        /// The failed checks, returned in the problem body.
+        checks: serde_json::Value,
+    },
     #[error("{0}")]
     BadRequest(String),
     #[error("{detail}")]
@@ -187,6 +193,11 @@ impl ApiError {
                 "Method not allowed",
             ),
             Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
+            Self::GateFailed { .. } => (
+                S::CONFLICT,
+                "promotion_gate_failed",
+                "Promotion gate failed",
+            ),
             Self::BadRequest(_) => (S::BAD_REQUEST, "bad_request", "Malformed request"),
             Self::Validation { .. } => (
                 S::UNPROCESSABLE_ENTITY,
@@ -269,6 +280,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(default)]
     pub errors: Vec<FieldError>,
+    /// The checks that failed, for `promotion_gate_failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<serde_json::Value>,
 }
 
 impl Problem {
@@ -297,6 +311,10 @@ impl Problem {
             code: kind.code.to_string(),
             request_id: current.map(|r| r.request_id),
             errors,
+            checks: match err {
+                ApiError::GateFailed { checks, .. } => Some(checks.clone()),
+                _ => None,
+            },
         }
     }
 }

@@ -124,6 +124,19 @@ define_id!(
     UsageEventId, "evt", "usage event"
 );
 
+define_id!(
+    /// A registered model id, `mdl_…`.
+    ModelId, "mdl", "model"
+);
+define_id!(
+    /// A model version id, `mv_…`.
+    ModelVersionId, "mv", "model version"
+);
+define_id!(
+    /// A registry audit event id, `rev_…`.
+    RegistryEventId, "rev", "registry event"
+);
+
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {
     format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

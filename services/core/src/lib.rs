@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod entities;
 pub mod error;
+pub mod http;
 pub mod ids;
 pub mod pagination;
 pub mod secret;

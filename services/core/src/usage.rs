@@ -8,7 +8,7 @@ use crate::db::Db;
 use crate::entities::usage_event;
 use crate::ids::TenantId;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -162,7 +162,7 @@ impl UsageSink for DbUsageSink {
         for e in events {
             e.validate()?;
         }
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         let mut inserted = 0;
         for chunk in events.chunks(500) {
             inserted += insert_batch(&txn, chunk).await?;

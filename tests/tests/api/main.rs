@@ -6,5 +6,6 @@ mod errors;
 mod keys;
 mod ops;
 mod ratelimit;
+mod registry;
 mod tenants;
 mod usage;

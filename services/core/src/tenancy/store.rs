@@ -415,7 +415,7 @@ pub async fn create_tenant(
     check_plan_id(&plan_id).map_err(|_| ApiError::validation("plan", "not a valid plan id"))?;
     let password_hash = hash_password(&password)?;
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let plan = plan::Entity::find_by_id(plan_id.clone())
         .one(&txn)
         .await?

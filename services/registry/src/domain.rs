@@ -1,0 +1,481 @@
+//! Registry domain types: what the API shows and accepts.
+
+use chrono::{DateTime, Utc};
+use llmops_core::ApiError;
+use llmops_core::ids::{ModelId, ModelVersionId, RegistryEventId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),*
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),* }
+            }
+
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some(Self::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// How the weights are stored.
+    Format {
+        Safetensors = "safetensors",
+        Gguf = "gguf",
+        Onnx = "onnx",
+        TensorrtLlm = "tensorrt_llm",
+        Pytorch = "pytorch",
+    }
+);
+
+string_enum!(
+    /// Numeric precision / quantization scheme of the weights.
+    Quantization {
+        None = "none",
+        Fp32 = "fp32",
+        Fp16 = "fp16",
+        Bf16 = "bf16",
+        Fp8 = "fp8",
+        Int8 = "int8",
+        Int4Awq = "int4_awq",
+        Int4Gptq = "int4_gptq",
+        GgufQ4_0 = "gguf_q4_0",
+        GgufQ4_1 = "gguf_q4_1",
+        GgufQ4KM = "gguf_q4_k_m",
+        GgufQ5_0 = "gguf_q5_0",
+        GgufQ5KM = "gguf_q5_k_m",
+        GgufQ8_0 = "gguf_q8_0",
+    }
+);
+
+string_enum!(
+    /// `pending` until its artifact is verified, then `ready`; `archived`
+    /// keeps artifact and history but can no longer be aliased.
+    VersionStatus {
+        Pending = "pending",
+        Ready = "ready",
+        Failed = "failed",
+        Archived = "archived",
+    }
+);
+
+/// Where a version came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Source {
+    /// Bytes uploaded to `PUT …/artifact`.
+    Upload,
+    /// Produced by a fine-tuning job (lineage).
+    FineTuningJob { job_id: String },
+    /// Registered from an external location.
+    Import,
+}
+
+impl Source {
+    pub fn type_str(&self) -> &'static str {
+        match self {
+            Source::Upload => "upload",
+            Source::FineTuningJob { .. } => "fine_tuning_job",
+            Source::Import => "import",
+        }
+    }
+}
+
+string_enum!(
+    /// Comparison of a promotion gate.
+    GateOp {
+        Lt = "<",
+        Le = "<=",
+        Gt = ">",
+        Ge = ">=",
+        Eq = "==",
+    }
+);
+
+/// A required metric for the `production` alias, e.g. `eval_loss <= 1.8`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    pub metric: String,
+    pub op: GateOp,
+    pub value: f64,
+}
+
+impl Gate {
+    /// `None` when the version passes; otherwise why not.
+    pub fn check(&self, metrics: &BTreeMap<String, f64>) -> Option<GateFailure> {
+        let actual = metrics.get(&self.metric).copied();
+        let pass = actual.is_some_and(|v| match self.op {
+            GateOp::Lt => v < self.value,
+            GateOp::Le => v <= self.value,
+            GateOp::Gt => v > self.value,
+            GateOp::Ge => v >= self.value,
+            GateOp::Eq => v == self.value,
+        });
+        (!pass).then(|| GateFailure {
+            gate: self.clone(),
+            actual,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct GateFailure {
+    pub gate: Gate,
+    /// The version's value; null when it has no such metric.
+    pub actual: Option<f64>,
+}
+
+/// The alias promotion gates guard.
+pub const GATED_ALIAS: &str = "production";
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelView {
+    /// Always `registry.model`.
+    pub object: &'static str,
+    pub id: ModelId,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub promotion_gates: Vec<Gate>,
+    /// Alias → version number.
+    pub aliases: BTreeMap<String, i64>,
+    pub latest_version: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionView {
+    /// Always `registry.model_version`.
+    pub object: &'static str,
+    pub id: ModelVersionId,
+    pub model: String,
+    pub model_id: ModelId,
+    pub version: i64,
+    pub status: VersionStatus,
+    pub description: Option<String>,
+    /// Where the weights are: the registry's download path for uploads,
+    /// the external location for imports.
+    pub artifact_uri: Option<String>,
+    pub format: Format,
+    pub quantization: Quantization,
+    pub parameter_count: Option<i64>,
+    pub base_model: Option<String>,
+    pub is_adapter: bool,
+    /// Version id of the base model version this adapter applies to.
+    pub adapter_of: Option<ModelVersionId>,
+    pub size_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub source: Source,
+    pub metrics: BTreeMap<String, f64>,
+    pub tags: BTreeMap<String, String>,
+    /// Aliases pointing here.
+    pub aliases: Vec<String>,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ready_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EventView {
+    /// Always `registry.event`.
+    pub object: &'static str,
+    pub id: RegistryEventId,
+    /// `model_created`, `version_created`, `version_ready`, `version_archived`,
+    /// `alias_set`, `alias_deleted`.
+    pub kind: String,
+    pub alias: Option<String>,
+    pub from_version: Option<i64>,
+    pub to_version: Option<i64>,
+    /// A promotion that bypassed failing gates.
+    pub forced: bool,
+    /// `key_…` or `usr_…`.
+    pub actor: Option<String>,
+    pub details: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewModel {
+    /// Unique in the tenant: letters, digits, `.`, `_`, `-`; at most 128.
+    pub name: String,
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub promotion_gates: Vec<Gate>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPatch {
+    pub description: Option<String>,
+    /// Replaces all tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Replaces all gates.
+    pub promotion_gates: Option<Vec<Gate>>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVersion {
+    pub format: Format,
+    #[serde(default = "default_quantization")]
+    pub quantization: Quantization,
+    pub description: Option<String>,
+    pub parameter_count: Option<i64>,
+    /// Free-form name of the base model (e.g. `HuggingFaceTB/SmolLM2-135M`).
+    pub base_model: Option<String>,
+    /// For a LoRA/PEFT adapter: the base version (`name@alias`, `name@3` or `mv_…`).
+    pub adapter_of: Option<String>,
+    #[serde(default = "default_source")]
+    pub source: Source,
+    /// External location of the weights (required for `import`); the
+    /// version is `ready` at once, trusted by its declared checksum.
+    pub artifact_uri: Option<String>,
+    /// Hex SHA-256 of the weights: required with `artifact_uri`; for
+    /// uploads, the upload is refused unless it matches.
+    pub sha256: Option<String>,
+    pub size_bytes: Option<i64>,
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+fn default_quantization() -> Quantization {
+    Quantization::None
+}
+
+fn default_source() -> Source {
+    Source::Upload
+}
+
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionPatch {
+    pub description: Option<String>,
+    /// Replaces all tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Merged into the metrics while the version is `pending`; fixed once
+    /// `ready` (gates are judged on them).
+    pub metrics: Option<BTreeMap<String, f64>>,
+    /// Only `archived` (from `ready` or `failed`) or `failed` (from `pending`).
+    pub status: Option<VersionStatus>,
+}
+
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetAlias {
+    /// The version number the alias should point at.
+    pub version: i64,
+    /// Bypass failing promotion gates (needs the `admin` scope; audited).
+    #[serde(default)]
+    pub force: bool,
+}
+
+// ---------------------------------------------------------------- validation
+
+pub fn check_model_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "name",
+            "model names are 1 to 128 of letters, digits, `.`, `_`, `-`, starting with a letter or digit",
+        ))
+    }
+}
+
+pub fn check_alias(alias: &str) -> Result<(), ApiError> {
+    let ok = !alias.is_empty()
+        && alias.len() <= 64
+        && alias
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        && alias.as_bytes()[0].is_ascii_lowercase();
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "alias",
+            "aliases are 1 to 64 of a-z, 0-9, `_`, `-`, starting with a letter (so never a number)",
+        ))
+    }
+}
+
+pub fn check_tags(field: &str, tags: &BTreeMap<String, String>) -> Result<(), ApiError> {
+    if tags.len() > 50 {
+        return Err(ApiError::validation(field, "at most 50 tags"));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.len() > 64 || v.len() > 256 || k.chars().any(char::is_control) {
+            return Err(ApiError::validation(
+                field,
+                "tag keys are 1 to 64 bytes and values at most 256, without control characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_metrics(metrics: &BTreeMap<String, f64>) -> Result<(), ApiError> {
+    if metrics.len() > 100 {
+        return Err(ApiError::validation("metrics", "at most 100 metrics"));
+    }
+    for (k, v) in metrics {
+        if k.is_empty() || k.len() > 64 || !v.is_finite() {
+            return Err(ApiError::validation(
+                "metrics",
+                "metric names are 1 to 64 bytes and values finite numbers",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_gates(gates: &[Gate]) -> Result<(), ApiError> {
+    if gates.len() > 20 {
+        return Err(ApiError::validation("promotion_gates", "at most 20 gates"));
+    }
+    if gates
+        .iter()
+        .any(|g| g.metric.is_empty() || g.metric.len() > 64 || !g.value.is_finite())
+    {
+        return Err(ApiError::validation(
+            "promotion_gates",
+            "each gate names a metric (1 to 64 bytes) and a finite value",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_sha256(s: &str) -> Result<String, ApiError> {
+    let lower = s.to_ascii_lowercase();
+    if lower.len() == 64 && lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(lower)
+    } else {
+        Err(ApiError::validation(
+            "sha256",
+            "sha256 must be 64 hex digits",
+        ))
+    }
+}
+
+pub fn check_text(field: &str, v: &str, max: usize) -> Result<(), ApiError> {
+    if v.chars().count() > max {
+        return Err(ApiError::validation(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A reference to a version: `name@alias`, `name@3`, or `mv_…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionRef {
+    Id(ModelVersionId),
+    Number { model: String, version: i64 },
+    Alias { model: String, alias: String },
+}
+
+impl VersionRef {
+    pub fn parse(s: &str) -> Result<Self, ApiError> {
+        if s.starts_with("mv_") {
+            return Ok(Self::Id(s.parse()?));
+        }
+        let Some((model, rest)) = s.split_once('@') else {
+            return Err(ApiError::validation(
+                "ref",
+                "a version reference is `name@alias`, `name@3` or a version id `mv_…`",
+            ));
+        };
+        check_model_name(model)?;
+        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            let version = rest
+                .parse::<i64>()
+                .map_err(|_| ApiError::validation("ref", "version number out of range"))?;
+            return Ok(Self::Number {
+                model: model.to_string(),
+                version,
+            });
+        }
+        check_alias(rest)?;
+        Ok(Self::Alias {
+            model: model.to_string(),
+            alias: rest.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references() {
+        assert_eq!(
+            VersionRef::parse("llama@production").ok(),
+            Some(VersionRef::Alias {
+                model: "llama".into(),
+                alias: "production".into()
+            })
+        );
+        assert_eq!(
+            VersionRef::parse("llama@12").ok(),
+            Some(VersionRef::Number {
+                model: "llama".into(),
+                version: 12
+            })
+        );
+        let id = ModelVersionId::new();
+        assert_eq!(
+            VersionRef::parse(&id.to_string()).ok(),
+            Some(VersionRef::Id(id))
+        );
+        for bad in [
+            "llama",
+            "@prod",
+            "llama@",
+            "llama@Prod",
+            "a b@x",
+            "mv_nope",
+            "x@99999999999999999999",
+        ] {
+            assert!(VersionRef::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gates_judge_metrics() {
+        let gate = Gate {
+            metric: "eval_loss".into(),
+            op: GateOp::Le,
+            value: 1.8,
+        };
+        let m = |v: f64| BTreeMap::from([("eval_loss".to_string(), v)]);
+        assert!(gate.check(&m(1.8)).is_none());
+        assert!(gate.check(&m(1.9)).is_some());
+        let missing = gate.check(&BTreeMap::new());
+        assert_eq!(missing.and_then(|f| f.actual), None);
+    }
+}

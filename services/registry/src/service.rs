@@ -1,0 +1,1146 @@
+//! The registry's logic. Every method takes a [`TenantCtx`]; every query
+//! goes through its [`Scoped`] helper, so another tenant's model is simply
+//! not found.
+
+use crate::artifacts::ArtifactStore;
+use crate::domain::*;
+use crate::entities::{alias, event, model, version};
+use chrono::Utc;
+use futures_util::Stream;
+use llmops_core::db::{Db, Scoped, begin_write, is_unique_violation};
+use llmops_core::ids::{ModelId, ModelVersionId, RegistryEventId};
+use llmops_core::pagination::{ListParams, Page};
+use llmops_core::{ApiError, ApiResult, Scope, TenantCtx};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Filters of `GET /v1/registry/models`.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ModelListParams {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u64>,
+    /// Return models after this id.
+    pub after: Option<String>,
+    /// Only names starting with this.
+    pub name_prefix: Option<String>,
+    /// `key` (has the tag) or `key:value`.
+    pub tag: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Registry {
+    db: Db,
+    artifacts: ArtifactStore,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned + Default>(s: &str) -> T {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// Escapes LIKE wildcards (`\` is the escape character).
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+impl Registry {
+    pub fn new(db: Db, artifacts: ArtifactStore) -> Self {
+        Self { db, artifacts }
+    }
+
+    pub fn artifacts(&self) -> &ArtifactStore {
+        &self.artifacts
+    }
+
+    // ------------------------------------------------------------ lookups
+
+    async fn model_row(
+        &self,
+        db: &impl ConnectionTrait,
+        scope: Scoped,
+        name: &str,
+    ) -> ApiResult<model::Model> {
+        check_model_name(name)
+            .map_err(|_| ApiError::not_found(format!("model `{}`", trunc(name))))?;
+        scope
+            .find::<model::Entity>()
+            .filter(model::Column::Name.eq(name))
+            .one(db)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("model `{name}`")))
+    }
+
+    async fn version_row(
+        &self,
+        db: &impl ConnectionTrait,
+        scope: Scoped,
+        model: &model::Model,
+        number: i64,
+    ) -> ApiResult<version::Model> {
+        scope
+            .find::<version::Entity>()
+            .filter(version::Column::ModelId.eq(model.id.clone()))
+            .filter(version::Column::Version.eq(number))
+            .one(db)
+            .await?
+            .ok_or_else(|| {
+                ApiError::not_found(format!("version {number} of model `{}`", model.name))
+            })
+    }
+
+    /// Aliases of these models as `model_id → alias → version number`.
+    async fn aliases_of(
+        &self,
+        db: &impl ConnectionTrait,
+        scope: Scoped,
+        model_ids: &[String],
+    ) -> ApiResult<HashMap<String, BTreeMap<String, i64>>> {
+        if model_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = scope
+            .find::<alias::Entity>()
+            .filter(alias::Column::ModelId.is_in(model_ids.to_vec()))
+            .all(db)
+            .await?;
+        let version_ids: Vec<String> = rows.iter().map(|a| a.version_id.clone()).collect();
+        let numbers: HashMap<String, i64> = if version_ids.is_empty() {
+            HashMap::new()
+        } else {
+            scope
+                .find::<version::Entity>()
+                .filter(version::Column::Id.is_in(version_ids))
+                .all(db)
+                .await?
+                .into_iter()
+                .map(|v| (v.id, v.version))
+                .collect()
+        };
+        let mut out: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
+        for a in rows {
+            if let Some(n) = numbers.get(&a.version_id) {
+                out.entry(a.model_id).or_default().insert(a.alias, *n);
+            }
+        }
+        Ok(out)
+    }
+
+    fn model_view(m: model::Model, aliases: BTreeMap<String, i64>) -> ApiResult<ModelView> {
+        Ok(ModelView {
+            object: "registry.model",
+            id: m.id.parse().map_err(ApiError::internal)?,
+            latest_version: (m.next_version > 1).then_some(m.next_version - 1),
+            name: m.name,
+            description: m.description,
+            tags: parse_json(&m.tags),
+            promotion_gates: parse_json(&m.promotion_gates),
+            aliases,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        })
+    }
+
+    async fn model_view_of(
+        &self,
+        db: &impl ConnectionTrait,
+        scope: Scoped,
+        m: model::Model,
+    ) -> ApiResult<ModelView> {
+        let mut aliases = self
+            .aliases_of(db, scope, std::slice::from_ref(&m.id))
+            .await?;
+        let a = aliases.remove(&m.id).unwrap_or_default();
+        Self::model_view(m, a)
+    }
+
+    fn version_view(
+        m: &model::Model,
+        v: version::Model,
+        aliases: Vec<String>,
+    ) -> ApiResult<VersionView> {
+        let source = match v.source_type.as_str() {
+            "fine_tuning_job" => Source::FineTuningJob {
+                job_id: v.source_job_id.clone().unwrap_or_default(),
+            },
+            "import" => Source::Import,
+            _ => Source::Upload,
+        };
+        let artifact_uri = match (&v.artifact_uri, &v.artifact_key) {
+            (Some(uri), _) => Some(uri.clone()),
+            (None, Some(_)) => Some(format!(
+                "/v1/registry/models/{}/versions/{}/artifact",
+                m.name, v.version
+            )),
+            (None, None) => None,
+        };
+        let bad = |what: &str| ApiError::Internal(format!("stored {what} is invalid").into());
+        Ok(VersionView {
+            object: "registry.model_version",
+            id: v.id.parse().map_err(ApiError::internal)?,
+            model: m.name.clone(),
+            model_id: m.id.parse().map_err(ApiError::internal)?,
+            version: v.version,
+            status: VersionStatus::parse(&v.status).ok_or_else(|| bad("status"))?,
+            description: v.description,
+            artifact_uri,
+            format: Format::parse(&v.format).ok_or_else(|| bad("format"))?,
+            quantization: Quantization::parse(&v.quantization)
+                .ok_or_else(|| bad("quantization"))?,
+            parameter_count: v.parameter_count,
+            base_model: v.base_model,
+            is_adapter: v.adapter_of.is_some(),
+            adapter_of: v
+                .adapter_of
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(ApiError::internal)?,
+            size_bytes: v.size_bytes,
+            sha256: v.sha256,
+            source,
+            metrics: parse_json(&v.metrics),
+            tags: parse_json(&v.tags),
+            aliases,
+            created_by: v.created_by,
+            created_at: v.created_at,
+            updated_at: v.updated_at,
+            ready_at: v.ready_at,
+        })
+    }
+
+    async fn version_view_of(
+        &self,
+        db: &impl ConnectionTrait,
+        scope: Scoped,
+        m: &model::Model,
+        v: version::Model,
+    ) -> ApiResult<VersionView> {
+        let aliases = scope
+            .find::<alias::Entity>()
+            .filter(alias::Column::VersionId.eq(v.id.clone()))
+            .order_by_asc(alias::Column::Alias)
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|a| a.alias)
+            .collect();
+        Self::version_view(m, v, aliases)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_event(
+        &self,
+        db: &impl ConnectionTrait,
+        ctx: &TenantCtx,
+        model_id: &str,
+        kind: &str,
+        alias: Option<&str>,
+        from: Option<i64>,
+        to: Option<i64>,
+        forced: bool,
+        details: serde_json::Value,
+    ) -> ApiResult<()> {
+        event::ActiveModel {
+            id: Set(RegistryEventId::new().to_string()),
+            tenant_id: Set(ctx.tenant_id().to_string()),
+            model_id: Set(model_id.to_string()),
+            kind: Set(kind.to_string()),
+            alias: Set(alias.map(String::from)),
+            from_version: Set(from),
+            to_version: Set(to),
+            forced: Set(forced),
+            actor: Set(Some(ctx.actor())),
+            details: Set(details.to_string()),
+            created_at: Set(Utc::now()),
+        }
+        .insert(db)
+        .await?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ models
+
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id()))]
+    pub async fn create_model(&self, ctx: &TenantCtx, input: NewModel) -> ApiResult<ModelView> {
+        ctx.require(Scope::Registry)?;
+        check_model_name(&input.name)?;
+        if let Some(d) = &input.description {
+            check_text("description", d, 10_000)?;
+        }
+        check_tags("tags", &input.tags)?;
+        check_gates(&input.promotion_gates)?;
+        let now = Utc::now();
+        let txn = begin_write(&self.db).await?;
+        let row = model::ActiveModel {
+            id: Set(ModelId::new().to_string()),
+            tenant_id: Set(ctx.tenant_id().to_string()),
+            name: Set(input.name.clone()),
+            description: Set(input.description),
+            tags: Set(json(&input.tags)),
+            promotion_gates: Set(json(&input.promotion_gates)),
+            next_version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        let m = match row.insert(&txn).await {
+            Ok(m) => m,
+            Err(e) if is_unique_violation(&e) => {
+                return Err(ApiError::Conflict(format!(
+                    "a model named `{}` already exists",
+                    input.name
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.record_event(
+            &txn,
+            ctx,
+            &m.id,
+            "model_created",
+            None,
+            None,
+            None,
+            false,
+            serde_json::json!({}),
+        )
+        .await?;
+        txn.commit().await?;
+        Self::model_view(m, BTreeMap::new())
+    }
+
+    pub async fn list_models(
+        &self,
+        ctx: &TenantCtx,
+        params: &ModelListParams,
+    ) -> ApiResult<Page<ModelView>> {
+        ctx.require(Scope::Registry)?;
+        let limit = ListParams {
+            limit: params.limit,
+            after: None,
+        }
+        .limit()?;
+        let scope = ctx.scoped();
+        let mut q = scope
+            .find::<model::Entity>()
+            .order_by_asc(model::Column::Id);
+        if let Some(after) = &params.after {
+            let after: ModelId = after.parse()?;
+            q = q.filter(model::Column::Id.gt(after.to_string()));
+        }
+        if let Some(prefix) = &params.name_prefix {
+            check_text("name_prefix", prefix, 128)?;
+            q = q.filter(
+                Expr::col(model::Column::Name)
+                    .like(LikeExpr::new(format!("{}%", like_escape(prefix))).escape('\\')),
+            );
+        }
+        if let Some(tag) = &params.tag {
+            check_text("tag", tag, 400)?;
+            let pattern = match tag.split_once(':') {
+                Some((k, v)) => format!("{}:{}", json(&k), json(&v)),
+                None => format!("{}:", json(&tag)),
+            };
+            q = q.filter(
+                Expr::col(model::Column::Tags)
+                    .like(LikeExpr::new(format!("%{}%", like_escape(&pattern))).escape('\\')),
+            );
+        }
+        let rows = q.limit(limit + 1).all(&self.db).await?;
+        let ids: Vec<String> = rows.iter().map(|m| m.id.clone()).collect();
+        let mut aliases = self.aliases_of(&self.db, scope, &ids).await?;
+        let views = rows
+            .into_iter()
+            .map(|m| {
+                let a = aliases.remove(&m.id).unwrap_or_default();
+                Self::model_view(m, a)
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(Page::from_rows(views, limit, |m| m.id.to_string()))
+    }
+
+    pub async fn get_model(&self, ctx: &TenantCtx, name: &str) -> ApiResult<ModelView> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let m = self.model_row(&self.db, scope, name).await?;
+        self.model_view_of(&self.db, scope, m).await
+    }
+
+    pub async fn update_model(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        patch: ModelPatch,
+    ) -> ApiResult<ModelView> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let m = self.model_row(&self.db, scope, name).await?;
+        let mut am: model::ActiveModel = m.into();
+        if let Some(d) = patch.description {
+            check_text("description", &d, 10_000)?;
+            am.description = Set(Some(d));
+        }
+        if let Some(t) = patch.tags {
+            check_tags("tags", &t)?;
+            am.tags = Set(json(&t));
+        }
+        if let Some(g) = patch.promotion_gates {
+            check_gates(&g)?;
+            am.promotion_gates = Set(json(&g));
+        }
+        am.updated_at = Set(Utc::now());
+        let m = am.update(&self.db).await?;
+        self.model_view_of(&self.db, scope, m).await
+    }
+
+    /// Deletes a model, its versions, history and uploaded artifacts;
+    /// refused while an alias points at a version that is not archived.
+    pub async fn delete_model(&self, ctx: &TenantCtx, name: &str) -> ApiResult<()> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let txn = begin_write(&self.db).await?;
+        let m = self.model_row(&txn, scope, name).await?;
+        let aliases = scope
+            .find::<alias::Entity>()
+            .filter(alias::Column::ModelId.eq(m.id.clone()))
+            .all(&txn)
+            .await?;
+        if !aliases.is_empty() {
+            let names: Vec<String> = aliases.iter().map(|a| a.alias.clone()).collect();
+            return Err(ApiError::Conflict(format!(
+                "model `{name}` has live aliases ({}); delete them first",
+                names.join(", ")
+            )));
+        }
+        let keys: Vec<String> = scope
+            .find::<version::Entity>()
+            .filter(version::Column::ModelId.eq(m.id.clone()))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .filter_map(|v| v.artifact_key)
+            .collect();
+        scope
+            .delete_many::<event::Entity>()
+            .filter(event::Column::ModelId.eq(m.id.clone()))
+            .exec(&txn)
+            .await?;
+        scope
+            .delete_many::<alias::Entity>()
+            .filter(alias::Column::ModelId.eq(m.id.clone()))
+            .exec(&txn)
+            .await?;
+        scope
+            .delete_many::<version::Entity>()
+            .filter(version::Column::ModelId.eq(m.id.clone()))
+            .exec(&txn)
+            .await?;
+        scope
+            .delete_many::<model::Entity>()
+            .filter(model::Column::Id.eq(m.id.clone()))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        for key in keys {
+            if let Err(e) = self.artifacts.delete(&key).await {
+                tracing::warn!(error = %e, key, "artifact of a deleted model left behind");
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ versions
+
+    /// Registers a version with the next number of its model. The number is
+    /// taken with an atomic increment in the same transaction as the insert:
+    /// concurrent creations get distinct numbers and a failed one leaves no gap.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id()))]
+    pub async fn create_version(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        input: NewVersion,
+    ) -> ApiResult<VersionView> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        check_metrics(&input.metrics)?;
+        check_tags("tags", &input.tags)?;
+        if let Some(d) = &input.description {
+            check_text("description", d, 10_000)?;
+        }
+        if let Some(b) = &input.base_model {
+            check_text("base_model", b, 256)?;
+        }
+        if input.parameter_count.is_some_and(|n| n <= 0) {
+            return Err(ApiError::validation("parameter_count", "must be positive"));
+        }
+        if input.size_bytes.is_some_and(|n| n < 0) {
+            return Err(ApiError::validation("size_bytes", "must not be negative"));
+        }
+        let sha256 = input.sha256.as_deref().map(check_sha256).transpose()?;
+        if let Source::FineTuningJob { job_id } = &input.source
+            && (job_id.is_empty() || job_id.len() > 64)
+        {
+            return Err(ApiError::validation(
+                "source.job_id",
+                "job_id must be 1 to 64 characters",
+            ));
+        }
+        let uri = match (&input.source, &input.artifact_uri) {
+            (Source::Import, None) => {
+                return Err(ApiError::validation(
+                    "artifact_uri",
+                    "an import needs artifact_uri and sha256",
+                ));
+            }
+            (Source::Upload, Some(_)) => {
+                return Err(ApiError::validation(
+                    "artifact_uri",
+                    "an upload's artifact is sent to PUT …/artifact, not given as a URI",
+                ));
+            }
+            (_, Some(uri)) => {
+                check_text("artifact_uri", uri, 2048)?;
+                if !uri.contains("://") {
+                    return Err(ApiError::validation(
+                        "artifact_uri",
+                        "artifact_uri must be an absolute URI (s3://…, https://…)",
+                    ));
+                }
+                if sha256.is_none() {
+                    return Err(ApiError::validation(
+                        "sha256",
+                        "an artifact_uri needs its declared sha256",
+                    ));
+                }
+                Some(uri.clone())
+            }
+            (_, None) => None,
+        };
+        let adapter_of = match &input.adapter_of {
+            Some(r) => {
+                let base = self.resolve(ctx, r).await.map_err(|e| match e {
+                    ApiError::NotFound(what) => {
+                        ApiError::validation("adapter_of", format!("{what} does not exist"))
+                    }
+                    other => other,
+                })?;
+                Some(base.id.to_string())
+            }
+            None => None,
+        };
+
+        let now = Utc::now();
+        let txn = begin_write(&self.db).await?;
+        let m = self.model_row(&txn, scope, name).await?;
+        let bumped = scope
+            .update_many::<model::Entity>()
+            .col_expr(
+                model::Column::NextVersion,
+                Expr::col(model::Column::NextVersion).add(1),
+            )
+            .col_expr(model::Column::UpdatedAt, Expr::value(now))
+            .filter(model::Column::Id.eq(m.id.clone()))
+            .exec_with_returning(&txn)
+            .await?;
+        let number = bumped
+            .first()
+            .map(|b| b.next_version - 1)
+            .ok_or_else(|| ApiError::not_found(format!("model `{name}`")))?;
+        let ready = uri.is_some();
+        let row = version::ActiveModel {
+            id: Set(ModelVersionId::new().to_string()),
+            tenant_id: Set(ctx.tenant_id().to_string()),
+            model_id: Set(m.id.clone()),
+            version: Set(number),
+            status: Set(if ready {
+                VersionStatus::Ready
+            } else {
+                VersionStatus::Pending
+            }
+            .as_str()
+            .into()),
+            description: Set(input.description),
+            artifact_uri: Set(uri),
+            artifact_key: Set(None),
+            format: Set(input.format.as_str().into()),
+            quantization: Set(input.quantization.as_str().into()),
+            parameter_count: Set(input.parameter_count),
+            base_model: Set(input.base_model),
+            adapter_of: Set(adapter_of),
+            size_bytes: Set(input.size_bytes),
+            sha256: Set(sha256),
+            source_type: Set(input.source.type_str().into()),
+            source_job_id: Set(match &input.source {
+                Source::FineTuningJob { job_id } => Some(job_id.clone()),
+                _ => None,
+            }),
+            metrics: Set(json(&input.metrics)),
+            tags: Set(json(&input.tags)),
+            created_by: Set(Some(ctx.actor())),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ready_at: Set(ready.then_some(now)),
+        };
+        let v = row.insert(&txn).await?;
+        self.record_event(
+            &txn,
+            ctx,
+            &m.id,
+            "version_created",
+            None,
+            None,
+            Some(number),
+            false,
+            serde_json::json!({ "source": input.source }),
+        )
+        .await?;
+        txn.commit().await?;
+        Self::version_view(&m, v, Vec::new())
+    }
+
+    pub async fn list_versions(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        params: &ListParams,
+    ) -> ApiResult<Page<VersionView>> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let limit = params.limit()?;
+        let m = self.model_row(&self.db, scope, name).await?;
+        let mut q = scope
+            .find::<version::Entity>()
+            .filter(version::Column::ModelId.eq(m.id.clone()))
+            .order_by_asc(version::Column::Version);
+        if let Some(after) = &params.after {
+            let after: i64 = after
+                .parse()
+                .map_err(|_| ApiError::validation("after", "after is a version number here"))?;
+            q = q.filter(version::Column::Version.gt(after));
+        }
+        let rows = q.limit(limit + 1).all(&self.db).await?;
+        let aliases = self
+            .aliases_of(&self.db, scope, std::slice::from_ref(&m.id))
+            .await?;
+        let by_number: HashMap<i64, Vec<String>> =
+            aliases
+                .get(&m.id)
+                .into_iter()
+                .flatten()
+                .fold(HashMap::new(), |mut acc, (a, n)| {
+                    acc.entry(*n).or_default().push(a.clone());
+                    acc
+                });
+        let views = rows
+            .into_iter()
+            .map(|v| {
+                let a = by_number.get(&v.version).cloned().unwrap_or_default();
+                Self::version_view(&m, v, a)
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(Page::from_rows(views, limit, |v| v.version.to_string()))
+    }
+
+    pub async fn get_version(&self, ctx: &TenantCtx, name: &str, n: i64) -> ApiResult<VersionView> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let m = self.model_row(&self.db, scope, name).await?;
+        let v = self.version_row(&self.db, scope, &m, n).await?;
+        self.version_view_of(&self.db, scope, &m, v).await
+    }
+
+    pub async fn update_version(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        n: i64,
+        patch: VersionPatch,
+    ) -> ApiResult<VersionView> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let txn = begin_write(&self.db).await?;
+        let m = self.model_row(&txn, scope, name).await?;
+        let v = self.version_row(&txn, scope, &m, n).await?;
+        let status = VersionStatus::parse(&v.status)
+            .ok_or_else(|| ApiError::Internal("stored status is invalid".into()))?;
+        let mut am: version::ActiveModel = v.clone().into();
+        if let Some(d) = patch.description {
+            check_text("description", &d, 10_000)?;
+            am.description = Set(Some(d));
+        }
+        if let Some(t) = patch.tags {
+            check_tags("tags", &t)?;
+            am.tags = Set(json(&t));
+        }
+        if let Some(new) = patch.metrics {
+            check_metrics(&new)?;
+            if status != VersionStatus::Pending {
+                return Err(ApiError::Conflict(format!(
+                    "metrics of a {} version are fixed",
+                    status.as_str()
+                )));
+            }
+            let mut merged: BTreeMap<String, f64> = parse_json(&v.metrics);
+            merged.extend(new);
+            check_metrics(&merged)?;
+            am.metrics = Set(json(&merged));
+        }
+        let mut archived = false;
+        if let Some(target) = patch.status
+            && target != status
+        {
+            let allowed = matches!(
+                (status, target),
+                (
+                    VersionStatus::Ready | VersionStatus::Failed,
+                    VersionStatus::Archived
+                ) | (VersionStatus::Pending, VersionStatus::Failed)
+            );
+            if !allowed {
+                return Err(ApiError::Conflict(format!(
+                    "a {} version cannot become {}",
+                    status.as_str(),
+                    target.as_str()
+                )));
+            }
+            if target == VersionStatus::Archived {
+                let live = scope
+                    .find::<alias::Entity>()
+                    .filter(alias::Column::VersionId.eq(v.id.clone()))
+                    .all(&txn)
+                    .await?;
+                if !live.is_empty() {
+                    return Err(ApiError::Conflict(format!(
+                        "version {n} is behind alias `{}`; move it first",
+                        live[0].alias
+                    )));
+                }
+                archived = true;
+            }
+            am.status = Set(target.as_str().into());
+        }
+        am.updated_at = Set(Utc::now());
+        let v = am.update(&txn).await?;
+        if archived {
+            self.record_event(
+                &txn,
+                ctx,
+                &m.id,
+                "version_archived",
+                None,
+                None,
+                Some(n),
+                false,
+                serde_json::json!({}),
+            )
+            .await?;
+        }
+        let view = self.version_view_of(&txn, scope, &m, v).await?;
+        txn.commit().await?;
+        Ok(view)
+    }
+
+    // ------------------------------------------------------------ artifacts
+
+    /// Streams an upload into the artifact store. The version becomes
+    /// `ready` only if the bytes match its declared checksum (when it has
+    /// one) and it is still `pending`; otherwise the upload is deleted.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id()))]
+    pub async fn upload_artifact<S, E>(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        n: i64,
+        body: S,
+    ) -> ApiResult<VersionView>
+    where
+        S: Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let m = self.model_row(&self.db, scope, name).await?;
+        let v = self.version_row(&self.db, scope, &m, n).await?;
+        if v.status != VersionStatus::Pending.as_str() {
+            return Err(ApiError::Conflict(format!(
+                "version {n} is {}: its artifact can no longer change",
+                v.status
+            )));
+        }
+        if v.source_type == "import" {
+            return Err(ApiError::Conflict(
+                "an imported version's artifact lives at its artifact_uri".into(),
+            ));
+        }
+        let key = format!(
+            "tenants/{}/models/{}/versions/{}/{}",
+            ctx.tenant_id(),
+            m.id,
+            n,
+            ulid::Ulid::new().to_string().to_lowercase()
+        );
+        let stored = self.artifacts.put_stream(&key, body).await?;
+        let discard = |why: ApiError| async {
+            if let Err(e) = self.artifacts.delete(&key).await {
+                tracing::warn!(error = %e, key, "could not delete a refused upload");
+            }
+            Err(why)
+        };
+        if let Some(declared) = &v.sha256
+            && *declared != stored.sha256
+        {
+            return discard(ApiError::Validation {
+                detail: format!(
+                    "checksum mismatch: declared sha256 {declared}, received {}",
+                    stored.sha256
+                ),
+                errors: vec![llmops_core::error::FieldError {
+                    field: "sha256".into(),
+                    message: "the uploaded bytes do not match the declared sha256".into(),
+                }],
+            })
+            .await;
+        }
+        if let Some(size) = v.size_bytes
+            && u64::try_from(size).ok() != Some(stored.size)
+        {
+            return discard(ApiError::validation(
+                "size_bytes",
+                format!("declared {size} bytes, received {}", stored.size),
+            ))
+            .await;
+        }
+        let now = Utc::now();
+        let txn = begin_write(&self.db).await?;
+        let done = scope
+            .update_many::<version::Entity>()
+            .col_expr(
+                version::Column::Status,
+                Expr::value(VersionStatus::Ready.as_str()),
+            )
+            .col_expr(version::Column::ArtifactKey, Expr::value(key.clone()))
+            .col_expr(version::Column::Sha256, Expr::value(stored.sha256.clone()))
+            .col_expr(
+                version::Column::SizeBytes,
+                Expr::value(i64::try_from(stored.size).unwrap_or(i64::MAX)),
+            )
+            .col_expr(version::Column::ReadyAt, Expr::value(now))
+            .col_expr(version::Column::UpdatedAt, Expr::value(now))
+            .filter(version::Column::Id.eq(v.id.clone()))
+            .filter(version::Column::Status.eq(VersionStatus::Pending.as_str()))
+            .exec(&txn)
+            .await?;
+        if done.rows_affected != 1 {
+            drop(txn);
+            return discard(ApiError::Conflict(format!(
+                "version {n} changed during the upload"
+            )))
+            .await;
+        }
+        self.record_event(
+            &txn,
+            ctx,
+            &m.id,
+            "version_ready",
+            None,
+            None,
+            Some(n),
+            false,
+            serde_json::json!({ "sha256": stored.sha256, "size_bytes": stored.size }),
+        )
+        .await?;
+        txn.commit().await?;
+        self.get_version(ctx, name, n).await
+    }
+
+    /// The uploaded artifact of a version: `(size, sha256, stream)`.
+    pub async fn open_artifact(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        n: i64,
+    ) -> ApiResult<(
+        u64,
+        Option<String>,
+        futures_util::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>>,
+    )> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let m = self.model_row(&self.db, scope, name).await?;
+        let v = self.version_row(&self.db, scope, &m, n).await?;
+        let Some(key) = v.artifact_key else {
+            return Err(ApiError::not_found(match v.artifact_uri {
+                Some(_) => "artifact (this version's artifact is at its artifact_uri)",
+                None => "artifact (not uploaded yet)",
+            }));
+        };
+        let (size, stream) = self.artifacts.get_stream(&key).await?;
+        Ok((size, v.sha256, stream))
+    }
+
+    // ------------------------------------------------------------ aliases
+
+    /// Points `alias` at a version, atomically (one row per model and alias,
+    /// replaced in one transaction with its audit event). Moving
+    /// `production` onto a version that fails the model's gates is refused
+    /// unless an `admin` caller forces it.
+    #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id()))]
+    pub async fn set_alias(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        alias_name: &str,
+        input: SetAlias,
+    ) -> ApiResult<ModelView> {
+        ctx.require(Scope::Registry)?;
+        check_alias(alias_name)?;
+        if input.force {
+            ctx.require(Scope::Admin)?;
+        }
+        let scope = ctx.scoped();
+        let txn = begin_write(&self.db).await?;
+        let m = self.model_row(&txn, scope, name).await?;
+        let v = self
+            .version_row(&txn, scope, &m, input.version)
+            .await
+            .map_err(|e| match e {
+                ApiError::NotFound(what) => {
+                    ApiError::validation("version", format!("{what} does not exist"))
+                }
+                other => other,
+            })?;
+        if v.status != VersionStatus::Ready.as_str() {
+            return Err(ApiError::Conflict(format!(
+                "version {} is {}; only ready versions can be aliased",
+                v.version, v.status
+            )));
+        }
+        let mut forced = false;
+        if alias_name == GATED_ALIAS {
+            let gates: Vec<Gate> = parse_json(&m.promotion_gates);
+            let metrics: BTreeMap<String, f64> = parse_json(&v.metrics);
+            let failed: Vec<GateFailure> = gates.iter().filter_map(|g| g.check(&metrics)).collect();
+            if !failed.is_empty() {
+                if !input.force {
+                    return Err(ApiError::GateFailed {
+                        detail: format!(
+                            "version {} fails {} promotion gate(s) of `{name}`",
+                            v.version,
+                            failed.len()
+                        ),
+                        checks: serde_json::to_value(&failed).unwrap_or_default(),
+                    });
+                }
+                forced = true;
+            }
+        }
+        let previous = scope
+            .find::<alias::Entity>()
+            .filter(alias::Column::ModelId.eq(m.id.clone()))
+            .filter(alias::Column::Alias.eq(alias_name))
+            .one(&txn)
+            .await?;
+        let from = match &previous {
+            Some(p) => scope
+                .find::<version::Entity>()
+                .filter(version::Column::Id.eq(p.version_id.clone()))
+                .one(&txn)
+                .await?
+                .map(|pv| pv.version),
+            None => None,
+        };
+        let now = Utc::now();
+        match previous {
+            Some(p) => {
+                let mut am: alias::ActiveModel = p.into();
+                am.version_id = Set(v.id.clone());
+                am.updated_at = Set(now);
+                am.update(&txn).await?;
+            }
+            None => {
+                let row = alias::ActiveModel {
+                    tenant_id: Set(ctx.tenant_id().to_string()),
+                    model_id: Set(m.id.clone()),
+                    alias: Set(alias_name.to_string()),
+                    version_id: Set(v.id.clone()),
+                    updated_at: Set(now),
+                };
+                match row.insert(&txn).await {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(ApiError::Conflict(format!(
+                            "alias `{alias_name}` was set concurrently; retry"
+                        )));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        self.record_event(
+            &txn,
+            ctx,
+            &m.id,
+            "alias_set",
+            Some(alias_name),
+            from,
+            Some(v.version),
+            forced,
+            serde_json::json!({}),
+        )
+        .await?;
+        let view = self.model_view_of(&txn, scope, m).await?;
+        txn.commit().await?;
+        Ok(view)
+    }
+
+    pub async fn delete_alias(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        alias_name: &str,
+    ) -> ApiResult<ModelView> {
+        ctx.require(Scope::Registry)?;
+        check_alias(alias_name)?;
+        let scope = ctx.scoped();
+        let txn = begin_write(&self.db).await?;
+        let m = self.model_row(&txn, scope, name).await?;
+        let existing = scope
+            .find::<alias::Entity>()
+            .filter(alias::Column::ModelId.eq(m.id.clone()))
+            .filter(alias::Column::Alias.eq(alias_name))
+            .one(&txn)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("alias `{alias_name}`")))?;
+        let from = scope
+            .find::<version::Entity>()
+            .filter(version::Column::Id.eq(existing.version_id.clone()))
+            .one(&txn)
+            .await?
+            .map(|v| v.version);
+        scope
+            .delete_many::<alias::Entity>()
+            .filter(alias::Column::ModelId.eq(m.id.clone()))
+            .filter(alias::Column::Alias.eq(alias_name))
+            .exec(&txn)
+            .await?;
+        self.record_event(
+            &txn,
+            ctx,
+            &m.id,
+            "alias_deleted",
+            Some(alias_name),
+            from,
+            None,
+            false,
+            serde_json::json!({}),
+        )
+        .await?;
+        let view = self.model_view_of(&txn, scope, m).await?;
+        txn.commit().await?;
+        Ok(view)
+    }
+
+    pub async fn list_events(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        params: &ListParams,
+    ) -> ApiResult<Page<EventView>> {
+        ctx.require(Scope::Registry)?;
+        let scope = ctx.scoped();
+        let limit = params.limit()?;
+        let m = self.model_row(&self.db, scope, name).await?;
+        let mut q = scope
+            .find::<event::Entity>()
+            .filter(event::Column::ModelId.eq(m.id.clone()))
+            .order_by_asc(event::Column::Id);
+        if let Some(after) = &params.after {
+            let after: RegistryEventId = after.parse()?;
+            q = q.filter(event::Column::Id.gt(after.to_string()));
+        }
+        let rows = q.limit(limit + 1).all(&self.db).await?;
+        let views = rows
+            .into_iter()
+            .map(|e| {
+                Ok(EventView {
+                    object: "registry.event",
+                    id: e.id.parse().map_err(ApiError::internal)?,
+                    kind: e.kind,
+                    alias: e.alias,
+                    from_version: e.from_version,
+                    to_version: e.to_version,
+                    forced: e.forced,
+                    actor: e.actor,
+                    details: serde_json::from_str(&e.details).unwrap_or_default(),
+                    created_at: e.created_at,
+                })
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(Page::from_rows(views, limit, |e| e.id.to_string()))
+    }
+
+    // ------------------------------------------------------------ resolution
+
+    /// Resolves `name@alias`, `name@3` or `mv_…` to a version of this tenant.
+    pub async fn resolve(&self, ctx: &TenantCtx, reference: &str) -> ApiResult<VersionView> {
+        ctx.require(Scope::Registry)
+            .or_else(|_| ctx.require(Scope::Inference))
+            .or_else(|_| ctx.require(Scope::Training))?;
+        let scope = ctx.scoped();
+        match VersionRef::parse(reference)? {
+            VersionRef::Id(id) => {
+                let v = scope
+                    .find::<version::Entity>()
+                    .filter(version::Column::Id.eq(id.to_string()))
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("model version `{id}`")))?;
+                let m = scope
+                    .find::<model::Entity>()
+                    .filter(model::Column::Id.eq(v.model_id.clone()))
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("model version `{id}`")))?;
+                self.version_view_of(&self.db, scope, &m, v).await
+            }
+            VersionRef::Number { model, version } => {
+                let m = self.model_row(&self.db, scope, &model).await?;
+                let v = self.version_row(&self.db, scope, &m, version).await?;
+                self.version_view_of(&self.db, scope, &m, v).await
+            }
+            VersionRef::Alias { model, alias: a } => {
+                let m = self.model_row(&self.db, scope, &model).await?;
+                let row = scope
+                    .find::<alias::Entity>()
+                    .filter(alias::Column::ModelId.eq(m.id.clone()))
+                    .filter(alias::Column::Alias.eq(a.clone()))
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("alias `{model}@{a}`")))?;
+                let v = scope
+                    .find::<version::Entity>()
+                    .filter(version::Column::Id.eq(row.version_id))
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| ApiError::not_found(format!("alias `{model}@{a}`")))?;
+                self.version_view_of(&self.db, scope, &m, v).await
+            }
+        }
+    }
+}
+
+fn trunc(s: &str) -> String {
+    s.chars().take(64).collect()
+}
