@@ -97,3 +97,32 @@ stop_redis() {
   local dir=$1
   [ -f "$dir/redis.pid" ] && kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
 }
+
+# start_s3 DIR: moto's S3 server (the well-known AWS fake, from PyPI) on a
+# free port, from a virtual environment cached under ~/.cache/llmops; sets
+# S3_ENDPOINT.
+start_s3() {
+  local dir=$1 venv="$HOME/.cache/llmops/venv-moto"
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing moto (S3 test server) into $venv"
+    command -v python3 >/dev/null || apt_install python3 python3-venv >/dev/null
+    python3 -m venv "$venv" >&2 || { apt_install python3-venv >/dev/null; python3 -m venv "$venv" >&2; }
+    "$venv/bin/pip" install -q 'moto[s3,server]==5.2.5' >&2
+  fi
+  mkdir -p "$dir"
+  S3_PORT=$(free_port)
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$dir/moto.log" 2>&1 &
+  echo $! >"$dir/moto.pid"
+  local i
+  for i in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$S3_PORT/" 2>/dev/null && break
+    sleep 0.1
+  done
+  S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+  log "S3 (moto) on port $S3_PORT"
+}
+
+stop_s3() {
+  local dir=$1
+  [ -f "$dir/moto.pid" ] && kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: starts a throw-away PostgreSQL cluster and a
-# Redis server (installing them from Debian's packages when missing), runs
-# every test against them, and stops what it started.
+# Runs the whole test suite: starts a throw-away PostgreSQL cluster, a Redis
+# server (both from Debian's packages, installed when missing) and an S3
+# server (moto, from PyPI), runs every test against them, and stops what it
+# started.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh ratelimit`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,13 +13,16 @@ chmod 755 "$work"
 cleanup() {
   stop_pg "$work/pg"
   stop_redis "$work/redis"
+  stop_s3 "$work/s3"
   rm -rf "$work"
 }
 trap cleanup EXIT
 
 start_pg "$work/pg"
 start_redis "$work/redis"
-export TEST_PG_URL="$PG_URL" TEST_PG_BIN="$PG_BIN" TEST_PG_USER="$(pg_user)" TEST_REDIS_URL="$REDIS_URL"
+start_s3 "$work/s3"
+export TEST_PG_URL="$PG_URL" TEST_PG_BIN="$PG_BIN" TEST_PG_USER="$(pg_user)" TEST_REDIS_URL="$REDIS_URL" \
+  TEST_S3_ENDPOINT="$S3_ENDPOINT"
 
 log "building"
 cargo build --locked --bin llmops

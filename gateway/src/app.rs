@@ -13,6 +13,7 @@ use llmops_core::auth::{Authenticator, JwtKeys, random_alnum};
 use llmops_core::config::Config;
 use llmops_core::db;
 use llmops_core::usage::DbUsageSink;
+use llmops_registry::artifacts::S3Settings;
 use llmops_registry::{ArtifactStore, Registry};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::Write;
@@ -102,8 +103,24 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
         None => None,
     };
     let limiter = Arc::new(RateLimiter::new(redis.clone().map(RedisStore::new)));
-    let artifacts = ArtifactStore::local(&cfg.artifacts_dir(), cfg.max_artifact_bytes)
-        .context("opening the artifact store")?;
+    let artifacts = match &cfg.artifacts_url {
+        Some(url) => ArtifactStore::s3(
+            &S3Settings {
+                url: url.clone(),
+                endpoint: cfg.s3_endpoint.clone(),
+                region: cfg.s3_region.clone(),
+                access_key_id: cfg.s3_access_key_id.as_ref().map(|s| s.expose().clone()),
+                secret_access_key: cfg
+                    .s3_secret_access_key
+                    .as_ref()
+                    .map(|s| s.expose().clone()),
+                allow_http: cfg.s3_allow_http,
+            },
+            cfg.max_artifact_bytes,
+        ),
+        None => ArtifactStore::local(&cfg.artifacts_dir(), cfg.max_artifact_bytes),
+    }
+    .context("opening the artifact store")?;
     let registry = web::Data::new(Registry::new(db.clone(), artifacts));
     Ok(AppState {
         registry,
@@ -150,6 +167,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
 
 /// Runs the server until SIGINT/SIGTERM, then drains and flushes.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    // HTTPS clients (S3) use ring, already in the tree for the database.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let workers = cfg.http_workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

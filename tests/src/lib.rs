@@ -72,6 +72,12 @@ pub fn redis_url() -> Result<String> {
     })
 }
 
+pub fn s3_endpoint() -> Result<String> {
+    std::env::var("TEST_S3_ENDPOINT").map_err(|_| {
+        anyhow!("TEST_S3_ENDPOINT is not set: run the tests with the README's test command (scripts/test.sh)")
+    })
+}
+
 /// Replaces the database name of a PostgreSQL URL.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -267,6 +273,7 @@ impl TestApp {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;

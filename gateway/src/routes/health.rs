@@ -78,7 +78,21 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Some(conn) => Some(check_redis(conn).await),
         None => None,
     };
-    for (name, result) in [("database", Some(db)), ("redis", redis)] {
+    let artifacts = match state.config.artifacts_url {
+        Some(_) => Some(
+            match tokio::time::timeout(CHECK_TIMEOUT, state.registry.artifacts().check()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(short(&e.to_string())),
+                Err(_) => Err("timed out".into()),
+            },
+        ),
+        None => None,
+    };
+    for (name, result) in [
+        ("database", Some(db)),
+        ("redis", redis),
+        ("artifact_store", artifacts),
+    ] {
         match result {
             None => {}
             Some(Ok(())) => {

@@ -45,6 +45,16 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Where uploaded model artifacts are kept (default `data_dir/artifacts`).
     pub artifacts_dir: Option<PathBuf>,
+    /// `s3://bucket/prefix` keeps artifacts in an S3-compatible store
+    /// instead of `artifacts_dir`.
+    pub artifacts_url: Option<String>,
+    /// S3 endpoint for non-AWS stores (MinIO, Ceph, R2…).
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<Secret<String>>,
+    pub s3_secret_access_key: Option<Secret<String>>,
+    /// Allow a plain-HTTP `s3_endpoint` (tests, in-cluster stores).
+    pub s3_allow_http: bool,
     /// Largest artifact upload, in bytes.
     pub max_artifact_bytes: u64,
     /// Plan given to tenants created without one.
@@ -72,6 +82,12 @@ impl Default for Config {
             key_usage_flush_secs: 15,
             max_body_bytes: 1024 * 1024,
             artifacts_dir: None,
+            artifacts_url: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
+            s3_allow_http: false,
             max_artifact_bytes: 100 * 1024 * 1024 * 1024,
             default_plan: "free".into(),
             log_format: LogFormat::Text,
@@ -158,6 +174,15 @@ impl Config {
                 "max_body_bytes",
                 "must be between 1 KiB and 64 MiB",
             ));
+        }
+        if let Some(url) = &self.artifacts_url {
+            let bucket = url
+                .strip_prefix("s3://")
+                .and_then(|rest| rest.split('/').next())
+                .unwrap_or("");
+            if bucket.is_empty() {
+                return Err(invalid("artifacts_url", "must be s3://bucket[/prefix]"));
+            }
         }
         if self.max_artifact_bytes == 0 {
             return Err(invalid("max_artifact_bytes", "must be positive"));

@@ -35,6 +35,18 @@ pub struct Stored {
     pub size: u64,
 }
 
+/// Where and how to reach an S3-compatible bucket.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `s3://bucket[/prefix]`.
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub allow_http: bool,
+}
+
 #[derive(Clone)]
 pub struct ArtifactStore {
     store: Arc<dyn ObjectStore>,
@@ -56,6 +68,34 @@ impl ArtifactStore {
         })?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(root)?;
         Ok(Self::new(Arc::new(fs), max_bytes))
+    }
+
+    /// A store in an S3-compatible bucket: `s3://bucket[/prefix]`.
+    pub fn s3(settings: &S3Settings, max_bytes: u64) -> Result<Self, ArtifactError> {
+        let rest = settings.url.strip_prefix("s3://").unwrap_or(&settings.url);
+        let (bucket, prefix) = match rest.split_once('/') {
+            Some((b, p)) => (b, p.trim_matches('/')),
+            None => (rest, ""),
+        };
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(&settings.region)
+            .with_allow_http(settings.allow_http);
+        if let Some(endpoint) = &settings.endpoint {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let (Some(id), Some(secret)) = (&settings.access_key_id, &settings.secret_access_key) {
+            builder = builder
+                .with_access_key_id(id)
+                .with_secret_access_key(secret);
+        }
+        let s3 = builder.build()?;
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        Ok(Self::new(store, max_bytes))
     }
 
     pub fn max_bytes(&self) -> u64 {
@@ -126,6 +166,15 @@ impl ArtifactStore {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Reachability probe for `/readyz`: lists an empty prefix, which
+    /// fails when the store or its bucket is missing (a HEAD would not).
+    pub async fn check(&self) -> Result<(), ArtifactError> {
+        self.store
+            .list_with_delimiter(Some(&ObjectPath::from("readyz-probe")))
+            .await?;
+        Ok(())
     }
 
     pub async fn exists(&self, key: &str) -> Result<bool, ArtifactError> {

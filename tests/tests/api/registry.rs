@@ -369,6 +369,122 @@ async fn artifact_upload_verifies_checksums(backend: Backend) {
     }
 }
 
+/// Keys in an S3 bucket (moto answers unsigned requests).
+async fn bucket_keys(client: &reqwest::Client, endpoint: &str, bucket: &str) -> Vec<String> {
+    let xml = client
+        .get(format!("{endpoint}/{bucket}?list-type=2"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    xml.split("<Key>")
+        .skip(1)
+        .filter_map(|part| part.split("</Key>").next())
+        .map(String::from)
+        .collect()
+}
+
+/// The same artifact flows with an S3-compatible store (moto) behind
+/// `object_store`: multipart upload, verification, download, deletion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_in_an_s3_bucket() {
+    let endpoint = llmops_tests::s3_endpoint().unwrap();
+    let bucket = format!("llmops-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        llmops_tests::Options {
+            env: vec![
+                (
+                    "LLMOPS_ARTIFACTS_URL".into(),
+                    format!("s3://{bucket}/artifacts"),
+                ),
+                ("LLMOPS_S3_ENDPOINT".into(), endpoint.clone()),
+                ("LLMOPS_S3_ALLOW_HTTP".into(), "true".into()),
+                ("LLMOPS_S3_ACCESS_KEY_ID".into(), "testing".into()),
+                (
+                    "LLMOPS_S3_SECRET_ACCESS_KEY".into(),
+                    "testing-secret".into(),
+                ),
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // Without its bucket the store is not ready.
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let res = app
+        .client
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.status().is_success(),
+        "creating the bucket: {}",
+        res.status()
+    );
+    let ready = app.get_public_json("/readyz").await.unwrap();
+    assert_eq!(ready["checks"]["artifact_store"], "ok", "{ready}");
+
+    let (_, reg) = tenant(&app, "acme").await;
+    new_model(&app, &reg, json!({"name": "s3m"})).await;
+    // 20 MiB: several multipart parts.
+    let data: Vec<u8> = (0..20 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(31) >> 3) as u8)
+        .collect();
+    let sha = sha_hex(&data);
+    new_version(
+        &app,
+        &reg,
+        "s3m",
+        json!({"format": "safetensors", "sha256": sha}),
+    )
+    .await;
+    let mut wrong = data.clone();
+    wrong[17] ^= 1;
+    problem(
+        upload(&app, &reg, "s3m", 1, wrong).await,
+        422,
+        "validation_error",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        bucket_keys(&app.client, &endpoint, &bucket).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        upload(&app, &reg, "s3m", 1, data.clone()).await.status(),
+        200
+    );
+    let keys = bucket_keys(&app.client, &endpoint, &bucket).await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("artifacts/tenants/ten_"), "{keys:?}");
+    let res = app
+        .get("/v1/registry/models/s3m/versions/1/artifact", &reg)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let got = res.bytes().await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(sha_hex(&got), sha);
+    assert_eq!(
+        app.delete("/v1/registry/models/s3m", &reg)
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        bucket_keys(&app.client, &endpoint, &bucket).await,
+        Vec::<String>::new()
+    );
+}
+
 /// 200 MB, far over the 1 MiB JSON body limit, streamed both ways; the
 /// server's memory stays well under the artifact's size.
 async fn large_artifact_round_trip(app: &TestApp, reg: &str) {
