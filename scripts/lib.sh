@@ -126,3 +126,29 @@ stop_s3() {
   local dir=$1
   [ -f "$dir/moto.pid" ] && kill "$(cat "$dir/moto.pid")" 2>/dev/null || true
 }
+
+# start_triton DIR: the local Triton (infra/triton/local.sh) on free ports;
+# sets TRITON_URL.
+start_triton() {
+  local dir=$1
+  mkdir -p "$dir"
+  export TRITON_STATE_DIR="$dir" TRITON_GRPC_PORT=$(free_port) TRITON_HTTP_PORT=$(free_port) TRITON_METRICS_PORT=$(free_port)
+  TRITON_URL=$(infra/triton/local.sh start)
+  log "Triton on $TRITON_URL"
+}
+
+stop_triton() {
+  local dir=$1
+  [ -f "$dir/pid" ] && TRITON_STATE_DIR="$dir" infra/triton/local.sh stop || true
+}
+
+# sdk_python: a Python with the official openai SDK; prints its path.
+sdk_python() {
+  local venv="$HOME/.cache/llmops/venv-sdk"
+  if ! "$venv/bin/python" -c 'import openai' 2>/dev/null; then
+    log "installing the openai SDK into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'openai>=1.50,<3' >&2
+  fi
+  echo "$venv/bin/python"
+}

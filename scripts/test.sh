@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: starts a throw-away PostgreSQL cluster, a Redis
 # server (both from Debian's packages, installed when missing) and an S3
-# server (moto, from PyPI), runs every test against them, and stops what it
-# started.
+# server (moto, from PyPI) and a Triton server with two small real models
+# (infra/triton/local.sh; its first run builds llama-cpp-python, ~13 min),
+# runs every test against them, and stops what it started.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh ratelimit`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ cleanup() {
   stop_pg "$work/pg"
   stop_redis "$work/redis"
   stop_s3 "$work/s3"
+  stop_triton "$work/triton"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -21,8 +23,9 @@ trap cleanup EXIT
 start_pg "$work/pg"
 start_redis "$work/redis"
 start_s3 "$work/s3"
+start_triton "$work/triton"
 export TEST_PG_URL="$PG_URL" TEST_PG_BIN="$PG_BIN" TEST_PG_USER="$(pg_user)" TEST_REDIS_URL="$REDIS_URL" \
-  TEST_S3_ENDPOINT="$S3_ENDPOINT"
+  TEST_S3_ENDPOINT="$S3_ENDPOINT" TEST_TRITON_URL="$TRITON_URL" TEST_SDK_PYTHON="$(sdk_python)"
 
 log "building"
 cargo build --locked --bin llmops

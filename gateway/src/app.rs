@@ -15,6 +15,8 @@ use llmops_core::db;
 use llmops_core::usage::DbUsageSink;
 use llmops_registry::artifacts::S3Settings;
 use llmops_registry::{ArtifactStore, Registry};
+use llmops_serving::Serving;
+use llmops_serving::triton::Triton;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::Write;
 use std::sync::Arc;
@@ -122,9 +124,24 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
     }
     .context("opening the artifact store")?;
     let registry = web::Data::new(Registry::new(db.clone(), artifacts));
+    let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(DbUsageSink::new(db.clone()));
+    let (triton, catalog) = match &cfg.triton_url {
+        Some(url) => (
+            Some(Triton::new(url)?),
+            llmops_serving::catalog::local_models(),
+        ),
+        None => (None, Vec::new()),
+    };
+    let serving = web::Data::new(Serving::new(
+        triton,
+        catalog,
+        limiter.clone(),
+        usage.clone(),
+    ));
     Ok(AppState {
         registry,
-        usage: Arc::new(DbUsageSink::new(db.clone())),
+        serving,
+        usage,
         metrics: install_metrics(),
         config: cfg,
         db,
@@ -138,6 +155,7 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
     let max_body = state.config.max_body_bytes;
     cfg.app_data(state.registry.clone())
+        .app_data(state.serving.clone())
         .app_data(json_config(max_body))
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
@@ -156,7 +174,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
             web::scope("/v1")
                 .wrap(from_fn(authenticate))
                 .configure(routes::v1)
-                .configure(llmops_registry::routes::configure),
+                .configure(llmops_registry::routes::configure)
+                .configure(llmops_serving::routes::configure),
         )
         .service(
             web::scope("/admin/v1")
@@ -226,6 +245,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Err(e) = state.auth.flush_key_usage().await {
         tracing::warn!(error = %e, "final key-usage flush failed");
     }
+    state.serving.drain().await;
     tracing::info!("stopped");
     result.context("http server")
 }

@@ -139,7 +139,10 @@ pub async fn authenticate(
     let mut res = next.call(req).await?.map_into_boxed_body();
     for h in &admission.headers {
         for (k, v) in h.to_headers() {
-            res.headers_mut().insert(k, v);
+            // A handler that spent tokens has set fresher token headers.
+            if !res.headers().contains_key(&k) {
+                res.headers_mut().insert(k, v);
+            }
         }
     }
     drop(admission.slot);

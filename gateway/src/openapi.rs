@@ -166,6 +166,7 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(llmops_registry::openapi::RegistryDoc::openapi());
+    doc.merge(llmops_serving::routes::ServingDoc::openapi());
     doc
 }
 

@@ -147,6 +147,32 @@ impl MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// Moves a limit's TAT back by `units` (never before now).
+    pub fn refund(&self, key: &str, emission_us: u64, units: u32) {
+        let now = self.now_us();
+        if let Ok(mut map) = self.tats.lock()
+            && let Some(tat) = map.get_mut(key)
+        {
+            *tat = tat
+                .saturating_sub(emission_us.saturating_mul(u64::from(units)))
+                .max(now);
+        }
+    }
+}
+
+/// Gives back units of a limit: its TAT moves back, never before now.
+const REFUND_LUA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat <= now then return 0 end
+local new_tat = tat - tonumber(ARGV[1]) * tonumber(ARGV[2])
+if new_tat < now then new_tat = now end
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return 1
+"#;
+
 /// The same arithmetic as [`gcra`], atomic in Redis on the server's clock.
 const GCRA_LUA: &str = r#"
 local t = redis.call('TIME')
@@ -187,6 +213,7 @@ return out
 pub struct RedisStore {
     conn: redis::aio::ConnectionManager,
     script: redis::Script,
+    refund: redis::Script,
 }
 
 impl RedisStore {
@@ -194,6 +221,7 @@ impl RedisStore {
         Self {
             conn,
             script: redis::Script::new(GCRA_LUA),
+            refund: redis::Script::new(REFUND_LUA),
         }
     }
 
@@ -216,6 +244,23 @@ impl RedisStore {
                 })
                 .collect(),
         })
+    }
+}
+
+impl RedisStore {
+    pub async fn refund(
+        &self,
+        key: &str,
+        emission_us: u64,
+        units: u32,
+    ) -> Result<(), redis::RedisError> {
+        let mut inv = self.refund.prepare_invoke();
+        inv.key(format!("llmops:rl:{key}"))
+            .arg(emission_us)
+            .arg(units);
+        let mut conn = self.conn.clone();
+        let _: i64 = inv.invoke_async(&mut conn).await?;
+        Ok(())
     }
 }
 
@@ -407,6 +452,25 @@ impl RateLimiter {
         Ok(headers)
     }
 
+    /// Gives back tokens reserved but not used.
+    pub async fn refund_tokens(&self, ctx: &TenantCtx, tokens: u32) {
+        if tokens == 0 {
+            return;
+        }
+        let check = LimitCheck {
+            key: format!("tok:{}", ctx.tenant_id()),
+            limit: ctx.limits().tokens_per_minute,
+            cost: 0,
+        };
+        if let Some(r) = &self.redis {
+            match r.refund(&check.key, check.emission_us(), tokens).await {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "redis refund failed; refunding locally"),
+            }
+        }
+        self.memory.refund(&check.key, check.emission_us(), tokens);
+    }
+
     /// A keyed limit outside tenancy (e.g. login attempts per email).
     pub async fn check_key(&self, key: String, per_minute: u32) -> ApiResult<()> {
         let check = LimitCheck {
@@ -424,6 +488,17 @@ impl RateLimiter {
                 headers: vec![],
             })
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl llmops_core::limits::TokenBudget for RateLimiter {
+    async fn reserve(&self, ctx: &TenantCtx, tokens: u32) -> ApiResult<LimitHeaders> {
+        self.consume_tokens(ctx, tokens).await
+    }
+
+    async fn refund(&self, ctx: &TenantCtx, tokens: u32) {
+        self.refund_tokens(ctx, tokens).await
     }
 }
 

@@ -17,4 +17,5 @@ pub struct AppState {
     pub usage: Arc<dyn UsageSink>,
     pub metrics: Option<PrometheusHandle>,
     pub registry: actix_web::web::Data<llmops_registry::Registry>,
+    pub serving: actix_web::web::Data<llmops_serving::Serving>,
 }

@@ -72,6 +72,20 @@ pub fn redis_url() -> Result<String> {
     })
 }
 
+pub fn triton_url() -> Result<String> {
+    std::env::var("TEST_TRITON_URL").map_err(|_| {
+        anyhow!("TEST_TRITON_URL is not set: run the tests with the README's test command (scripts/test.sh)")
+    })
+}
+
+/// Options for an app whose serving talks to the test Triton.
+pub fn with_triton() -> Result<Options> {
+    Ok(Options {
+        env: vec![("LLMOPS_TRITON_URL".into(), triton_url()?)],
+        ..Default::default()
+    })
+}
+
 pub fn s3_endpoint() -> Result<String> {
     std::env::var("TEST_S3_ENDPOINT").map_err(|_| {
         anyhow!("TEST_S3_ENDPOINT is not set: run the tests with the README's test command (scripts/test.sh)")

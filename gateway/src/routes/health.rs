@@ -88,10 +88,22 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         ),
         None => None,
     };
+    let triton = match state.serving.triton() {
+        Some(t) => Some(
+            match tokio::time::timeout(CHECK_TIMEOUT, t.server_ready()).await {
+                Ok(Ok(true)) => Ok(()),
+                Ok(Ok(false)) => Err("not ready".to_string()),
+                Ok(Err(e)) => Err(short(&e.code().to_string())),
+                Err(_) => Err("timed out".into()),
+            },
+        ),
+        None => None,
+    };
     for (name, result) in [
         ("database", Some(db)),
         ("redis", redis),
         ("artifact_store", artifacts),
+        ("triton", triton),
     ] {
         match result {
             None => {}

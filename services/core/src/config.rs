@@ -30,6 +30,9 @@ pub struct Config {
     pub auto_migrate: bool,
     /// With a Redis URL, rate-limit state is shared by every gateway replica.
     pub redis_url: Option<Secret<String>>,
+    /// Triton's gRPC URL (`http://127.0.0.1:8001`); publishes the local
+    /// models (`infra/triton`) to every tenant.
+    pub triton_url: Option<String>,
     /// Bearer token for `/admin/v1`; the operator API is closed without one.
     pub operator_token: Option<Secret<String>>,
     /// HS256 secret for dashboard JWTs; generated into `data_dir` when unset.
@@ -76,6 +79,7 @@ impl Default for Config {
             auto_migrate: true,
             redis_url: None,
             operator_token: None,
+            triton_url: None,
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,
@@ -149,6 +153,11 @@ impl Config {
                 "redis_url",
                 "must start with redis:// or rediss://",
             ));
+        }
+        if let Some(url) = &self.triton_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("triton_url", "must start with http:// or https://"));
         }
         if let Some(tok) = &self.operator_token
             && tok.expose().len() < 16

@@ -7,5 +7,6 @@ mod keys;
 mod ops;
 mod ratelimit;
 mod registry;
+mod serving;
 mod tenants;
 mod usage;

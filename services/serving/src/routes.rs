@@ -1,0 +1,121 @@
+//! OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`,
+//! `/v1/embeddings`, `/v1/models`.
+
+use crate::openai::*;
+use crate::service::{Reply, Serving};
+use actix_web::{HttpResponse, web};
+use futures_util::StreamExt;
+use llmops_core::ApiResult;
+use llmops_core::error::{LimitHeaders, Problem};
+use llmops_core::http::Tenant;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/chat/completions").route(web::post().to(chat)))
+        .service(web::resource("/completions").route(web::post().to(complete)))
+        .service(web::resource("/embeddings").route(web::post().to(embeddings)))
+        .service(web::resource("/models").route(web::get().to(models)))
+        .service(web::resource("/models/{model}").route(web::get().to(model)));
+}
+
+fn with_headers(mut res: HttpResponse, h: &LimitHeaders) -> HttpResponse {
+    for (k, v) in h.to_headers() {
+        res.headers_mut().insert(k, v);
+    }
+    res
+}
+
+fn reply<T: serde::Serialize>(r: Reply<T>) -> HttpResponse {
+    match r {
+        Reply::Full(body, h) => with_headers(HttpResponse::Ok().json(body), &h),
+        Reply::Stream(stream, h) => with_headers(
+            HttpResponse::Ok()
+                .content_type("text/event-stream")
+                .insert_header(("cache-control", "no-cache"))
+                .streaming(stream.map(|r| r.map_err(actix_web::Error::from))),
+            &h,
+        ),
+    }
+}
+
+/// Chat completion (scope `inference`); `stream: true` answers with
+/// server-sent events in OpenAI's chunk format.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
+    security(("bearer" = [])), request_body = ChatCompletionRequest,
+    responses((status = 200, description = "The completion, or an event stream of chunks", body = ChatCompletion),
+        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Request or token limit", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Inference backend unavailable", body = Problem, content_type = "application/problem+json")))]
+pub async fn chat(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    body: web::Json<ChatCompletionRequest>,
+) -> ApiResult<HttpResponse> {
+    Ok(reply(s.chat(&ctx, body.into_inner()).await?))
+}
+
+/// Text completion (scope `inference`).
+#[utoipa::path(post, path = "/v1/completions", tag = "inference",
+    security(("bearer" = [])), request_body = CompletionRequest,
+    responses((status = 200, description = "The completion, or an event stream", body = Completion),
+        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Request or token limit", body = Problem, content_type = "application/problem+json")))]
+pub async fn complete(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    body: web::Json<CompletionRequest>,
+) -> ApiResult<HttpResponse> {
+    Ok(reply(s.complete(&ctx, body.into_inner()).await?))
+}
+
+/// Embeddings (scope `inference`), as floats or base64.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "inference",
+    security(("bearer" = [])), request_body = EmbeddingRequest,
+    responses((status = 200, description = "The embeddings", body = EmbeddingList),
+        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json")))]
+pub async fn embeddings(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    body: web::Json<EmbeddingRequest>,
+) -> ApiResult<HttpResponse> {
+    let (list, h) = s.embed(&ctx, body.into_inner()).await?;
+    Ok(with_headers(HttpResponse::Ok().json(list), &h))
+}
+
+/// Models this tenant may call.
+#[utoipa::path(get, path = "/v1/models", tag = "inference",
+    security(("bearer" = [])),
+    responses((status = 200, description = "The models", body = ModelList)))]
+pub async fn models(s: web::Data<Serving>, Tenant(ctx): Tenant) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(s.models(&ctx)?))
+}
+
+#[utoipa::path(get, path = "/v1/models/{model}", tag = "inference",
+    security(("bearer" = [])), params(("model" = String, Path, description = "Model id")),
+    responses((status = 200, description = "The model", body = ModelObject),
+        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json")))]
+pub async fn model(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let list = s.models(&ctx)?;
+    let found = list
+        .data
+        .into_iter()
+        .find(|m| m.id == *path)
+        .ok_or_else(|| {
+            llmops_core::ApiError::not_found(format!(
+                "model `{}`",
+                path.chars().take(128).collect::<String>()
+            ))
+        })?;
+    Ok(HttpResponse::Ok().json(found))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(chat, complete, embeddings, models, model),
+    tags((name = "inference", description = "OpenAI-compatible inference"))
+)]
+pub struct ServingDoc;

@@ -1,0 +1,734 @@
+//! The serving logic: catalog lookup, chat template, token reservation,
+//! Triton calls, usage events.
+
+use crate::catalog::{CatalogModel, ModelKind};
+use crate::openai::*;
+use crate::triton::{Generation, GenerationStep, Triton};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use llmops_core::error::LimitHeaders;
+use llmops_core::limits::TokenBudget;
+use llmops_core::usage::{Meter, UsageEvent, UsageSink};
+use llmops_core::{ApiError, ApiResult, Scope, TenantCtx};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::task::TaskTracker;
+
+struct Inner {
+    triton: Option<Triton>,
+    catalog: Vec<CatalogModel>,
+    budget: Arc<dyn TokenBudget>,
+    usage: Arc<dyn UsageSink>,
+    tasks: TaskTracker,
+}
+
+/// Cheap to clone; shared by every worker.
+#[derive(Clone)]
+pub struct Serving(Arc<Inner>);
+
+/// A generation in progress or done.
+pub enum Reply<T> {
+    Full(T, LimitHeaders),
+    Stream(
+        std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + 'static>>,
+        LimitHeaders,
+    ),
+}
+
+const SMOLLM_SYSTEM: &str = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+
+/// SmolLM2's ChatML template, applied here (the model receives plain text).
+pub fn chatml(messages: &[(String, String)]) -> String {
+    let mut out = String::new();
+    if messages.first().is_none_or(|(r, _)| r != "system") {
+        out.push_str(&format!("<|im_start|>system\n{SMOLLM_SYSTEM}<|im_end|>\n"));
+    }
+    for (role, content) in messages {
+        out.push_str(&format!("<|im_start|>{role}\n{content}<|im_end|>\n"));
+    }
+    out.push_str("<|im_start|>assistant\n");
+    out
+}
+
+/// A generous estimate of a text's tokens, for reservations only.
+fn estimate_tokens(text: &str) -> u32 {
+    u32::try_from(text.len() / 3 + 8).unwrap_or(u32::MAX)
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn sse(value: &impl serde::Serialize) -> Bytes {
+    Bytes::from(format!(
+        "data: {}\n\n",
+        serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+    ))
+}
+
+/// Settles a generation once: usage events and the token reconciliation,
+/// also when the client goes away mid-stream (on drop).
+struct Settlement {
+    serving: Serving,
+    ctx: TenantCtx,
+    id: String,
+    model: String,
+    reserved: u32,
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    done: bool,
+}
+
+impl Settlement {
+    fn settle(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let s = self.serving.clone();
+        let ctx = self.ctx.clone();
+        let (id, model, reserved) = (self.id.clone(), self.model.clone(), self.reserved);
+        let (p, c) = (self.prompt_tokens, self.completion_tokens);
+        s.0.tasks.clone().spawn(async move {
+            let used = p.saturating_add(c);
+            if used < reserved {
+                s.0.budget.refund(&ctx, reserved - used).await;
+            } else if used > reserved {
+                // Already served: spend the difference, even past the limit.
+                let _ = s.0.budget.reserve(&ctx, used - reserved).await;
+            }
+            s.record(
+                &ctx,
+                &id,
+                &model,
+                &[
+                    (Meter::INPUT_TOKENS, p),
+                    (Meter::OUTPUT_TOKENS, c),
+                    (Meter::REQUESTS, 1),
+                ],
+            )
+            .await;
+        });
+    }
+}
+
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        self.settle();
+    }
+}
+
+impl Serving {
+    pub fn new(
+        triton: Option<Triton>,
+        catalog: Vec<CatalogModel>,
+        budget: Arc<dyn TokenBudget>,
+        usage: Arc<dyn UsageSink>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            triton,
+            catalog,
+            budget,
+            usage,
+            tasks: TaskTracker::new(),
+        }))
+    }
+
+    /// Waits for pending usage writes (at shutdown).
+    pub async fn drain(&self) {
+        self.0.tasks.close();
+        self.0.tasks.wait().await;
+    }
+
+    pub fn triton(&self) -> Option<&Triton> {
+        self.0.triton.as_ref()
+    }
+
+    async fn record(&self, ctx: &TenantCtx, id: &str, model: &str, parts: &[(&str, u32)]) {
+        let events: Vec<UsageEvent> = parts
+            .iter()
+            .filter(|(_, q)| *q > 0)
+            .filter_map(|(meter, q)| {
+                Some(UsageEvent {
+                    id: format!("{id}:{meter}"),
+                    tenant_id: ctx.tenant_id(),
+                    meter: Meter::new(meter).ok()?,
+                    quantity: i64::from(*q),
+                    dimensions: BTreeMap::from([("model".to_string(), model.to_string())]),
+                    occurred_at: chrono::Utc::now(),
+                })
+            })
+            .collect();
+        if let Err(e) = self.0.usage.record(&events).await {
+            tracing::error!(error = %e, request = id, "usage events not recorded");
+        }
+    }
+
+    fn find(&self, id: &str, kind: ModelKind) -> ApiResult<(&CatalogModel, &Triton)> {
+        let m = self.0.catalog.iter().find(|m| m.id == id).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "model `{}`",
+                id.chars().take(128).collect::<String>()
+            ))
+        })?;
+        if m.kind != kind {
+            return Err(ApiError::validation(
+                "model",
+                format!("`{id}` is a {:?} model", m.kind).to_lowercase(),
+            ));
+        }
+        let triton = self
+            .0
+            .triton
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable {
+                dependency: "inference backend (no triton_url configured)".into(),
+                retry_after_secs: 30,
+            })?;
+        Ok((m, triton))
+    }
+
+    pub fn models(&self, ctx: &TenantCtx) -> ApiResult<ModelList> {
+        ctx.require(Scope::Inference)?;
+        Ok(ModelList {
+            object: "list",
+            data: self
+                .0
+                .catalog
+                .iter()
+                .map(|m| ModelObject {
+                    id: m.id.clone(),
+                    object: "model",
+                    created: 1_764_288_000,
+                    owned_by: "llmops".into(),
+                })
+                .collect(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sampling(
+        model: &CatalogModel,
+        prompt: String,
+        max_tokens: Option<u32>,
+        default_max: u32,
+        temperature: Option<f32>,
+        top_p: Option<f32>,
+        seed: Option<i64>,
+        stop: Option<StringOrList>,
+        n: Option<u32>,
+    ) -> ApiResult<Generation> {
+        if n.is_some_and(|n| n != 1) {
+            return Err(ApiError::validation("n", "only n = 1 is supported"));
+        }
+        let max_tokens = max_tokens.unwrap_or(default_max);
+        if max_tokens == 0 || max_tokens >= model.context_tokens {
+            return Err(ApiError::validation(
+                "max_tokens",
+                format!(
+                    "max_tokens must be between 1 and {}",
+                    model.context_tokens - 1
+                ),
+            ));
+        }
+        let temperature = temperature.unwrap_or(1.0);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ApiError::validation(
+                "temperature",
+                "temperature must be between 0 and 2",
+            ));
+        }
+        let top_p = top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::validation("top_p", "top_p must be in (0, 1]"));
+        }
+        let stop = stop.map(StringOrList::into_vec).unwrap_or_default();
+        if stop.len() > 4 || stop.iter().any(|s| s.is_empty() || s.len() > 100) {
+            return Err(ApiError::validation(
+                "stop",
+                "at most 4 stop sequences of 1 to 100 bytes",
+            ));
+        }
+        if seed.is_some_and(|s| s < 0) {
+            return Err(ApiError::validation("seed", "seed must not be negative"));
+        }
+        Ok(Generation {
+            prompt,
+            max_tokens,
+            temperature,
+            top_p,
+            seed,
+            stop,
+        })
+    }
+
+    /// Reserves tokens, starts the generation and returns its steps with
+    /// the settlement that books them.
+    async fn start(
+        &self,
+        ctx: &TenantCtx,
+        model: &CatalogModel,
+        triton: &Triton,
+        g: &Generation,
+        id: &str,
+    ) -> ApiResult<(
+        impl Stream<Item = Result<GenerationStep, ApiError>> + Send + 'static + use<>,
+        Settlement,
+        LimitHeaders,
+    )> {
+        let reserved = estimate_tokens(&g.prompt).saturating_add(g.max_tokens);
+        let headers = self.0.budget.reserve(ctx, reserved).await?;
+        let settlement = Settlement {
+            serving: self.clone(),
+            ctx: ctx.clone(),
+            id: id.to_string(),
+            model: model.id.clone(),
+            reserved,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            done: false,
+        };
+        match triton.generate(&model.triton_model, g).await {
+            Ok(steps) => Ok((steps, settlement, headers)),
+            Err(e) => {
+                // Nothing ran: give everything back, book nothing.
+                let mut s = settlement;
+                s.done = true;
+                self.0.budget.refund(ctx, reserved).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs a generation to the end: `(text, finish_reason, settlement)`.
+    async fn collect(
+        steps: impl Stream<Item = Result<GenerationStep, ApiError>>,
+        settlement: &mut Settlement,
+    ) -> ApiResult<(String, String)> {
+        let mut text = String::new();
+        let mut finish = String::from("length");
+        futures_util::pin_mut!(steps);
+        while let Some(step) = steps.next().await {
+            let step = step?;
+            text.push_str(&step.text);
+            settlement.prompt_tokens = step.prompt_tokens;
+            settlement.completion_tokens = step.completion_tokens;
+            if !step.finish_reason.is_empty() {
+                finish = step.finish_reason;
+                break;
+            }
+        }
+        Ok((text, finish))
+    }
+
+    pub async fn chat(
+        &self,
+        ctx: &TenantCtx,
+        req: ChatCompletionRequest,
+    ) -> ApiResult<Reply<ChatCompletion>> {
+        ctx.require(Scope::Inference)?;
+        let (model, triton) = self.find(&req.model, ModelKind::Chat)?;
+        if req.messages.is_empty() {
+            return Err(ApiError::validation(
+                "messages",
+                "give at least one message",
+            ));
+        }
+        let mut turns = Vec::with_capacity(req.messages.len());
+        for (i, m) in req.messages.iter().enumerate() {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => {
+                    return Err(ApiError::validation(
+                        format!("messages[{i}].role"),
+                        format!(
+                            "unsupported role `{}`",
+                            other.chars().take(32).collect::<String>()
+                        ),
+                    ));
+                }
+            };
+            let content = match &m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t.clone(),
+                Some(Content::Parts(parts)) => {
+                    let mut s = String::new();
+                    for p in parts {
+                        if p.kind != "text" {
+                            return Err(ApiError::validation(
+                                format!("messages[{i}].content"),
+                                "only text content parts are supported",
+                            ));
+                        }
+                        s.push_str(p.text.as_deref().unwrap_or(""));
+                    }
+                    s
+                }
+            };
+            turns.push((role.to_string(), content));
+        }
+        let g = Self::sampling(
+            model,
+            chatml(&turns),
+            req.max_completion_tokens.or(req.max_tokens),
+            256,
+            req.temperature,
+            req.top_p,
+            req.seed,
+            req.stop,
+            req.n,
+        )?;
+        let id = format!("chatcmpl-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let (steps, mut settlement, headers) = self.start(ctx, model, triton, &g, &id).await?;
+        let created = now_secs();
+        let model_id = model.id.clone();
+        if !req.stream {
+            let started = Instant::now();
+            let (text, finish) = Self::collect(steps, &mut settlement).await?;
+            observe(&model_id, started, None, settlement.completion_tokens);
+            let usage = usage(settlement.prompt_tokens, settlement.completion_tokens);
+            settlement.settle();
+            return Ok(Reply::Full(
+                ChatCompletion {
+                    id,
+                    object: "chat.completion",
+                    created,
+                    model: model_id,
+                    choices: vec![ChatChoice {
+                        index: 0,
+                        message: AssistantMessage {
+                            role: "assistant",
+                            content: text,
+                        },
+                        finish_reason: openai_finish(&finish),
+                        logprobs: None,
+                    }],
+                    usage,
+                },
+                headers,
+            ));
+        }
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        let chunk = move |delta: serde_json::Value, finish: Option<String>| {
+            serde_json::json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model_id,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
+            })
+        };
+        let first = sse(&chunk(
+            serde_json::json!({"role": "assistant", "content": ""}),
+            None,
+        ));
+        let body = stream_sse(
+            steps,
+            settlement,
+            include_usage,
+            first,
+            move |step, finish| match finish {
+                None => chunk(serde_json::json!({"content": step}), None),
+                Some(f) => chunk(serde_json::json!({}), Some(f)),
+            },
+            |usage_v, base| {
+                let mut v = base;
+                v["choices"] = serde_json::json!([]);
+                v["usage"] = usage_v;
+                v
+            },
+        );
+        Ok(Reply::Stream(body, headers))
+    }
+
+    pub async fn complete(
+        &self,
+        ctx: &TenantCtx,
+        req: CompletionRequest,
+    ) -> ApiResult<Reply<Completion>> {
+        ctx.require(Scope::Inference)?;
+        let (model, triton) = self.find(&req.model, ModelKind::Chat)?;
+        let prompts = req.prompt.into_vec();
+        let [prompt] = <[String; 1]>::try_from(prompts)
+            .map_err(|_| ApiError::validation("prompt", "give exactly one prompt"))?;
+        if req.echo == Some(true) {
+            return Err(ApiError::validation("echo", "echo is not supported"));
+        }
+        let g = Self::sampling(
+            model,
+            prompt,
+            req.max_tokens,
+            16,
+            req.temperature,
+            req.top_p,
+            req.seed,
+            req.stop,
+            req.n,
+        )?;
+        let id = format!("cmpl-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let (steps, mut settlement, headers) = self.start(ctx, model, triton, &g, &id).await?;
+        let created = now_secs();
+        let model_id = model.id.clone();
+        if !req.stream {
+            let started = Instant::now();
+            let (text, finish) = Self::collect(steps, &mut settlement).await?;
+            observe(&model_id, started, None, settlement.completion_tokens);
+            let usage = usage(settlement.prompt_tokens, settlement.completion_tokens);
+            settlement.settle();
+            return Ok(Reply::Full(
+                Completion {
+                    id,
+                    object: "text_completion",
+                    created,
+                    model: model_id,
+                    choices: vec![CompletionChoice {
+                        index: 0,
+                        text,
+                        finish_reason: Some(openai_finish(&finish)),
+                        logprobs: None,
+                    }],
+                    usage: Some(usage),
+                },
+                headers,
+            ));
+        }
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        let chunk = move |text: String, finish: Option<String>| {
+            serde_json::json!({
+                "id": id, "object": "text_completion", "created": created, "model": model_id,
+                "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}],
+            })
+        };
+        let body = stream_sse(
+            steps,
+            settlement,
+            include_usage,
+            Bytes::new(),
+            chunk,
+            |usage_v, base| {
+                let mut v = base;
+                v["choices"] = serde_json::json!([]);
+                v["usage"] = usage_v;
+                v
+            },
+        );
+        Ok(Reply::Stream(body, headers))
+    }
+
+    pub async fn embed(
+        &self,
+        ctx: &TenantCtx,
+        req: EmbeddingRequest,
+    ) -> ApiResult<(EmbeddingList, LimitHeaders)> {
+        ctx.require(Scope::Inference)?;
+        let (model, triton) = self.find(&req.model, ModelKind::Embedding)?;
+        let texts = req.input.into_vec();
+        if texts.is_empty() || texts.len() > 2048 {
+            return Err(ApiError::validation("input", "give 1 to 2048 inputs"));
+        }
+        if texts.iter().any(String::is_empty) {
+            return Err(ApiError::validation(
+                "input",
+                "inputs must not be empty strings",
+            ));
+        }
+        if req.dimensions.is_some_and(|d| d != 384) {
+            return Err(ApiError::validation(
+                "dimensions",
+                "this model has 384 dimensions",
+            ));
+        }
+        let base64 = match req.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(_) => return Err(ApiError::validation("encoding_format", "float or base64")),
+        };
+        let reserved = texts
+            .iter()
+            .map(|t| estimate_tokens(t))
+            .fold(0u32, u32::saturating_add);
+        let headers = self.0.budget.reserve(ctx, reserved).await?;
+        let started = Instant::now();
+        let (vectors, counts) = match triton.embed(&model.triton_model, &texts).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.0.budget.refund(ctx, reserved).await;
+                return Err(e);
+            }
+        };
+        metrics::histogram!("llm_request_duration_seconds", "model" => model.id.clone())
+            .record(started.elapsed().as_secs_f64());
+        let tokens: u32 = counts.iter().map(|c| u32::try_from(*c).unwrap_or(0)).sum();
+        if tokens < reserved {
+            self.0.budget.refund(ctx, reserved - tokens).await;
+        }
+        let id = format!("emb-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let s = self.clone();
+        let (ctx2, model_id) = (ctx.clone(), model.id.clone());
+        self.0.tasks.spawn(async move {
+            s.record(
+                &ctx2,
+                &id,
+                &model_id,
+                &[(Meter::EMBEDDING_TOKENS, tokens), (Meter::REQUESTS, 1)],
+            )
+            .await;
+        });
+        let data = vectors
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| Embedding {
+                object: "embedding",
+                index: i as u32,
+                embedding: if base64 {
+                    use base64::Engine;
+                    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
+                    EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    EmbeddingVector::Float(v)
+                },
+            })
+            .collect();
+        Ok((
+            EmbeddingList {
+                object: "list",
+                data,
+                model: model.id.clone(),
+                usage: EmbeddingUsage {
+                    prompt_tokens: tokens,
+                    total_tokens: tokens,
+                },
+            },
+            headers,
+        ))
+    }
+}
+
+fn usage(p: u32, c: u32) -> Usage {
+    Usage {
+        prompt_tokens: p,
+        completion_tokens: c,
+        total_tokens: p + c,
+    }
+}
+
+fn openai_finish(f: &str) -> String {
+    match f {
+        "length" => "length".into(),
+        _ => "stop".into(),
+    }
+}
+
+fn observe(model: &str, started: Instant, first_token: Option<Instant>, tokens: u32) {
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::histogram!("llm_request_duration_seconds", "model" => model.to_string())
+        .record(elapsed);
+    if let Some(t) = first_token {
+        metrics::histogram!("llm_time_to_first_token_seconds", "model" => model.to_string())
+            .record(t.duration_since(started).as_secs_f64());
+    }
+    if elapsed > 0.0 && tokens > 0 {
+        metrics::histogram!("llm_tokens_per_second", "model" => model.to_string())
+            .record(f64::from(tokens) / elapsed);
+    }
+    metrics::counter!("llm_output_tokens_total", "model" => model.to_string())
+        .increment(u64::from(tokens));
+}
+
+/// Turns generation steps into server-sent events. The settlement travels
+/// with the stream: when the client disconnects, the stream (and the gRPC
+/// call, which cancels the generation on Triton) is dropped and the tokens
+/// produced so far are booked.
+fn stream_sse<F, U>(
+    steps: impl Stream<Item = Result<GenerationStep, ApiError>> + Send + 'static,
+    settlement: Settlement,
+    include_usage: bool,
+    first: Bytes,
+    chunk: F,
+    usage_chunk: U,
+) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + 'static>>
+where
+    F: Fn(String, Option<String>) -> serde_json::Value + 'static,
+    U: Fn(serde_json::Value, serde_json::Value) -> serde_json::Value + 'static,
+{
+    struct State<S, F, U> {
+        steps: std::pin::Pin<Box<S>>,
+        settlement: Settlement,
+        chunk: F,
+        usage_chunk: U,
+        include_usage: bool,
+        started: Instant,
+        first_token: Option<Instant>,
+        finished: bool,
+        sent_done: bool,
+    }
+    let state = State {
+        steps: Box::pin(steps),
+        settlement,
+        chunk,
+        usage_chunk,
+        include_usage,
+        started: Instant::now(),
+        first_token: None,
+        finished: false,
+        sent_done: false,
+    };
+    let head = futures_util::stream::iter((!first.is_empty()).then_some(Ok(first)));
+    let body = futures_util::stream::unfold(state, |mut st| async move {
+        if st.sent_done {
+            return None;
+        }
+        if st.finished {
+            st.sent_done = true;
+            return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st));
+        }
+        match st.steps.next().await {
+            Some(Ok(step)) => {
+                st.settlement.prompt_tokens = step.prompt_tokens;
+                st.settlement.completion_tokens = step.completion_tokens;
+                if st.first_token.is_none() && !step.text.is_empty() {
+                    st.first_token = Some(Instant::now());
+                }
+                let mut out = Vec::new();
+                if !step.text.is_empty() {
+                    out.extend_from_slice(&sse(&(st.chunk)(step.text, None)));
+                }
+                if !step.finish_reason.is_empty() {
+                    st.finished = true;
+                    out.extend_from_slice(&sse(&(st.chunk)(
+                        String::new(),
+                        Some(openai_finish(&step.finish_reason)),
+                    )));
+                    if st.include_usage {
+                        let u =
+                            serde_json::to_value(usage(step.prompt_tokens, step.completion_tokens))
+                                .unwrap_or_default();
+                        let base = (st.chunk)(String::new(), None);
+                        out.extend_from_slice(&sse(&(st.usage_chunk)(u, base)));
+                    }
+                    observe(
+                        &st.settlement.model,
+                        st.started,
+                        st.first_token,
+                        step.completion_tokens,
+                    );
+                    st.settlement.settle();
+                }
+                Some((Ok(Bytes::from(out)), st))
+            }
+            Some(Err(e)) => {
+                st.finished = true;
+                let problem = llmops_core::error::Problem::from_error(&e);
+                let body = serde_json::json!({"error": {"message": problem.detail, "type": problem.code, "code": problem.code}});
+                st.settlement.settle();
+                Some((Ok(sse(&body)), st))
+            }
+            None => {
+                st.finished = true;
+                st.settlement.settle();
+                Some((Ok(Bytes::new()), st))
+            }
+        }
+    });
+    Box::pin(head.chain(body))
+}
