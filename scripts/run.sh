@@ -1,7 +1,25 @@
 #!/usr/bin/env bash
 # Runs the platform on embedded defaults: SQLite under ./data, in-process rate
-# limits, on 127.0.0.1:8080. Configure with llmops.toml or LLMOPS_* variables.
+# limits, on 127.0.0.1:8080, with the two local models (SmolLM2-135M-Instruct
+# and all-MiniLM-L6-v2) on a local Triton started in the background: the API
+# answers at once, and the models appear in GET /v1/models (and /readyz turns
+# ready) when Triton is up. The first run builds llama-cpp-python (~13 min;
+# progress in ~/.cache/llmops/triton-start.log).
+# Configure with llmops.toml or LLMOPS_* variables; LLMOPS_TRITON_URL=""
+# runs without models, and a URL of yours uses your Triton instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/llmops/target}"
-exec cargo run --locked --release --bin llmops -- serve "$@"
+mkdir -p "$HOME/.cache/llmops"
+
+if [ -z "${LLMOPS_TRITON_URL+set}" ]; then
+  export LLMOPS_TRITON_URL="http://127.0.0.1:${TRITON_GRPC_PORT:-8001}"
+  log="$HOME/.cache/llmops/triton-start.log"
+  echo "[llmops] starting Triton in the background (log: $log)" >&2
+  (infra/triton/local.sh start >"$log" 2>&1 || echo "[llmops] Triton failed to start: see $log" >&2) &
+  trap 'infra/triton/local.sh stop >/dev/null 2>&1 || true' EXIT
+elif [ -z "$LLMOPS_TRITON_URL" ]; then
+  unset LLMOPS_TRITON_URL
+fi
+
+cargo run --locked --release --bin llmops -- serve "$@"

@@ -196,6 +196,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let listen = cfg.listen.clone();
     let flush_every = Duration::from_secs(cfg.key_usage_flush_secs);
     let state = web::Data::new(build_state(cfg).await?);
+    // Know which models are ready before the first request.
+    state.serving.poll_readiness().await;
 
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -235,6 +237,16 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
                     }
                 }
             }
+        });
+    }
+
+    {
+        // Which models are ready decides what /v1/models lists and whether
+        // calls go through (503 with retry-after otherwise).
+        let serving = state.serving.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            serving.watch_readiness(Duration::from_secs(2), stop).await;
         });
     }
 

@@ -17,6 +17,8 @@ use tokio_util::task::TaskTracker;
 
 struct Inner {
     triton: Option<Triton>,
+    /// Catalog models Triton reported ready at the last poll.
+    ready: std::sync::RwLock<std::collections::HashSet<String>>,
     catalog: Vec<CatalogModel>,
     budget: Arc<dyn TokenBudget>,
     usage: Arc<dyn UsageSink>,
@@ -128,6 +130,7 @@ impl Serving {
     ) -> Self {
         Self(Arc::new(Inner {
             triton,
+            ready: Default::default(),
             catalog,
             budget,
             usage,
@@ -143,6 +146,54 @@ impl Serving {
 
     pub fn triton(&self) -> Option<&Triton> {
         self.0.triton.as_ref()
+    }
+
+    /// Asks Triton which catalog models are ready (every model at once, so
+    /// one slow answer does not hold the others).
+    pub async fn poll_readiness(&self) {
+        let Some(triton) = &self.0.triton else { return };
+        let checks = self.0.catalog.iter().map(|m| async move {
+            let ok = matches!(
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(2),
+                    triton.model_ready(&m.triton_model)
+                )
+                .await,
+                Ok(Ok(true))
+            );
+            (m.id.clone(), ok)
+        });
+        let ready: std::collections::HashSet<String> = futures_util::future::join_all(checks)
+            .await
+            .into_iter()
+            .filter_map(|(id, ok)| ok.then_some(id))
+            .collect();
+        for m in &self.0.catalog {
+            metrics::gauge!("llm_model_ready", "model" => m.id.clone())
+                .set(if ready.contains(&m.id) { 1.0 } else { 0.0 });
+        }
+        if let Ok(mut r) = self.0.ready.write() {
+            *r = ready;
+        }
+    }
+
+    /// Polls readiness until `stop` is cancelled.
+    pub async fn watch_readiness(
+        &self,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => self.poll_readiness().await,
+            }
+        }
+    }
+
+    fn is_ready(&self, id: &str) -> bool {
+        self.0.ready.read().is_ok_and(|r| r.contains(id))
     }
 
     async fn record(&self, ctx: &TenantCtx, id: &str, model: &str, parts: &[(&str, u32)]) {
@@ -189,6 +240,7 @@ impl Serving {
         Ok((m, triton))
     }
 
+    /// The models this tenant may call now (ready on their backend).
     pub fn models(&self, ctx: &TenantCtx) -> ApiResult<ModelList> {
         ctx.require(Scope::Inference)?;
         Ok(ModelList {
@@ -197,6 +249,7 @@ impl Serving {
                 .0
                 .catalog
                 .iter()
+                .filter(|m| self.is_ready(&m.id))
                 .map(|m| ModelObject {
                     id: m.id.clone(),
                     object: "model",

@@ -9,4 +9,5 @@ mod ratelimit;
 mod registry;
 mod serving;
 mod tenants;
+mod triton_outage;
 mod usage;
