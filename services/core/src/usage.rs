@@ -22,6 +22,7 @@ impl Meter {
     pub const OUTPUT_TOKENS: &'static str = "output_tokens";
     pub const CACHED_INPUT_TOKENS: &'static str = "cached_input_tokens";
     pub const EMBEDDING_TOKENS: &'static str = "embedding_tokens";
+    /// Dedicated GPU time: replicas × GPUs × wall time, with `gpu_type`.
     pub const GPU_MILLISECONDS: &'static str = "gpu_milliseconds";
     pub const REQUESTS: &'static str = "requests";
 

@@ -30,7 +30,20 @@ pub trait RegistryClient: Send + Sync {
         model: &str,
         version: NewVersion,
     ) -> ApiResult<VersionView>;
+
+    /// The uploaded artifact of a version: its size and its bytes.
+    async fn open_artifact(
+        &self,
+        ctx: &TenantCtx,
+        version: &VersionView,
+    ) -> ApiResult<ArtifactStream>;
 }
+
+/// An artifact's size and bytes.
+pub type ArtifactStream = (
+    u64,
+    futures_util::stream::BoxStream<'static, Result<bytes::Bytes, object_store::Error>>,
+);
 
 #[async_trait::async_trait]
 impl RegistryClient for Registry {
@@ -45,5 +58,15 @@ impl RegistryClient for Registry {
         version: NewVersion,
     ) -> ApiResult<VersionView> {
         self.create_version(ctx, model, version).await
+    }
+
+    async fn open_artifact(
+        &self,
+        ctx: &TenantCtx,
+        version: &VersionView,
+    ) -> ApiResult<ArtifactStream> {
+        let (size, _, stream) =
+            Registry::open_artifact(self, ctx, &version.model, version.version).await?;
+        Ok((size, stream))
     }
 }

@@ -7,6 +7,7 @@
 //! token counts.
 
 pub mod catalog;
+pub mod deployments;
 pub mod openai;
 pub mod routes;
 pub mod service;
@@ -18,4 +19,4 @@ pub mod pb {
     tonic::include_proto!("inference");
 }
 
-pub use service::Serving;
+pub use service::{Serving, ServingParts};

@@ -1,6 +1,7 @@
 //! OpenAI-compatible routes: `/v1/chat/completions`, `/v1/completions`,
 //! `/v1/embeddings`, `/v1/models`.
 
+use crate::deployments::{DeploymentView, NewDeployment};
 use crate::openai::*;
 use crate::service::{Reply, Serving};
 use actix_web::{HttpResponse, web};
@@ -8,13 +9,24 @@ use futures_util::StreamExt;
 use llmops_core::ApiResult;
 use llmops_core::error::{LimitHeaders, Problem};
 use llmops_core::http::Tenant;
+use llmops_core::pagination::ListParams;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/chat/completions").route(web::post().to(chat)))
         .service(web::resource("/completions").route(web::post().to(complete)))
         .service(web::resource("/embeddings").route(web::post().to(embeddings)))
         .service(web::resource("/models").route(web::get().to(models)))
-        .service(web::resource("/models/{model}").route(web::get().to(model)));
+        .service(web::resource("/models/{model}").route(web::get().to(model)))
+        .service(
+            web::resource("/deployments")
+                .route(web::post().to(create_deployment))
+                .route(web::get().to(list_deployments)),
+        )
+        .service(
+            web::resource("/deployments/{id}")
+                .route(web::get().to(get_deployment))
+                .route(web::delete().to(delete_deployment)),
+        );
 }
 
 fn with_headers(mut res: HttpResponse, h: &LimitHeaders) -> HttpResponse {
@@ -87,7 +99,7 @@ pub async fn embeddings(
     security(("bearer" = [])),
     responses((status = 200, description = "The models", body = ModelList)))]
 pub async fn models(s: web::Data<Serving>, Tenant(ctx): Tenant) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(s.models(&ctx)?))
+    Ok(HttpResponse::Ok().json(s.models(&ctx).await?))
 }
 
 #[utoipa::path(get, path = "/v1/models/{model}", tag = "inference",
@@ -99,7 +111,7 @@ pub async fn model(
     Tenant(ctx): Tenant,
     path: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    let list = s.models(&ctx)?;
+    let list = s.models(&ctx).await?;
     let found = list
         .data
         .into_iter()
@@ -113,9 +125,61 @@ pub async fn model(
     Ok(HttpResponse::Ok().json(found))
 }
 
+/// Deploys a registry version (GGUF on the local backend) as a dedicated
+/// model named `name`; 202, then `loading` → `ready` (or `failed`).
+#[utoipa::path(post, path = "/v1/deployments", tag = "deployments",
+    security(("bearer" = [])), request_body = NewDeployment,
+    responses((status = 202, description = "Accepted; poll it", body = DeploymentView),
+        (status = 409, description = "Name in use", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown or unsuitable version", body = Problem, content_type = "application/problem+json")))]
+pub async fn create_deployment(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    body: web::Json<NewDeployment>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Accepted().json(s.create_deployment(&ctx, body.into_inner()).await?))
+}
+
+#[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
+    security(("bearer" = [])), params(ListParams),
+    responses((status = 200, description = "A page of deployments", body = inline(llmops_core::pagination::Page<DeploymentView>))))]
+pub async fn list_deployments(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    params: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(s.list_deployments(&ctx, &params).await?))
+}
+
+#[utoipa::path(get, path = "/v1/deployments/{id}", tag = "deployments",
+    security(("bearer" = [])), params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The deployment", body = DeploymentView),
+        (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_deployment(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(s.get_deployment(&ctx, &path).await?))
+}
+
+/// Stops a deployment (unloads it; its GPU time is metered to this moment).
+#[utoipa::path(delete, path = "/v1/deployments/{id}", tag = "deployments",
+    security(("bearer" = [])), params(("id" = String, Path, description = "Deployment id")),
+    responses((status = 200, description = "The stopped deployment", body = DeploymentView),
+        (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json")))]
+pub async fn delete_deployment(
+    s: web::Data<Serving>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(s.delete_deployment(&ctx, &path).await?))
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(chat, complete, embeddings, models, model),
-    tags((name = "inference", description = "OpenAI-compatible inference"))
+    paths(chat, complete, embeddings, models, model, create_deployment, list_deployments, get_deployment, delete_deployment),
+    tags((name = "inference", description = "OpenAI-compatible inference"),
+         (name = "deployments", description = "Dedicated model deployments"))
 )]
 pub struct ServingDoc;

@@ -15,14 +15,30 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::task::TaskTracker;
 
-struct Inner {
+pub(crate) struct Inner {
+    pub(crate) db: Option<llmops_core::db::Db>,
+    pub(crate) registry: Option<Arc<dyn llmops_registry::RegistryClient>>,
+    pub(crate) meter_window: std::time::Duration,
     triton: Option<Triton>,
     /// Catalog models Triton reported ready at the last poll.
     ready: std::sync::RwLock<std::collections::HashSet<String>>,
     catalog: Vec<CatalogModel>,
     budget: Arc<dyn TokenBudget>,
-    usage: Arc<dyn UsageSink>,
+    pub(crate) usage: Arc<dyn UsageSink>,
     tasks: TaskTracker,
+}
+
+/// What a `Serving` is built from.
+pub struct ServingParts {
+    pub triton: Option<Triton>,
+    pub catalog: Vec<CatalogModel>,
+    pub budget: Arc<dyn TokenBudget>,
+    pub usage: Arc<dyn UsageSink>,
+    /// For deployments (none: deployments are not available).
+    pub db: Option<llmops_core::db::Db>,
+    pub registry: Option<Arc<dyn llmops_registry::RegistryClient>>,
+    /// GPU-time metering window of deployments.
+    pub meter_window: std::time::Duration,
 }
 
 /// Cheap to clone; shared by every worker.
@@ -122,20 +138,37 @@ impl Drop for Settlement {
 }
 
 impl Serving {
-    pub fn new(
-        triton: Option<Triton>,
-        catalog: Vec<CatalogModel>,
-        budget: Arc<dyn TokenBudget>,
-        usage: Arc<dyn UsageSink>,
-    ) -> Self {
+    pub fn new(p: ServingParts) -> Self {
         Self(Arc::new(Inner {
-            triton,
+            db: p.db,
+            registry: p.registry,
+            meter_window: p.meter_window,
+            triton: p.triton,
             ready: Default::default(),
-            catalog,
-            budget,
-            usage,
+            catalog: p.catalog,
+            budget: p.budget,
+            usage: p.usage,
             tasks: TaskTracker::new(),
         }))
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.0
+    }
+
+    pub(crate) fn catalog(&self) -> &[CatalogModel] {
+        &self.0.catalog
+    }
+
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.0.tasks
+    }
+
+    pub(crate) fn registry(&self) -> ApiResult<&Arc<dyn llmops_registry::RegistryClient>> {
+        self.0
+            .registry
+            .as_ref()
+            .ok_or_else(|| ApiError::NotImplemented("deployments need the registry".into()))
     }
 
     /// Waits for pending usage writes (at shutdown).
@@ -216,47 +249,75 @@ impl Serving {
         }
     }
 
-    fn find(&self, id: &str, kind: ModelKind) -> ApiResult<(&CatalogModel, &Triton)> {
-        let m = self.0.catalog.iter().find(|m| m.id == id).ok_or_else(|| {
+    /// The model a request names: a shared one, or a deployment of the tenant.
+    async fn target(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        kind: ModelKind,
+    ) -> ApiResult<(CatalogModel, Triton)> {
+        let not_found = || {
             ApiError::not_found(format!(
                 "model `{}`",
                 id.chars().take(128).collect::<String>()
             ))
-        })?;
+        };
+        let m = match self.0.catalog.iter().find(|m| m.id == id) {
+            Some(m) => {
+                if !self.is_ready(&m.id) && self.0.triton.is_some() {
+                    return Err(ApiError::Unavailable {
+                        dependency: format!("model `{id}` (loading, or its backend is down)"),
+                        retry_after_secs: 2,
+                    });
+                }
+                m.clone()
+            }
+            None => self
+                .deployment_target(ctx, id)
+                .await?
+                .ok_or_else(not_found)?,
+        };
         if m.kind != kind {
             return Err(ApiError::validation(
                 "model",
                 format!("`{id}` is a {:?} model", m.kind).to_lowercase(),
             ));
         }
-        let triton = self
-            .0
-            .triton
-            .as_ref()
-            .ok_or_else(|| ApiError::Unavailable {
-                dependency: "inference backend (no triton_url configured)".into(),
-                retry_after_secs: 30,
-            })?;
+        let triton = self.0.triton.clone().ok_or_else(|| ApiError::Unavailable {
+            dependency: "inference backend (no triton_url configured)".into(),
+            retry_after_secs: 30,
+        })?;
+        metrics::counter!("llm_requests_total", "model" => m.id.clone()).increment(1);
         Ok((m, triton))
     }
 
-    /// The models this tenant may call now (ready on their backend).
-    pub fn models(&self, ctx: &TenantCtx) -> ApiResult<ModelList> {
+    /// The models this tenant may call now: shared ones ready on their
+    /// backend, and the tenant's ready deployments.
+    pub async fn models(&self, ctx: &TenantCtx) -> ApiResult<ModelList> {
         ctx.require(Scope::Inference)?;
+        let mut data: Vec<ModelObject> = self
+            .0
+            .catalog
+            .iter()
+            .filter(|m| self.is_ready(&m.id))
+            .map(|m| ModelObject {
+                id: m.id.clone(),
+                object: "model",
+                created: 1_764_288_000,
+                owned_by: "llmops".into(),
+            })
+            .collect();
+        for name in self.ready_deployments(ctx).await? {
+            data.push(ModelObject {
+                id: name,
+                object: "model",
+                created: 1_764_288_000,
+                owned_by: ctx.tenant_id().to_string(),
+            });
+        }
         Ok(ModelList {
             object: "list",
-            data: self
-                .0
-                .catalog
-                .iter()
-                .filter(|m| self.is_ready(&m.id))
-                .map(|m| ModelObject {
-                    id: m.id.clone(),
-                    object: "model",
-                    created: 1_764_288_000,
-                    owned_by: "llmops".into(),
-                })
-                .collect(),
+            data,
         })
     }
 
@@ -381,7 +442,8 @@ impl Serving {
         req: ChatCompletionRequest,
     ) -> ApiResult<Reply<ChatCompletion>> {
         ctx.require(Scope::Inference)?;
-        let (model, triton) = self.find(&req.model, ModelKind::Chat)?;
+        let (model, triton) = self.target(ctx, &req.model, ModelKind::Chat).await?;
+        let (model, triton) = (&model, &triton);
         if req.messages.is_empty() {
             return Err(ApiError::validation(
                 "messages",
@@ -500,7 +562,8 @@ impl Serving {
         req: CompletionRequest,
     ) -> ApiResult<Reply<Completion>> {
         ctx.require(Scope::Inference)?;
-        let (model, triton) = self.find(&req.model, ModelKind::Chat)?;
+        let (model, triton) = self.target(ctx, &req.model, ModelKind::Chat).await?;
+        let (model, triton) = (&model, &triton);
         let prompts = req.prompt.into_vec();
         let [prompt] = <[String; 1]>::try_from(prompts)
             .map_err(|_| ApiError::validation("prompt", "give exactly one prompt"))?;
@@ -574,7 +637,8 @@ impl Serving {
         req: EmbeddingRequest,
     ) -> ApiResult<(EmbeddingList, LimitHeaders)> {
         ctx.require(Scope::Inference)?;
-        let (model, triton) = self.find(&req.model, ModelKind::Embedding)?;
+        let (model, triton) = self.target(ctx, &req.model, ModelKind::Embedding).await?;
+        let (model, triton) = (&model, &triton);
         let texts = req.input.into_vec();
         if texts.is_empty() || texts.len() > 2048 {
             return Err(ApiError::validation("input", "give 1 to 2048 inputs"));

@@ -190,6 +190,45 @@ impl Triton {
         Ok(())
     }
 
+    /// Loads a model from files sent with the request (Triton's override
+    /// load): `config` is the model configuration as JSON, `files` map
+    /// `1/model.py`-style paths to contents. Works for models that are not
+    /// in Triton's repository and needs no shared filesystem.
+    pub async fn load_files(
+        &self,
+        model: &str,
+        config_json: String,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), tonic::Status> {
+        use pb::model_repository_parameter::ParameterChoice;
+        let mut parameters = std::collections::HashMap::new();
+        parameters.insert(
+            "config".to_string(),
+            pb::ModelRepositoryParameter {
+                parameter_choice: Some(ParameterChoice::StringParam(config_json)),
+            },
+        );
+        for (path, content) in files {
+            parameters.insert(
+                format!("file:{path}"),
+                pb::ModelRepositoryParameter {
+                    parameter_choice: Some(ParameterChoice::BytesParam(content)),
+                },
+            );
+        }
+        let mut c = self.client.clone().max_encoding_message_size(usize::MAX);
+        c.repository_model_load(Self::req(
+            pb::RepositoryModelLoadRequest {
+                repository_name: String::new(),
+                model_name: model.into(),
+                parameters,
+            },
+            Duration::from_secs(600),
+        ))
+        .await?;
+        Ok(())
+    }
+
     pub async fn unload(&self, model: &str) -> Result<(), tonic::Status> {
         let mut c = self.client.clone();
         c.repository_model_unload(Self::req(

