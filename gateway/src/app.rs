@@ -125,13 +125,9 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
     .context("opening the artifact store")?;
     let registry = web::Data::new(Registry::new(db.clone(), artifacts));
     let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(DbUsageSink::new(db.clone()));
-    let (triton, catalog) = match &cfg.triton_url {
-        Some(url) => (
-            Some(Triton::new(url)?),
-            llmops_serving::catalog::local_models(),
-        ),
-        None => (None, Vec::new()),
-    };
+    let triton = cfg.triton_url.as_deref().map(Triton::new).transpose()?;
+    let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some())
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
     let serving = web::Data::new(Serving::new(ServingParts {
         triton,

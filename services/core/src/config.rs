@@ -16,6 +16,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// A shared model the operator publishes (`[[catalog]]` in `llmops.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogEntry {
+    /// What clients pass as `model`.
+    pub id: String,
+    /// `chat` or `embedding`.
+    pub kind: String,
+    /// `triton` (the configured Triton) or `openai` (any OpenAI-compatible server).
+    pub backend: String,
+    /// The model's name on its backend (default: `id`).
+    pub model: Option<String>,
+    /// For `openai`: the base URL, ending in `/v1`.
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret<String>>,
+    pub context_tokens: Option<u32>,
+    /// Models tried in order when this one's backend is unavailable.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -33,6 +54,8 @@ pub struct Config {
     /// Triton's gRPC URL (`http://127.0.0.1:8001`); publishes the local
     /// models (`infra/triton`) to every tenant.
     pub triton_url: Option<String>,
+    /// Shared models (with a `triton_url`, the local ones are added).
+    pub catalog: Vec<CatalogEntry>,
     /// Window of GPU-time metering of deployments (one usage event each).
     pub deployment_meter_window_secs: u64,
     /// Bearer token for `/admin/v1`; the operator API is closed without one.
@@ -83,6 +106,7 @@ impl Default for Config {
             operator_token: None,
             triton_url: None,
             deployment_meter_window_secs: 60,
+            catalog: Vec::new(),
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,

@@ -1,8 +1,11 @@
-//! Models every tenant may call.
+//! Models every tenant may call: the operator's catalog (configuration) and,
+//! with a Triton URL, the local models of `infra/triton`.
 
-use serde::Serialize;
+pub use llmops_core::config::CatalogEntry;
+use llmops_core::secret::Secret;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     /// Chat and text completions.
@@ -10,16 +13,93 @@ pub enum ModelKind {
     Embedding,
 }
 
+/// Where a model runs.
+#[derive(Debug, Clone)]
+pub enum ModelBackend {
+    /// A model on the configured Triton (gRPC).
+    Triton { model: String },
+    /// Any OpenAI-compatible HTTP server (vLLM, TGI, a hosted API).
+    OpenAi {
+        base_url: String,
+        api_key: Option<Secret<String>>,
+        model: String,
+    },
+}
+
 /// A shared model published by the operator.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct CatalogModel {
     /// What clients pass as `model`.
     pub id: String,
     pub kind: ModelKind,
-    /// The Triton model serving it.
-    pub triton_model: String,
+    pub backend: ModelBackend,
     /// Upper bound of prompt + completion tokens.
     pub context_tokens: u32,
+    /// Models tried in order when this one's backend is unavailable.
+    pub fallbacks: Vec<String>,
+}
+
+impl CatalogModel {
+    pub fn is_triton(&self) -> bool {
+        matches!(self.backend, ModelBackend::Triton { .. })
+    }
+
+    pub fn triton_model(&self) -> Option<&str> {
+        match &self.backend {
+            ModelBackend::Triton { model } => Some(model),
+            ModelBackend::OpenAi { .. } => None,
+        }
+    }
+}
+
+/// A model of the configuration's catalog (`[[catalog]]` in `llmops.toml`).
+pub fn from_entry(e: &CatalogEntry) -> Result<CatalogModel, String> {
+    let kind = match e.kind.as_str() {
+        "chat" => ModelKind::Chat,
+        "embedding" => ModelKind::Embedding,
+        other => return Err(format!("catalog `{}`: unknown kind `{other}`", e.id)),
+    };
+    let model = e.model.clone().unwrap_or_else(|| e.id.clone());
+    let backend = match e.backend.as_str() {
+        "triton" => ModelBackend::Triton { model },
+        "openai" => {
+            let base_url = e
+                .base_url
+                .clone()
+                .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
+                .ok_or_else(|| format!("catalog `{}`: openai needs an http(s) base_url", e.id))?;
+            ModelBackend::OpenAi {
+                base_url: base_url.trim_end_matches('/').to_string(),
+                api_key: e.api_key.clone(),
+                model,
+            }
+        }
+        other => return Err(format!("catalog `{}`: unknown backend `{other}`", e.id)),
+    };
+    Ok(CatalogModel {
+        id: e.id.clone(),
+        kind,
+        backend,
+        context_tokens: e.context_tokens.unwrap_or(4096),
+        fallbacks: e.fallbacks.clone(),
+    })
+}
+
+/// The whole catalog: the configured models, then (with a Triton) the local
+/// ones not overridden by id.
+pub fn build(entries: &[CatalogEntry], with_local: bool) -> Result<Vec<CatalogModel>, String> {
+    let mut out = entries
+        .iter()
+        .map(from_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+    if with_local {
+        for m in local_models() {
+            if !out.iter().any(|o| o.id == m.id) {
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The catalog of the local Triton repository (`infra/triton`).
@@ -28,14 +108,20 @@ pub fn local_models() -> Vec<CatalogModel> {
         CatalogModel {
             id: "smollm2-135m-instruct".into(),
             kind: ModelKind::Chat,
-            triton_model: "smollm2-135m-instruct".into(),
+            backend: ModelBackend::Triton {
+                model: "smollm2-135m-instruct".into(),
+            },
             context_tokens: 2048,
+            fallbacks: Vec::new(),
         },
         CatalogModel {
             id: "all-minilm-l6-v2".into(),
             kind: ModelKind::Embedding,
-            triton_model: "all-minilm-l6-v2".into(),
+            backend: ModelBackend::Triton {
+                model: "all-minilm-l6-v2".into(),
+            },
             context_tokens: 256,
+            fallbacks: Vec::new(),
         },
     ]
 }

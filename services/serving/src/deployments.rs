@@ -444,8 +444,11 @@ impl Serving {
             Some(d) if d.status == "ready" => Ok(Some(CatalogModel {
                 id: d.name,
                 kind: ModelKind::Chat,
-                triton_model: d.triton_model,
+                backend: crate::catalog::ModelBackend::Triton {
+                    model: d.triton_model,
+                },
                 context_tokens: 2048,
+                fallbacks: Vec::new(),
             })),
             Some(d) if d.status == "failed" => Err(ApiError::Conflict(format!(
                 "deployment `{name}` failed: {}",

@@ -12,6 +12,7 @@ pub mod openai;
 pub mod routes;
 pub mod service;
 pub mod triton;
+pub mod upstream;
 
 /// Generated from `proto/inference.proto`.
 #[allow(clippy::all, clippy::unwrap_used, clippy::expect_used, clippy::panic)]

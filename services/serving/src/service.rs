@@ -1,7 +1,7 @@
 //! The serving logic: catalog lookup, chat template, token reservation,
 //! Triton calls, usage events.
 
-use crate::catalog::{CatalogModel, ModelKind};
+use crate::catalog::{CatalogModel, ModelBackend, ModelKind};
 use crate::openai::*;
 use crate::triton::{Generation, GenerationStep, Triton};
 use bytes::Bytes;
@@ -26,6 +26,8 @@ pub(crate) struct Inner {
     budget: Arc<dyn TokenBudget>,
     pub(crate) usage: Arc<dyn UsageSink>,
     tasks: TaskTracker,
+    /// Client of OpenAI-compatible upstreams.
+    http: reqwest::Client,
 }
 
 /// What a `Serving` is built from.
@@ -149,6 +151,11 @@ impl Serving {
             budget: p.budget,
             usage: p.usage,
             tasks: TaskTracker::new(),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(5))
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap_or_default(),
         }))
     }
 
@@ -185,16 +192,19 @@ impl Serving {
     /// one slow answer does not hold the others).
     pub async fn poll_readiness(&self) {
         let Some(triton) = &self.0.triton else { return };
-        let checks = self.0.catalog.iter().map(|m| async move {
-            let ok = matches!(
-                tokio::time::timeout(
-                    std::time::Duration::from_secs(2),
-                    triton.model_ready(&m.triton_model)
-                )
-                .await,
-                Ok(Ok(true))
-            );
-            (m.id.clone(), ok)
+        let checks = self.0.catalog.iter().filter_map(|m| {
+            let name = m.triton_model()?.to_string();
+            Some(async move {
+                let ok = matches!(
+                    tokio::time::timeout(
+                        std::time::Duration::from_secs(2),
+                        triton.model_ready(&name)
+                    )
+                    .await,
+                    Ok(Ok(true))
+                );
+                (m.id.clone(), ok)
+            })
         });
         let ready: std::collections::HashSet<String> = futures_util::future::join_all(checks)
             .await
@@ -250,12 +260,7 @@ impl Serving {
     }
 
     /// The model a request names: a shared one, or a deployment of the tenant.
-    async fn target(
-        &self,
-        ctx: &TenantCtx,
-        id: &str,
-        kind: ModelKind,
-    ) -> ApiResult<(CatalogModel, Triton)> {
+    async fn target(&self, ctx: &TenantCtx, id: &str, kind: ModelKind) -> ApiResult<CatalogModel> {
         let not_found = || {
             ApiError::not_found(format!(
                 "model `{}`",
@@ -263,15 +268,7 @@ impl Serving {
             ))
         };
         let m = match self.0.catalog.iter().find(|m| m.id == id) {
-            Some(m) => {
-                if !self.is_ready(&m.id) && self.0.triton.is_some() {
-                    return Err(ApiError::Unavailable {
-                        dependency: format!("model `{id}` (loading, or its backend is down)"),
-                        retry_after_secs: 2,
-                    });
-                }
-                m.clone()
-            }
+            Some(m) => m.clone(),
             None => self
                 .deployment_target(ctx, id)
                 .await?
@@ -283,12 +280,100 @@ impl Serving {
                 format!("`{id}` is a {:?} model", m.kind).to_lowercase(),
             ));
         }
-        let triton = self.0.triton.clone().ok_or_else(|| ApiError::Unavailable {
-            dependency: "inference backend (no triton_url configured)".into(),
-            retry_after_secs: 30,
-        })?;
         metrics::counter!("llm_requests_total", "model" => m.id.clone()).increment(1);
-        Ok((m, triton))
+        Ok(m)
+    }
+
+    /// The Triton client, 503 when a model of the catalog is not ready.
+    fn triton_for(&self, m: &CatalogModel) -> ApiResult<&Triton> {
+        let triton = self
+            .0
+            .triton
+            .as_ref()
+            .ok_or_else(|| ApiError::Unavailable {
+                dependency: "inference backend (no triton_url configured)".into(),
+                retry_after_secs: 30,
+            })?;
+        let shared = self.0.catalog.iter().any(|c| c.id == m.id);
+        if shared && !self.is_ready(&m.id) {
+            return Err(ApiError::Unavailable {
+                dependency: format!("model `{}` (loading, or its backend is down)", m.id),
+                retry_after_secs: 2,
+            });
+        }
+        Ok(triton)
+    }
+
+    /// The model, then its fallbacks (same kind), in order.
+    fn candidates(&self, m: &CatalogModel) -> Vec<CatalogModel> {
+        let mut out = vec![m.clone()];
+        for f in &m.fallbacks {
+            if let Some(c) = self
+                .0
+                .catalog
+                .iter()
+                .find(|c| &c.id == f && c.kind == m.kind)
+            {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    /// Opens the generation on one backend.
+    async fn open_steps(
+        &self,
+        m: &CatalogModel,
+        g: &Generation,
+    ) -> ApiResult<futures_util::stream::BoxStream<'static, Result<GenerationStep, ApiError>>> {
+        match &m.backend {
+            ModelBackend::Triton { model } => {
+                let triton = self.triton_for(m)?;
+                Ok(triton.generate(model, g).await?.boxed())
+            }
+            ModelBackend::OpenAi {
+                base_url,
+                api_key,
+                model,
+            } => {
+                let mut body = serde_json::json!({
+                    "model": model,
+                    "max_tokens": g.max_tokens,
+                    "temperature": g.temperature,
+                    "top_p": g.top_p,
+                    "stream": true,
+                    "stream_options": {"include_usage": true},
+                });
+                if let Some(seed) = g.seed {
+                    body["seed"] = seed.into();
+                }
+                if !g.stop.is_empty() {
+                    body["stop"] = serde_json::json!(g.stop);
+                }
+                let (path, chat) = match &g.messages {
+                    Some(turns) => {
+                        body["messages"] = turns
+                            .iter()
+                            .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
+                            .collect();
+                        ("chat/completions", true)
+                    }
+                    None => {
+                        body["prompt"] = g.prompt.clone().into();
+                        ("completions", false)
+                    }
+                };
+                let res = crate::upstream::post_streaming(
+                    &self.0.http,
+                    &format!("{base_url}/{path}"),
+                    api_key.as_ref().map(|k| k.expose().as_str()),
+                    &m.id,
+                    &body,
+                )
+                .await?;
+                Ok(crate::upstream::steps(res, m.id.clone(), chat).boxed())
+            }
+        }
     }
 
     /// The models this tenant may call now: shared ones ready on their
@@ -299,7 +384,8 @@ impl Serving {
             .0
             .catalog
             .iter()
-            .filter(|m| self.is_ready(&m.id))
+            // Upstream models are listed; Triton ones once ready.
+            .filter(|m| !m.is_triton() || self.is_ready(&m.id))
             .map(|m| ModelObject {
                 id: m.id.clone(),
                 object: "model",
@@ -368,6 +454,7 @@ impl Serving {
             return Err(ApiError::validation("seed", "seed must not be negative"));
         }
         Ok(Generation {
+            messages: None,
             prompt,
             max_tokens,
             temperature,
@@ -377,42 +464,54 @@ impl Serving {
         })
     }
 
-    /// Reserves tokens, starts the generation and returns its steps with
+    /// Reserves tokens, starts the generation (on the model, or on its
+    /// fallbacks while backends are unavailable) and returns its steps with
     /// the settlement that books them.
     async fn start(
         &self,
         ctx: &TenantCtx,
         model: &CatalogModel,
-        triton: &Triton,
         g: &Generation,
         id: &str,
     ) -> ApiResult<(
-        impl Stream<Item = Result<GenerationStep, ApiError>> + Send + 'static + use<>,
+        futures_util::stream::BoxStream<'static, Result<GenerationStep, ApiError>>,
         Settlement,
         LimitHeaders,
     )> {
         let reserved = estimate_tokens(&g.prompt).saturating_add(g.max_tokens);
         let headers = self.0.budget.reserve(ctx, reserved).await?;
-        let settlement = Settlement {
-            serving: self.clone(),
-            ctx: ctx.clone(),
-            id: id.to_string(),
-            model: model.id.clone(),
-            reserved,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            done: false,
-        };
-        match triton.generate(&model.triton_model, g).await {
-            Ok(steps) => Ok((steps, settlement, headers)),
-            Err(e) => {
-                // Nothing ran: give everything back, book nothing.
-                let mut s = settlement;
-                s.done = true;
-                self.0.budget.refund(ctx, reserved).await;
-                Err(e)
+        let mut last = None;
+        for candidate in self.candidates(model) {
+            // `g` has both forms: the templated prompt (Triton) and the turns
+            // (upstreams template themselves).
+            match self.open_steps(&candidate, g).await {
+                Ok(steps) => {
+                    if candidate.id != model.id {
+                        metrics::counter!("llm_fallbacks_total", "model" => model.id.clone(), "to" => candidate.id.clone())
+                            .increment(1);
+                    }
+                    let settlement = Settlement {
+                        serving: self.clone(),
+                        ctx: ctx.clone(),
+                        id: id.to_string(),
+                        model: candidate.id.clone(),
+                        reserved,
+                        prompt_tokens: 0,
+                        completion_tokens: 0,
+                        done: false,
+                    };
+                    return Ok((steps, settlement, headers));
+                }
+                Err(e @ ApiError::Unavailable { .. }) => last = Some(e),
+                Err(e) => {
+                    self.0.budget.refund(ctx, reserved).await;
+                    return Err(e);
+                }
             }
         }
+        // Nothing ran: give everything back, book nothing.
+        self.0.budget.refund(ctx, reserved).await;
+        Err(last.unwrap_or_else(|| ApiError::Internal("no backend tried".into())))
     }
 
     /// Runs a generation to the end: `(text, finish_reason, settlement)`.
@@ -442,8 +541,7 @@ impl Serving {
         req: ChatCompletionRequest,
     ) -> ApiResult<Reply<ChatCompletion>> {
         ctx.require(Scope::Inference)?;
-        let (model, triton) = self.target(ctx, &req.model, ModelKind::Chat).await?;
-        let (model, triton) = (&model, &triton);
+        let model = &self.target(ctx, &req.model, ModelKind::Chat).await?;
         if req.messages.is_empty() {
             return Err(ApiError::validation(
                 "messages",
@@ -496,8 +594,10 @@ impl Serving {
             req.stop,
             req.n,
         )?;
+        let mut g = g;
+        g.messages = Some(turns);
         let id = format!("chatcmpl-{}", ulid::Ulid::new().to_string().to_lowercase());
-        let (steps, mut settlement, headers) = self.start(ctx, model, triton, &g, &id).await?;
+        let (steps, mut settlement, headers) = self.start(ctx, model, &g, &id).await?;
         let created = now_secs();
         let model_id = model.id.clone();
         if !req.stream {
@@ -562,8 +662,7 @@ impl Serving {
         req: CompletionRequest,
     ) -> ApiResult<Reply<Completion>> {
         ctx.require(Scope::Inference)?;
-        let (model, triton) = self.target(ctx, &req.model, ModelKind::Chat).await?;
-        let (model, triton) = (&model, &triton);
+        let model = &self.target(ctx, &req.model, ModelKind::Chat).await?;
         let prompts = req.prompt.into_vec();
         let [prompt] = <[String; 1]>::try_from(prompts)
             .map_err(|_| ApiError::validation("prompt", "give exactly one prompt"))?;
@@ -582,7 +681,7 @@ impl Serving {
             req.n,
         )?;
         let id = format!("cmpl-{}", ulid::Ulid::new().to_string().to_lowercase());
-        let (steps, mut settlement, headers) = self.start(ctx, model, triton, &g, &id).await?;
+        let (steps, mut settlement, headers) = self.start(ctx, model, &g, &id).await?;
         let created = now_secs();
         let model_id = model.id.clone();
         if !req.stream {
@@ -637,8 +736,7 @@ impl Serving {
         req: EmbeddingRequest,
     ) -> ApiResult<(EmbeddingList, LimitHeaders)> {
         ctx.require(Scope::Inference)?;
-        let (model, triton) = self.target(ctx, &req.model, ModelKind::Embedding).await?;
-        let (model, triton) = (&model, &triton);
+        let model = &self.target(ctx, &req.model, ModelKind::Embedding).await?;
         let texts = req.input.into_vec();
         if texts.is_empty() || texts.len() > 2048 {
             return Err(ApiError::validation("input", "give 1 to 2048 inputs"));
@@ -666,7 +764,34 @@ impl Serving {
             .fold(0u32, u32::saturating_add);
         let headers = self.0.budget.reserve(ctx, reserved).await?;
         let started = Instant::now();
-        let (vectors, counts) = match triton.embed(&model.triton_model, &texts).await {
+        let result = match &model.backend {
+            ModelBackend::Triton { model: name } => match self.triton_for(model) {
+                Ok(t) => t.embed(name, &texts).await,
+                Err(e) => Err(e),
+            },
+            ModelBackend::OpenAi {
+                base_url,
+                api_key,
+                model: up,
+            } => crate::upstream::embed(
+                &self.0.http,
+                base_url,
+                api_key.as_ref().map(|k| k.expose().as_str()),
+                &model.id,
+                up,
+                &texts,
+            )
+            .await
+            .map(|(v, total)| {
+                // Upstreams report one total; spread is not needed for billing.
+                let mut counts = vec![0i64; v.len()];
+                if let Some(first) = counts.first_mut() {
+                    *first = i64::from(total);
+                }
+                (v, counts)
+            }),
+        };
+        let (vectors, counts) = match result {
             Ok(v) => v,
             Err(e) => {
                 self.0.budget.refund(ctx, reserved).await;

@@ -31,6 +31,9 @@ pub struct GenerationStep {
 /// Sampling settings sent to the LLM model.
 #[derive(Debug, Clone)]
 pub struct Generation {
+    /// Chat turns `(role, content)`, for backends that template themselves.
+    pub messages: Option<Vec<(String, String)>>,
+    /// The prompt as the local model gets it (chat template applied).
     pub prompt: String,
     pub max_tokens: u32,
     pub temperature: f32,

@@ -11,4 +11,5 @@ mod registry;
 mod serving;
 mod tenants;
 mod triton_outage;
+mod upstream;
 mod usage;
