@@ -514,11 +514,14 @@ impl Serving {
         Err(last.unwrap_or_else(|| ApiError::Internal("no backend tried".into())))
     }
 
-    /// Runs a generation to the end: `(text, finish_reason, settlement)`.
+    /// Runs a generation to the end and books it:
+    /// `(text, finish_reason, usage)`. On an error midway the settlement,
+    /// dropped, books what was produced.
     async fn collect(
         steps: impl Stream<Item = Result<GenerationStep, ApiError>>,
-        settlement: &mut Settlement,
-    ) -> ApiResult<(String, String)> {
+        mut settlement: Settlement,
+    ) -> ApiResult<(String, String, Usage)> {
+        let started = Instant::now();
         let mut text = String::new();
         let mut finish = String::from("length");
         futures_util::pin_mut!(steps);
@@ -532,7 +535,15 @@ impl Serving {
                 break;
             }
         }
-        Ok((text, finish))
+        observe(
+            &settlement.model,
+            started,
+            None,
+            settlement.completion_tokens,
+        );
+        let booked = usage(settlement.prompt_tokens, settlement.completion_tokens);
+        settlement.settle();
+        Ok((text, finish, booked))
     }
 
     pub async fn chat(
@@ -597,15 +608,11 @@ impl Serving {
         let mut g = g;
         g.messages = Some(turns);
         let id = format!("chatcmpl-{}", ulid::Ulid::new().to_string().to_lowercase());
-        let (steps, mut settlement, headers) = self.start(ctx, model, &g, &id).await?;
+        let (steps, settlement, headers) = self.start(ctx, model, &g, &id).await?;
         let created = now_secs();
         let model_id = model.id.clone();
         if !req.stream {
-            let started = Instant::now();
-            let (text, finish) = Self::collect(steps, &mut settlement).await?;
-            observe(&model_id, started, None, settlement.completion_tokens);
-            let usage = usage(settlement.prompt_tokens, settlement.completion_tokens);
-            settlement.settle();
+            let (text, finish, usage) = Self::collect(steps, settlement).await?;
             return Ok(Reply::Full(
                 ChatCompletion {
                     id,
@@ -681,15 +688,11 @@ impl Serving {
             req.n,
         )?;
         let id = format!("cmpl-{}", ulid::Ulid::new().to_string().to_lowercase());
-        let (steps, mut settlement, headers) = self.start(ctx, model, &g, &id).await?;
+        let (steps, settlement, headers) = self.start(ctx, model, &g, &id).await?;
         let created = now_secs();
         let model_id = model.id.clone();
         if !req.stream {
-            let started = Instant::now();
-            let (text, finish) = Self::collect(steps, &mut settlement).await?;
-            observe(&model_id, started, None, settlement.completion_tokens);
-            let usage = usage(settlement.prompt_tokens, settlement.completion_tokens);
-            settlement.settle();
+            let (text, finish, usage) = Self::collect(steps, settlement).await?;
             return Ok(Reply::Full(
                 Completion {
                     id,

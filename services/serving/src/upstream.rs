@@ -111,6 +111,8 @@ pub fn steps(
                 };
                 if data == "[DONE]" {
                     st.done = true;
+                    // Read to the end so the connection goes back to the pool.
+                    while let Some(Ok(_)) = st.body.next().await {}
                     let finish = st.finish.take().unwrap_or_else(|| "stop".into());
                     return Some((Ok(final_step(finish, 0, 0)), st));
                 }
@@ -131,6 +133,7 @@ pub fn steps(
                 }
                 if v["usage"].is_object() {
                     st.done = true;
+                    while let Some(Ok(_)) = st.body.next().await {}
                     let p = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as u32;
                     let c = v["usage"]["completion_tokens"].as_u64().unwrap_or(0) as u32;
                     let finish = st.finish.take().unwrap_or_else(|| "stop".into());

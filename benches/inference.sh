@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Time to first token and decode tokens/s of SmolLM2 on the local Triton,
+# through the gateway (openai SDK, streamed) versus a direct gRPC stream to
+# the same Triton (tritonclient), same prompt and settings, 20 runs each.
+#
+#   benches/inference.sh [runs=20]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+runs=${1:-20}
+work=$(mktemp -d /tmp/llmops-bench.XXXXXX)
+chmod 755 "$work"
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null || true
+  stop_triton "$work/triton"
+  stop_pg "$work/pg"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+cargo build --locked --release --bin llmops >&2
+bin="$CARGO_TARGET_DIR/release/llmops"
+start_pg "$work/pg"
+start_triton "$work/triton"
+export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=127.0.0.1:0 \
+       LLMOPS_TRITON_URL="$TRITON_URL" LLMOPS_LOG_FORMAT=json
+key=$("$bin" tenants create --name bench --admin-email bench@bench.test --plan standard \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+"$bin" serve >"$work/serve.out" 2>"$work/serve.log" &
+server=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+url=$(sed -n 's/^llmops listening on //p' "$work/serve.out" | head -n 1)
+"$(sdk_python)" benches/ttft.py gateway "$url/v1" "$key" "$runs"
+"$HOME/.cache/llmops/triton-venv/bin/python" benches/ttft.py direct "${TRITON_URL#http://}" "$runs"
