@@ -12,7 +12,7 @@ use anyhow::Context;
 use llmops_core::auth::{Authenticator, JwtKeys, random_alnum};
 use llmops_core::config::Config;
 use llmops_core::db;
-use llmops_core::usage::DbUsageSink;
+use llmops_core::usage::GroupCommitSink;
 use llmops_registry::artifacts::S3Settings;
 use llmops_registry::{ArtifactStore, Registry};
 use llmops_serving::triton::Triton;
@@ -82,7 +82,15 @@ pub async fn connect_redis(url: &str) -> anyhow::Result<redis::aio::ConnectionMa
     .context("connecting to redis")
 }
 
-pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
+/// The application state, and the ledger's group-commit flusher to run
+/// until `stop`.
+pub async fn build_state(
+    cfg: Config,
+    stop: CancellationToken,
+) -> anyhow::Result<(
+    AppState,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)> {
     let db = db::connect(&cfg)
         .await
         .context("connecting to the database")?;
@@ -124,7 +132,8 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
     }
     .context("opening the artifact store")?;
     let registry = web::Data::new(Registry::new(db.clone(), artifacts));
-    let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(DbUsageSink::new(db.clone()));
+    let (ledger, flusher) = GroupCommitSink::new(db.clone(), 2_000, Duration::from_millis(5), stop);
+    let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(ledger);
     let triton = cfg.triton_url.as_deref().map(Triton::new).transpose()?;
     let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some())
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -138,7 +147,7 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
         registry: Some(registry_client),
         meter_window: Duration::from_secs(cfg.deployment_meter_window_secs),
     }));
-    Ok(AppState {
+    let state = AppState {
         registry,
         serving,
         usage,
@@ -148,7 +157,8 @@ pub async fn build_state(cfg: Config) -> anyhow::Result<AppState> {
         auth,
         limiter,
         redis,
-    })
+    };
+    Ok((state, flusher))
 }
 
 /// Registers every route on an actix `App`.
@@ -195,7 +205,11 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     let listen = cfg.listen.clone();
     let flush_every = Duration::from_secs(cfg.key_usage_flush_secs);
-    let state = web::Data::new(build_state(cfg).await?);
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let (state, flusher) = build_state(cfg, stop.clone()).await?;
+    let state = web::Data::new(state);
+    tracker.spawn(flusher);
     // Know which models are ready before the first request.
     state.serving.poll_readiness().await;
 
@@ -219,8 +233,6 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let _ = std::io::stdout().flush();
 
-    let tracker = TaskTracker::new();
-    let stop = CancellationToken::new();
     {
         let state = state.clone();
         let stop = stop.clone();
@@ -258,13 +270,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
 
     let result = server.run().await;
+    // Settle in-flight usage first (it needs the ledger), then stop the
+    // background work; the ledger flusher commits what is queued.
+    state.serving.drain().await;
     stop.cancel();
     tracker.close();
     tracker.wait().await;
     if let Err(e) = state.auth.flush_key_usage().await {
         tracing::warn!(error = %e, "final key-usage flush failed");
     }
-    state.serving.drain().await;
     tracing::info!("stopped");
     result.context("http server")
 }

@@ -149,6 +149,8 @@ impl Modify for Security {
         routes::admin_plans::list_plans,
         routes::admin_plans::get_plan,
         routes::admin_plans::update_plan,
+        routes::admin_usage::ingest,
+        routes::usage::usage,
     ),
     components(schemas(Problem, FieldError)),
     modifiers(&Security),
@@ -157,6 +159,7 @@ impl Modify for Security {
         (name = "api_keys", description = "API keys of the tenant"),
         (name = "auth", description = "Dashboard login"),
         (name = "admin", description = "Operator API"),
+        (name = "usage", description = "Metered usage"),
         (name = "health", description = "Probes and metrics"),
     )
 )]

@@ -380,6 +380,12 @@ impl TestApp {
         self.servers[0].url(path)
     }
 
+    /// Kills replica `i` with SIGKILL (no graceful shutdown).
+    pub fn kill_server(&mut self, i: usize) {
+        let _ = self.servers[i].child.kill();
+        let _ = self.servers[i].child.wait();
+    }
+
     /// Creates a tenant on the default (`free`) plan through the CLI.
     pub fn create_tenant(&self, name: &str) -> Result<Value> {
         self.create_tenant_on(name, "free")

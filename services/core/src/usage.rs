@@ -8,7 +8,7 @@ use crate::db::Db;
 use crate::entities::usage_event;
 use crate::ids::TenantId;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -61,12 +61,15 @@ impl From<Meter> for String {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct UsageEvent {
     /// Idempotency key chosen by the producer (e.g. `evt_…` or
     /// `chatcmpl-…:output`), 1 to 128 printable ASCII characters.
     pub id: String,
     pub tenant_id: TenantId,
+    /// `input_tokens`, `output_tokens`, `embedding_tokens`, `gpu_milliseconds`, …
+    #[schema(value_type = String)]
     pub meter: Meter,
     /// In the meter's base unit; never negative.
     pub quantity: i64,
@@ -108,10 +111,12 @@ pub enum UsageError {
     Invalid(String),
     #[error("usage ledger unavailable: {0}")]
     Store(#[from] sea_orm::DbErr),
+    #[error("usage ledger is shutting down")]
+    Closed,
 }
 
 /// How many of a batch were new.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct RecordOutcome {
     pub inserted: u64,
     pub duplicates: u64,
@@ -136,25 +141,83 @@ impl DbUsageSink {
     }
 }
 
-async fn insert_batch(db: &impl ConnectionTrait, events: &[UsageEvent]) -> Result<u64, UsageError> {
+/// Inserts events, skipping ids already recorded (or repeated in the
+/// batch); returns the ids this call inserted.
+async fn insert_new(
+    db: &impl ConnectionTrait,
+    events: &[UsageEvent],
+) -> Result<std::collections::HashSet<String>, UsageError> {
+    use sea_orm::sea_query::{OnConflict, Query};
     let now = Utc::now();
-    let rows = events.iter().map(|e| usage_event::ActiveModel {
-        id: Set(e.id.clone()),
-        tenant_id: Set(e.tenant_id.to_string()),
-        meter: Set(e.meter.as_str().to_string()),
-        quantity: Set(e.quantity),
-        dimensions: Set(serde_json::to_string(&e.dimensions).unwrap_or_else(|_| "{}".into())),
-        occurred_at: Set(e.occurred_at),
-        recorded_at: Set(now),
-    });
-    let res = usage_event::Entity::insert_many(rows)
-        .on_conflict_do_nothing_on([usage_event::Column::Id])
-        .exec_without_returning(db)
-        .await?;
-    Ok(match res {
-        sea_orm::TryInsertResult::Inserted(n) => n,
-        sea_orm::TryInsertResult::Empty | sea_orm::TryInsertResult::Conflicted => 0,
-    })
+    let mut inserted = std::collections::HashSet::new();
+    for chunk in events.chunks(500) {
+        let mut q = Query::insert();
+        q.into_table(usage_event::Entity)
+            .columns([
+                usage_event::Column::Id,
+                usage_event::Column::TenantId,
+                usage_event::Column::Meter,
+                usage_event::Column::Quantity,
+                usage_event::Column::Dimensions,
+                usage_event::Column::OccurredAt,
+                usage_event::Column::RecordedAt,
+            ])
+            .on_conflict(
+                OnConflict::column(usage_event::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning_col(usage_event::Column::Id);
+        let mut seen = std::collections::HashSet::new();
+        let mut any = false;
+        for e in chunk {
+            if !seen.insert(e.id.as_str()) {
+                continue;
+            }
+            any = true;
+            q.values_panic([
+                e.id.clone().into(),
+                e.tenant_id.to_string().into(),
+                e.meter.as_str().to_string().into(),
+                e.quantity.into(),
+                serde_json::to_string(&e.dimensions)
+                    .unwrap_or_else(|_| "{}".into())
+                    .into(),
+                e.occurred_at.into(),
+                now.into(),
+            ]);
+        }
+        if !any {
+            continue;
+        }
+        let stmt = db.get_database_backend().build(&q);
+        for row in db.query_all_raw(stmt).await? {
+            inserted.insert(row.try_get::<String>("", "id")?);
+        }
+    }
+    Ok(inserted)
+}
+
+/// Counts, per batch of callers, what each one inserted (the first caller
+/// naming an id gets it).
+fn attribute(
+    batches: &[&[UsageEvent]],
+    inserted: &std::collections::HashSet<String>,
+) -> Vec<RecordOutcome> {
+    let mut claimed = std::collections::HashSet::new();
+    batches
+        .iter()
+        .map(|events| {
+            let new = events
+                .iter()
+                .filter(|e| inserted.contains(&e.id) && claimed.insert(e.id.clone()))
+                .count() as u64;
+            RecordOutcome {
+                inserted: new,
+                duplicates: events.len() as u64 - new,
+            }
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -164,14 +227,116 @@ impl UsageSink for DbUsageSink {
             e.validate()?;
         }
         let txn = crate::db::begin_write(&self.db).await?;
-        let mut inserted = 0;
-        for chunk in events.chunks(500) {
-            inserted += insert_batch(&txn, chunk).await?;
-        }
+        let inserted = insert_new(&txn, events).await?;
         txn.commit().await?;
-        Ok(RecordOutcome {
-            inserted,
-            duplicates: events.len() as u64 - inserted,
-        })
+        Ok(attribute(&[events], &inserted)[0])
+    }
+}
+
+struct Pending {
+    events: Vec<UsageEvent>,
+    done: tokio::sync::oneshot::Sender<Result<RecordOutcome, UsageError>>,
+}
+
+/// Group commit in front of the ledger: concurrent `record` calls are
+/// written together, one transaction per batch, so many producers cost one
+/// round trip. `record` returns when its events are committed: an
+/// acknowledged event is durable, and a crash loses only events whose
+/// producers were still waiting. A failing database is retried (capped
+/// backoff) while producers wait; the bounded queue pushes back on them.
+#[derive(Clone)]
+pub struct GroupCommitSink {
+    tx: tokio::sync::mpsc::Sender<Pending>,
+}
+
+impl GroupCommitSink {
+    /// The sink, and the flusher future to run on the caller's task tracker
+    /// (it stops when `stop` is cancelled, after committing what is queued).
+    pub fn new(
+        db: Db,
+        max_batch: usize,
+        linger: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Pending>(16_384);
+        (Self { tx }, flusher(db, rx, max_batch.max(1), linger, stop))
+    }
+}
+
+async fn flusher(
+    db: Db,
+    mut rx: tokio::sync::mpsc::Receiver<Pending>,
+    max_batch: usize,
+    linger: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            p = rx.recv() => p,
+            _ = stop.cancelled() => { rx.close(); rx.recv().await }
+        };
+        let Some(first) = first else { return };
+        let mut batch = vec![first];
+        let mut count = batch[0].events.len();
+        let deadline = tokio::time::Instant::now() + linger;
+        while count < max_batch {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(p)) => {
+                    count += p.events.len();
+                    batch.push(p);
+                }
+                _ => break,
+            }
+        }
+        let all: Vec<UsageEvent> = batch
+            .iter()
+            .flat_map(|p| p.events.iter().cloned())
+            .collect();
+        let mut delay = std::time::Duration::from_millis(50);
+        let inserted = loop {
+            let attempt = async {
+                let txn = crate::db::begin_write(&db).await?;
+                let inserted = insert_new(&txn, &all).await?;
+                txn.commit().await?;
+                Ok::<_, UsageError>(inserted)
+            }
+            .await;
+            match attempt {
+                Ok(ids) => break ids,
+                Err(e) => {
+                    tracing::warn!(error = %e, events = all.len(), "ledger write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        };
+        metrics::counter!("usage_events_committed_total").increment(inserted.len() as u64);
+        metrics::histogram!("usage_batch_events").record(all.len() as f64);
+        let slices: Vec<&[UsageEvent]> = batch.iter().map(|p| p.events.as_slice()).collect();
+        let outcomes = attribute(&slices, &inserted);
+        for (p, outcome) in batch.into_iter().zip(outcomes) {
+            let _ = p.done.send(Ok(outcome));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl UsageSink for GroupCommitSink {
+    async fn record(&self, events: &[UsageEvent]) -> Result<RecordOutcome, UsageError> {
+        for e in events {
+            e.validate()?;
+        }
+        if events.is_empty() {
+            return Ok(RecordOutcome::default());
+        }
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.tx
+            .send(Pending {
+                events: events.to_vec(),
+                done,
+            })
+            .await
+            .map_err(|_| UsageError::Closed)?;
+        wait.await.map_err(|_| UsageError::Closed)?
     }
 }

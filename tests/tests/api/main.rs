@@ -5,6 +5,7 @@ mod auth;
 mod deployments;
 mod errors;
 mod keys;
+mod ledger;
 mod ops;
 mod ratelimit;
 mod registry;
