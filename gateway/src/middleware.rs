@@ -145,8 +145,10 @@ pub async fn authenticate(
             }
         }
     }
-    drop(admission.slot);
-    Ok(res)
+    // The concurrency slot is held until the body is fully sent (or the
+    // client goes away), so a long stream counts as in flight throughout.
+    let slot = admission.slot;
+    Ok(res.map_body(move |_, body| BoxBody::new(SlotBody { body, _slot: slot })))
 }
 
 async fn admit(req: &ServiceRequest) -> Result<(TenantCtx, Admission), ApiError> {
@@ -206,4 +208,25 @@ mod subtle_eq {
 /// Fallback for unknown routes.
 pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     ApiError::RouteNotFound(format!("{} {}", req.method(), req.path())).error_response()
+}
+
+/// A response body that holds a concurrency slot until it is dropped.
+struct SlotBody {
+    body: BoxBody,
+    _slot: crate::ratelimit::ConcurrencySlot,
+}
+
+impl MessageBody for SlotBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<actix_web::web::Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_next(cx)
+    }
 }

@@ -318,3 +318,35 @@ async fn inference_errors_are_problems() {
     let ready = app.get_public_json("/readyz").await.unwrap();
     assert_eq!(ready["checks"]["triton"], "ok");
 }
+
+/// A stream holds its concurrency slot until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_counts_against_concurrency() {
+    let app = app().await;
+    let (_, key) = app
+        .tenant_on_plan("single", 1000, 100_000, 1)
+        .await
+        .unwrap();
+    let res = app
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": "smollm2-135m-instruct", "max_tokens": 1000, "stream": true,
+                    "messages": [{"role": "user", "content": "Tell a long story."}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut body = res.bytes_stream();
+    assert!(body.next().await.is_some(), "the stream started");
+    // While it is open, a second call of the tenant is refused.
+    let second = app.get("/v1/tenant", &key).await.unwrap();
+    let p = problem(second, 429, "concurrency_limited").await.unwrap();
+    assert!(s(&p["detail"]).contains("limit 1"), "{p}");
+    drop(body);
+    eventually(Duration::from_secs(10), || async {
+        Ok(app.get("/v1/tenant", &key).await?.status() == 200)
+    })
+    .await
+    .unwrap();
+}
