@@ -1,0 +1,7 @@
+//! `llmops-billing`: turning the usage ledger into money.
+//!
+//! So far: the rating engine ([`rating`]), a pure function from a price
+//! plan and aggregated usage to invoice lines in integer minor units. Plans
+//! storage, invoices, budgets and Stripe build on it.
+
+pub mod rating;
