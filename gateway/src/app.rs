@@ -148,6 +148,10 @@ pub async fn build_state(
         meter_window: Duration::from_secs(cfg.deployment_meter_window_secs),
     }));
     let state = AppState {
+        billing: web::Data::new(llmops_billing::Billing::new(
+            db.clone(),
+            cfg.billing_settle_secs,
+        )),
         registry,
         serving,
         usage,
@@ -166,6 +170,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
     let max_body = state.config.max_body_bytes;
     cfg.app_data(state.registry.clone())
         .app_data(state.serving.clone())
+        .app_data(state.billing.clone())
         .app_data(json_config(max_body))
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
@@ -185,12 +190,14 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .wrap(from_fn(authenticate))
                 .configure(routes::v1)
                 .configure(llmops_registry::routes::configure)
-                .configure(llmops_serving::routes::configure),
+                .configure(llmops_serving::routes::configure)
+                .configure(llmops_billing::routes::configure),
         )
         .service(
             web::scope("/admin/v1")
                 .wrap(from_fn(operator_only))
-                .configure(routes::admin),
+                .configure(routes::admin)
+                .configure(llmops_billing::routes::configure_admin),
         );
 }
 

@@ -42,6 +42,23 @@ enum Command {
     /// Manage plans.
     #[command(subcommand)]
     Plans(PlansCmd),
+    /// Billing operations.
+    #[command(subcommand)]
+    Billing(BillingCmd),
+}
+
+#[derive(Subcommand)]
+enum BillingCmd {
+    /// Generate the period's invoices (idempotent): one tenant or all;
+    /// the previous calendar month unless a period is given.
+    ClosePeriod {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        period_start: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        period_end: Option<chrono::DateTime<chrono::Utc>>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -334,6 +351,25 @@ async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
                     print_json(&store::revoke_key(&db, Scoped::new(id), key).await?)
                 }
             }
+        }
+        Command::Billing(BillingCmd::ClosePeriod {
+            tenant,
+            period_start,
+            period_end,
+        }) => {
+            let db = connect(&cfg).await?;
+            let billing = llmops_billing::Billing::new(db, cfg.billing_settle_secs);
+            let (d_start, d_end) = llmops_billing::routes::last_month(chrono::Utc::now());
+            let (start, end) = (period_start.unwrap_or(d_start), period_end.unwrap_or(d_end));
+            let tenants = match tenant {
+                Some(t) => vec![t.parse::<TenantId>().map_err(ApiError::from)?],
+                None => billing.tenants().await?,
+            };
+            let mut out = Vec::new();
+            for t in tenants {
+                out.push(billing.close_period(t, start, end).await?);
+            }
+            print_json(&out)
         }
         Command::Plans(p) => {
             let db = connect(&cfg).await?;

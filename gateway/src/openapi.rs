@@ -170,6 +170,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(llmops_registry::openapi::RegistryDoc::openapi());
     doc.merge(llmops_serving::routes::ServingDoc::openapi());
+    doc.merge(llmops_billing::routes::BillingDoc::openapi());
     doc
 }
 

@@ -18,4 +18,5 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     pub registry: actix_web::web::Data<llmops_registry::Registry>,
     pub serving: actix_web::web::Data<llmops_serving::Serving>,
+    pub billing: actix_web::web::Data<llmops_billing::Billing>,
 }

@@ -8,6 +8,7 @@ use sea_orm_migration::prelude::*;
 mod m20261128_000001_identity;
 mod m20261128_000002_registry;
 mod m20261128_000003_deployments;
+mod m20261128_000004_billing;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_identity::Migration),
             Box::new(m20261128_000002_registry::Migration),
             Box::new(m20261128_000003_deployments::Migration),
+            Box::new(m20261128_000004_billing::Migration),
         ]
     }
 }

@@ -4,4 +4,9 @@
 //! plan and aggregated usage to invoice lines in integer minor units. Plans
 //! storage, invoices, budgets and Stripe build on it.
 
+pub mod entities;
+pub mod invoices;
 pub mod rating;
+pub mod routes;
+
+pub use invoices::Billing;

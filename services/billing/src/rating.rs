@@ -28,6 +28,12 @@ impl TryFrom<String> for Currency {
     }
 }
 
+impl Currency {
+    pub fn usd() -> Self {
+        Currency("USD".into())
+    }
+}
+
 impl From<Currency> for String {
     fn from(c: Currency) -> String {
         c.0

@@ -54,6 +54,9 @@ pub struct Config {
     /// Triton's gRPC URL (`http://127.0.0.1:8001`); publishes the local
     /// models (`infra/triton`) to every tenant.
     pub triton_url: Option<String>,
+    /// How far an invoice's close time trails the clock (seconds): longer
+    /// than any ledger transaction.
+    pub billing_settle_secs: u64,
     /// Shared models (with a `triton_url`, the local ones are added).
     pub catalog: Vec<CatalogEntry>,
     /// Window of GPU-time metering of deployments (one usage event each).
@@ -107,6 +110,7 @@ impl Default for Config {
             triton_url: None,
             deployment_meter_window_secs: 60,
             catalog: Vec::new(),
+            billing_settle_secs: 5,
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,

@@ -142,6 +142,11 @@ define_id!(
     DeploymentId, "dep", "deployment"
 );
 
+define_id!(
+    /// An invoice id, `inv_…`.
+    InvoiceId, "inv", "invoice"
+);
+
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {
     format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

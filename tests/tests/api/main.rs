@@ -2,6 +2,7 @@
 //! One test binary (one link) with a module per area.
 
 mod auth;
+mod billing;
 mod deployments;
 mod errors;
 mod keys;

@@ -1,0 +1,485 @@
+//! Plan prices and invoices: closing a period rates the ledger into one
+//! finalized invoice per tenant and period.
+//!
+//! Which usage an invoice carries: events that happened before its period's
+//! end, were recorded by its close time, and were not on the previous
+//! invoice (happened before that one's period end and recorded by its close
+//! time). Events recorded late for a closed period land on the next invoice
+//! as adjustment lines; nothing is billed twice or dropped. The close time
+//! trails the clock by a few seconds so that no still-uncommitted event
+//! hides behind the watermark.
+
+use crate::entities::{invoice, plan_price};
+use crate::rating::{Line, Pricing, UsageTotal};
+use chrono::{DateTime, Duration, Utc};
+use llmops_core::db::{Db, Scoped, is_unique_violation};
+use llmops_core::ids::{InvoiceId, TenantId};
+use llmops_core::pagination::{ListParams, Page};
+use llmops_core::tenancy::store;
+use llmops_core::{ApiError, ApiResult};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
+};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InvoiceLine {
+    pub description: String,
+    pub meter: Option<String>,
+    pub quantity: u64,
+    pub billable: u64,
+    pub amount_minor: i64,
+    /// Usage of an earlier, already invoiced period recorded late.
+    pub adjustment: bool,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct InvoiceView {
+    /// Always `invoice`.
+    pub object: &'static str,
+    pub id: InvoiceId,
+    pub tenant_id: TenantId,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    /// `finalized` (immutable), `paid`, `void`.
+    pub status: String,
+    pub currency: String,
+    pub subtotal_minor: i64,
+    pub total_minor: i64,
+    pub lines: Vec<InvoiceLine>,
+    pub plan_id: String,
+    pub created_at: DateTime<Utc>,
+    pub finalized_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<invoice::Model> for InvoiceView {
+    type Error = ApiError;
+    fn try_from(m: invoice::Model) -> ApiResult<Self> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            description: String,
+            meter: Option<String>,
+            quantity: u64,
+            billable: u64,
+            amount_minor: i64,
+            adjustment: bool,
+        }
+        let lines: Vec<Stored> = serde_json::from_str(&m.lines).map_err(ApiError::internal)?;
+        Ok(InvoiceView {
+            object: "invoice",
+            id: m.id.parse().map_err(ApiError::internal)?,
+            tenant_id: m.tenant_id.parse().map_err(ApiError::internal)?,
+            period_start: m.period_start,
+            period_end: m.period_end,
+            status: m.status,
+            currency: m.currency,
+            subtotal_minor: m.subtotal_minor,
+            total_minor: m.total_minor,
+            lines: lines
+                .into_iter()
+                .map(|l| InvoiceLine {
+                    description: l.description,
+                    meter: l.meter,
+                    quantity: l.quantity,
+                    billable: l.billable,
+                    amount_minor: l.amount_minor,
+                    adjustment: l.adjustment,
+                })
+                .collect(),
+            plan_id: m.plan_id,
+            created_at: m.created_at,
+            finalized_at: m.finalized_at,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct Billing {
+    db: Db,
+    /// How far the close time trails the clock: longer than any ledger
+    /// transaction, so no event commits behind the watermark.
+    settle: Duration,
+}
+
+/// Prices of a plan without any: nothing is charged.
+fn pricing_free() -> Pricing {
+    Pricing {
+        currency: crate::rating::Currency::usd(),
+        base_fee_minor: 0,
+        components: Vec::new(),
+    }
+}
+
+impl Billing {
+    pub fn new(db: Db, settle_secs: u64) -> Self {
+        Self {
+            db,
+            settle: Duration::seconds(i64::try_from(settle_secs).unwrap_or(5)),
+        }
+    }
+
+    pub async fn set_pricing(&self, plan_id: &str, pricing: Pricing) -> ApiResult<Pricing> {
+        pricing
+            .validate()
+            .map_err(|e| ApiError::validation("pricing", e.to_string()))?;
+        store::get_plan(&self.db, plan_id).await?;
+        let text = serde_json::to_string(&pricing).map_err(ApiError::internal)?;
+        let now = Utc::now();
+        let existing = plan_price::Entity::find_by_id(plan_id.to_string())
+            .one(&self.db)
+            .await?;
+        match existing {
+            Some(m) => {
+                let mut am: plan_price::ActiveModel = m.into();
+                am.pricing = Set(text);
+                am.updated_at = Set(now);
+                am.update(&self.db).await?;
+            }
+            None => {
+                plan_price::ActiveModel {
+                    plan_id: Set(plan_id.to_string()),
+                    pricing: Set(text),
+                    updated_at: Set(now),
+                }
+                .insert(&self.db)
+                .await?;
+            }
+        }
+        Ok(pricing)
+    }
+
+    pub async fn pricing(&self, plan_id: &str) -> ApiResult<Option<Pricing>> {
+        plan_price::Entity::find_by_id(plan_id.to_string())
+            .one(&self.db)
+            .await?
+            .map(|m| serde_json::from_str(&m.pricing).map_err(ApiError::internal))
+            .transpose()
+    }
+
+    /// Generates (or returns) the tenant's invoice for `[start, end)`.
+    /// Safe to run concurrently on any number of replicas.
+    pub async fn close_period(
+        &self,
+        tenant: TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> ApiResult<InvoiceView> {
+        if start >= end {
+            return Err(ApiError::validation(
+                "period_start",
+                "the period must end after it starts",
+            ));
+        }
+        let scope = Scoped::new(tenant);
+        if let Some(existing) = scope
+            .find::<invoice::Entity>()
+            .filter(invoice::Column::PeriodStart.eq(start))
+            .one(&self.db)
+            .await?
+        {
+            return existing.try_into();
+        }
+        let t = store::get_tenant(&self.db, tenant).await?;
+        let pricing = self.pricing(&t.plan.id).await?.unwrap_or_else(pricing_free);
+        let previous = scope
+            .find::<invoice::Entity>()
+            .filter(invoice::Column::PeriodStart.lt(start))
+            .order_by_desc(invoice::Column::PeriodStart)
+            .one(&self.db)
+            .await?;
+        let close = Utc::now() - self.settle;
+        let (current, late) = self
+            .usage(tenant, start, end, close, previous.as_ref())
+            .await?;
+        let rated = pricing
+            .rate(&current)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let mut lines: Vec<(Line, bool)> = rated.lines.into_iter().map(|l| (l, false)).collect();
+        if !late.is_empty() {
+            lines.extend(
+                self.adjustments(tenant, &pricing, previous.as_ref(), &late)
+                    .await?,
+            );
+        }
+        let subtotal: i64 = lines.iter().map(|(l, _)| l.amount_minor).sum();
+        let stored: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|(l, adj)| {
+                serde_json::json!({
+                    "description": l.description, "meter": l.meter, "quantity": l.quantity,
+                    "billable": l.billable, "amount_minor": l.amount_minor, "adjustment": adj,
+                })
+            })
+            .collect();
+        let now = Utc::now();
+        let row = invoice::ActiveModel {
+            id: Set(InvoiceId::new().to_string()),
+            tenant_id: Set(tenant.to_string()),
+            period_start: Set(start),
+            period_end: Set(end),
+            status: Set("finalized".into()),
+            currency: Set(String::from(pricing.currency.clone())),
+            subtotal_minor: Set(subtotal),
+            total_minor: Set(subtotal),
+            lines: Set(serde_json::Value::Array(stored).to_string()),
+            plan_id: Set(t.plan.id.clone()),
+            recorded_through: Set(close),
+            created_at: Set(now),
+            finalized_at: Set(Some(now)),
+        };
+        match row.insert(&self.db).await {
+            Ok(m) => m.try_into(),
+            Err(e) if is_unique_violation(&e) => scope
+                .find::<invoice::Entity>()
+                .filter(invoice::Column::PeriodStart.eq(start))
+                .one(&self.db)
+                .await?
+                .ok_or_else(|| ApiError::Internal("invoice vanished".into()))?
+                .try_into(),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Late usage priced at the margin: what the previous invoice's usage
+    /// plus the late usage costs, minus what the previous invoice charged
+    /// for its usage, per price component (so included units and tiers are
+    /// not applied twice).
+    async fn adjustments(
+        &self,
+        tenant: TenantId,
+        pricing: &Pricing,
+        previous: Option<&invoice::Model>,
+        late: &[UsageTotal],
+    ) -> ApiResult<Vec<(Line, bool)>> {
+        let billed = match previous {
+            Some(p) => {
+                self.usage_between(tenant, p.period_start, p.period_end, p.recorded_through)
+                    .await?
+            }
+            None => Vec::new(),
+        };
+        let no_base = Pricing {
+            base_fee_minor: 0,
+            ..pricing.clone()
+        };
+        let mut with_late = billed.clone();
+        with_late.extend(late.iter().cloned());
+        let before = no_base
+            .rate(&billed)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let after = no_base
+            .rate(&with_late)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let mut out = Vec::new();
+        for mut line in after.lines {
+            let prior = before
+                .lines
+                .iter()
+                .find(|l| l.description == line.description && l.meter == line.meter);
+            let (q0, b0, a0) =
+                prior.map_or((0, 0, 0), |l| (l.quantity, l.billable, l.amount_minor));
+            line.quantity -= q0;
+            line.billable -= b0;
+            line.amount_minor -= a0;
+            if line.quantity == 0 {
+                continue;
+            }
+            line.description = format!("Adjustment, usage recorded late: {}", line.description);
+            out.push((line, true));
+        }
+        Ok(out)
+    }
+
+    /// Usage that happened in `[start, end)` and was recorded by `through`.
+    async fn usage_between(
+        &self,
+        tenant: TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        through: DateTime<Utc>,
+    ) -> ApiResult<Vec<UsageTotal>> {
+        let backend = self.db.get_database_backend();
+        let sql = "SELECT meter, dimensions, CAST(SUM(quantity) AS BIGINT) AS quantity FROM usage_events \
+                   WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 AND recorded_at <= $4 \
+                   GROUP BY meter, dimensions";
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    tenant.to_string().into(),
+                    start.into(),
+                    end.into(),
+                    through.into(),
+                ],
+            ))
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let dims: String = r.try_get("", "dimensions")?;
+                Ok(UsageTotal {
+                    meter: r.try_get("", "meter")?,
+                    dimensions: serde_json::from_str::<BTreeMap<String, String>>(&dims)
+                        .unwrap_or_default(),
+                    quantity: u64::try_from(r.try_get::<i64>("", "quantity")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// `(this period's usage, late usage of earlier periods)` for an invoice.
+    async fn usage(
+        &self,
+        tenant: TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        close: DateTime<Utc>,
+        previous: Option<&invoice::Model>,
+    ) -> ApiResult<(Vec<UsageTotal>, Vec<UsageTotal>)> {
+        let backend = self.db.get_database_backend();
+        let mut sql = String::from(
+            "SELECT meter, dimensions, CASE WHEN occurred_at < $2 THEN 1 ELSE 0 END AS late, \
+             CAST(SUM(quantity) AS BIGINT) AS quantity FROM usage_events \
+             WHERE tenant_id = $1 AND occurred_at < $3 AND recorded_at <= $4",
+        );
+        let mut values: Vec<sea_orm::Value> = vec![
+            tenant.to_string().into(),
+            start.into(),
+            end.into(),
+            close.into(),
+        ];
+        if let Some(p) = previous {
+            sql.push_str(" AND NOT (occurred_at < $5 AND recorded_at <= $6)");
+            values.push(p.period_end.into());
+            values.push(p.recorded_through.into());
+        }
+        sql.push_str(" GROUP BY meter, dimensions, 3");
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?;
+        let (mut current, mut late) = (Vec::new(), Vec::new());
+        for r in rows {
+            let dims: String = r.try_get("", "dimensions")?;
+            let total = UsageTotal {
+                meter: r.try_get("", "meter")?,
+                dimensions: serde_json::from_str::<BTreeMap<String, String>>(&dims)
+                    .unwrap_or_default(),
+                quantity: u64::try_from(r.try_get::<i64>("", "quantity")?).unwrap_or(0),
+            };
+            let is_late: i64 = r
+                .try_get::<i32>("", "late")
+                .map(i64::from)
+                .or_else(|_| r.try_get::<i64>("", "late"))?;
+            if is_late == 1 {
+                late.push(total);
+            } else {
+                current.push(total);
+            }
+        }
+        Ok((current, late))
+    }
+
+    pub async fn list_invoices(
+        &self,
+        scope: Scoped,
+        params: &ListParams,
+    ) -> ApiResult<Page<InvoiceView>> {
+        let limit = params.limit()?;
+        let mut q = scope
+            .find::<invoice::Entity>()
+            .order_by_asc(invoice::Column::Id);
+        if let Some(after) = &params.after {
+            let after: InvoiceId = after.parse()?;
+            q = q.filter(invoice::Column::Id.gt(after.to_string()));
+        }
+        let rows = q.limit(limit + 1).all(&self.db).await?;
+        let views = rows
+            .into_iter()
+            .map(InvoiceView::try_from)
+            .collect::<ApiResult<Vec<_>>>()?;
+        Ok(Page::from_rows(views, limit, |i| i.id.to_string()))
+    }
+
+    pub async fn get_invoice(&self, scope: Scoped, id: &str) -> ApiResult<InvoiceView> {
+        let id: InvoiceId = id.parse()?;
+        scope
+            .find::<invoice::Entity>()
+            .filter(invoice::Column::Id.eq(id.to_string()))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::not_found("invoice"))?
+            .try_into()
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub async fn tenant_name(&self, id: TenantId) -> ApiResult<String> {
+        Ok(store::get_tenant(&self.db, id).await?.name)
+    }
+
+    /// Every tenant's id (for closing a period for all).
+    pub async fn tenants(&self) -> ApiResult<Vec<TenantId>> {
+        let mut out = Vec::new();
+        let mut params = ListParams {
+            limit: Some(100),
+            after: None,
+        };
+        loop {
+            let page = store::list_tenants(&self.db, &params).await?;
+            out.extend(page.data.iter().map(|t| t.id));
+            if !page.has_more {
+                return Ok(out);
+            }
+            params.after = page.last_id;
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn money(minor: i64, currency: &str) -> String {
+    let sign = if minor < 0 { "-" } else { "" };
+    let m = minor.unsigned_abs();
+    format!("{sign}{}.{:02} {}", m / 100, m % 100, escape(currency))
+}
+
+/// A printable HTML rendering of an invoice.
+pub fn render_html(inv: &InvoiceView, tenant_name: &str) -> String {
+    let rows: String = inv
+        .lines
+        .iter()
+        .map(|l| {
+            format!(
+                "<tr><td>{}</td><td class=n>{}</td><td class=n>{}</td><td class=n>{}</td></tr>",
+                escape(&l.description),
+                l.quantity,
+                l.billable,
+                money(l.amount_minor, &inv.currency)
+            )
+        })
+        .collect();
+    format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>Invoice {id}</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:4px 12px;border-bottom:1px solid #ddd}}.n{{text-align:right}}</style></head>\
+         <body><h1>Invoice {id}</h1><p>{tenant}<br>Period {start} to {end}<br>Status: {status}</p>\
+         <table><tr><th>Item</th><th class=n>Quantity</th><th class=n>Billable</th><th class=n>Amount</th></tr>{rows}\
+         <tr><th colspan=3>Total</th><th class=n>{total}</th></tr></table></body></html>",
+        id = inv.id,
+        tenant = escape(tenant_name),
+        start = inv.period_start.format("%Y-%m-%d"),
+        end = inv.period_end.format("%Y-%m-%d"),
+        status = escape(&inv.status),
+        total = money(inv.total_minor, &inv.currency),
+    )
+}

@@ -1,0 +1,163 @@
+//! Billing routes: the tenant's invoices; the operator's prices and period close.
+
+use crate::invoices::{Billing, InvoiceView, render_html};
+use crate::rating::Pricing;
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Datelike, TimeZone, Utc};
+use llmops_core::error::Problem;
+use llmops_core::http::Tenant;
+use llmops_core::ids::TenantId;
+use llmops_core::pagination::{ListParams, Page};
+use llmops_core::tenancy::store;
+use llmops_core::{ApiError, ApiResult, Scope};
+use serde::Deserialize;
+
+/// Under `/v1`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/invoices").route(web::get().to(list_invoices)))
+        .service(web::resource("/invoices/{id}").route(web::get().to(get_invoice)))
+        .service(web::resource("/invoices/{id}/html").route(web::get().to(invoice_html)));
+}
+
+/// Under `/admin/v1`.
+pub fn configure_admin(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/plans/{plan_id}/pricing")
+            .route(web::put().to(put_pricing))
+            .route(web::get().to(get_pricing)),
+    )
+    .service(web::resource("/billing/close-period").route(web::post().to(close_period)));
+}
+
+#[utoipa::path(get, path = "/v1/invoices", tag = "billing", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, description = "A page of invoices", body = inline(Page<InvoiceView>))))]
+pub async fn list_invoices(
+    b: web::Data<Billing>,
+    Tenant(ctx): Tenant,
+    params: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    ctx.require(Scope::BillingRead)?;
+    Ok(HttpResponse::Ok().json(b.list_invoices(ctx.scoped(), &params).await?))
+}
+
+#[utoipa::path(get, path = "/v1/invoices/{id}", tag = "billing", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The invoice", body = InvoiceView),
+        (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_invoice(
+    b: web::Data<Billing>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    ctx.require(Scope::BillingRead)?;
+    Ok(HttpResponse::Ok().json(b.get_invoice(ctx.scoped(), &path).await?))
+}
+
+/// A printable rendering.
+#[utoipa::path(get, path = "/v1/invoices/{id}/html", tag = "billing", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "HTML", body = String, content_type = "text/html"),
+        (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json")))]
+pub async fn invoice_html(
+    b: web::Data<Billing>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    ctx.require(Scope::BillingRead)?;
+    let inv = b.get_invoice(ctx.scoped(), &path).await?;
+    let name = b.tenant_name(ctx.tenant_id()).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(render_html(&inv, &name)))
+}
+
+/// Sets a plan's prices (tiers, included units, base fee, currency).
+#[utoipa::path(put, path = "/admin/v1/plans/{plan_id}/pricing", tag = "admin", security(("operator" = [])),
+    params(("plan_id" = String, Path, description = "Plan id")), request_body = Pricing,
+    responses((status = 200, description = "The prices", body = Pricing),
+        (status = 422, description = "Invalid prices", body = Problem, content_type = "application/problem+json")))]
+pub async fn put_pricing(
+    b: web::Data<Billing>,
+    path: web::Path<String>,
+    body: web::Json<Pricing>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(b.set_pricing(&path, body.into_inner()).await?))
+}
+
+#[utoipa::path(get, path = "/admin/v1/plans/{plan_id}/pricing", tag = "admin", security(("operator" = [])),
+    params(("plan_id" = String, Path, description = "Plan id")),
+    responses((status = 200, description = "The prices", body = Pricing),
+        (status = 404, description = "No prices set", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_pricing(
+    b: web::Data<Billing>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let p = b
+        .pricing(&path)
+        .await?
+        .ok_or_else(|| ApiError::not_found("pricing"))?;
+    Ok(HttpResponse::Ok().json(p))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClosePeriod {
+    /// One tenant; every tenant when absent.
+    pub tenant_id: Option<TenantId>,
+    /// Default: the start of the previous calendar month (UTC).
+    pub period_start: Option<DateTime<Utc>>,
+    /// Default: the start of the current calendar month (UTC).
+    pub period_end: Option<DateTime<Utc>>,
+}
+
+/// The previous calendar month.
+pub fn last_month(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
+    let this = Utc
+        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now);
+    let (y, m) = if now.month() == 1 {
+        (now.year() - 1, 12)
+    } else {
+        (now.year(), now.month() - 1)
+    };
+    let prev = Utc
+        .with_ymd_and_hms(y, m, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(this);
+    (prev, this)
+}
+
+/// Closes a billing period: one finalized invoice per tenant (idempotent;
+/// safe on several replicas at once).
+#[utoipa::path(post, path = "/admin/v1/billing/close-period", tag = "admin", security(("operator" = [])),
+    request_body = ClosePeriod,
+    responses((status = 200, description = "The invoices of the period", body = Vec<InvoiceView>),
+        (status = 422, description = "Invalid period", body = Problem, content_type = "application/problem+json")))]
+pub async fn close_period(
+    b: web::Data<Billing>,
+    body: web::Json<ClosePeriod>,
+) -> ApiResult<HttpResponse> {
+    let (d_start, d_end) = last_month(Utc::now());
+    let start = body.period_start.unwrap_or(d_start);
+    let end = body.period_end.unwrap_or(d_end);
+    let tenants = match body.tenant_id {
+        Some(t) => {
+            store::get_tenant(b.db(), t).await?;
+            vec![t]
+        }
+        None => b.tenants().await?,
+    };
+    let mut out = Vec::with_capacity(tenants.len());
+    for t in tenants {
+        out.push(b.close_period(t, start, end).await?);
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period),
+    tags((name = "billing", description = "Invoices"))
+)]
+pub struct BillingDoc;

@@ -1,0 +1,244 @@
+//! Invoices rated from the ledger by plan prices; idempotent and concurrent
+//! period close; late usage as adjustments; isolation.
+
+use llmops_tests::{Backend, OPERATOR_TOKEN, Options, TestApp, on_both_backends, problem, s};
+use serde_json::{Value, json};
+
+on_both_backends!(invoices_rate_the_ledger_and_carry_late_usage);
+
+const M: u64 = 1_000_000;
+
+fn app_options() -> Options {
+    Options {
+        env: vec![("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into())],
+        ..Default::default()
+    }
+}
+
+fn pricing() -> Value {
+    json!({
+        "currency": "USD",
+        "base_fee_minor": 2000,
+        "components": [
+            {"meter": "input_tokens", "included": M, "mode": "graduated", "description": "Input tokens",
+             "tiers": [{"up_to": 9 * M, "rate": {"amount_minor": 50, "per": M}},
+                       {"up_to": null, "rate": {"amount_minor": 25, "per": M}}]},
+            {"meter": "output_tokens", "mode": "volume", "description": "Output tokens",
+             "tiers": [{"up_to": 10 * M, "rate": {"amount_minor": 50, "per": M}},
+                       {"up_to": null, "rate": {"amount_minor": 30, "per": M}}]}
+        ]
+    })
+}
+
+async fn admin(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn ingest(app: &TestApp, events: Vec<Value>) {
+    let res = admin(
+        app,
+        reqwest::Method::POST,
+        "/admin/v1/usage/events",
+        &json!({ "events": events }),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+}
+
+fn ev(id: &str, tenant: &str, meter: &str, qty: u64, at: &str) -> Value {
+    json!({"id": id, "tenant_id": tenant, "meter": meter, "quantity": qty,
+           "dimensions": {"model": "m"}, "occurred_at": at})
+}
+
+async fn close(app: &TestApp, tenant: &str, start: &str, end: &str) -> Value {
+    let res = admin(
+        app,
+        reqwest::Method::POST,
+        "/admin/v1/billing/close-period",
+        &json!({"tenant_id": tenant, "period_start": start, "period_end": end}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()[0].clone()
+}
+
+async fn invoices_rate_the_ledger_and_carry_late_usage(backend: Backend) {
+    let app = TestApp::spawn_with(backend, app_options()).await.unwrap();
+    let (ta, ka) = app.tenant_on_plan("acme", 1000, 100_000, 10).await.unwrap();
+    let (_, kb) = app
+        .tenant_on_plan("globex", 1000, 100_000, 10)
+        .await
+        .unwrap();
+    let res = admin(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-acme/pricing",
+        &pricing(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let mut bad = pricing();
+    bad["components"][0]["tiers"][1]["up_to"] = json!(5);
+    let res = admin(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-acme/pricing",
+        &bad,
+    )
+    .await;
+    problem(res, 422, "validation_error").await.unwrap();
+
+    // October: 25M input tokens in three events, 12M output, and one event
+    // in November that October must not carry.
+    ingest(
+        &app,
+        vec![
+            ev("o1", &ta, "input_tokens", 10 * M, "2026-10-05T10:00:00Z"),
+            ev("o2", &ta, "input_tokens", 10 * M, "2026-10-15T10:00:00Z"),
+            ev("o3", &ta, "input_tokens", 5 * M, "2026-10-31T23:59:59Z"),
+            ev("o4", &ta, "output_tokens", 12 * M, "2026-10-20T00:00:00Z"),
+            ev("n1", &ta, "output_tokens", M, "2026-11-02T00:00:00Z"),
+        ],
+    )
+    .await;
+    let oct = close(&app, &ta, "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z").await;
+    // $20 base; input: 24M billable = 9M × $0.50 + 15M × $0.25 = $8.25;
+    // output: volume, 12M × $0.30 = $3.60. Total $31.85.
+    let amounts: Vec<i64> = oct["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["amount_minor"].as_i64().unwrap())
+        .collect();
+    assert_eq!(amounts, vec![2000, 825, 360], "{oct}");
+    assert_eq!(oct["total_minor"], 3185);
+    assert_eq!(oct["status"], "finalized");
+    assert_eq!(oct["currency"], "USD");
+    // Closing again returns the same invoice.
+    let again = close(&app, &ta, "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z").await;
+    assert_eq!(again["id"], oct["id"]);
+
+    // A late October event lands on November's invoice, priced at the
+    // margin: 27M input = 9M × 0.50 + 17M × 0.25 = $8.75, minus $8.25 = $0.50.
+    ingest(
+        &app,
+        vec![ev(
+            "late",
+            &ta,
+            "input_tokens",
+            2 * M,
+            "2026-10-20T00:00:00Z",
+        )],
+    )
+    .await;
+    let nov = close(&app, &ta, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z").await;
+    let lines = nov["lines"].as_array().unwrap();
+    let adj: Vec<&Value> = lines.iter().filter(|l| l["adjustment"] == true).collect();
+    assert_eq!(adj.len(), 1, "{nov}");
+    assert_eq!(adj[0]["quantity"], 2 * M);
+    assert_eq!(adj[0]["amount_minor"], 50);
+    // November's own output: 1M × $0.50 = $0.50 (+ $20 base).
+    let own: Vec<i64> = lines
+        .iter()
+        .filter(|l| l["adjustment"] == false)
+        .map(|l| l["amount_minor"].as_i64().unwrap())
+        .collect();
+    assert_eq!(own, vec![2000, 50]);
+    assert_eq!(nov["total_minor"], 2100);
+
+    // The tenant reads its invoices; others cannot.
+    let list = app.get_json("/v1/invoices", &ka).await.unwrap();
+    assert_eq!(list["data"].as_array().map(Vec::len), Some(2));
+    let id = s(&oct["id"]);
+    let got = app
+        .get_json(&format!("/v1/invoices/{id}"), &ka)
+        .await
+        .unwrap();
+    assert_eq!(got["total_minor"], 3185);
+    let html = app
+        .get(&format!("/v1/invoices/{id}/html"), &ka)
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("31.85 USD") && html.contains("acme"),
+        "{html}"
+    );
+    for path in [
+        format!("/v1/invoices/{id}"),
+        format!("/v1/invoices/{id}/html"),
+    ] {
+        problem(app.get(&path, &kb).await.unwrap(), 404, "not_found")
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        app.get_json("/v1/invoices", &kb).await.unwrap()["data"],
+        json!([])
+    );
+}
+
+/// Ten concurrent closes of the same period make one invoice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_invoice_per_tenant_and_period_under_concurrency() {
+    let mut app = TestApp::spawn_with(Backend::Postgres, app_options())
+        .await
+        .unwrap();
+    let second = app.start_server().unwrap();
+    let (ta, _) = app.tenant_on_plan("busy", 1000, 100_000, 10).await.unwrap();
+    admin(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-busy/pricing",
+        &pricing(),
+    )
+    .await;
+    ingest(
+        &app,
+        vec![ev(
+            "x1",
+            &ta,
+            "output_tokens",
+            3 * M,
+            "2026-10-10T00:00:00Z",
+        )],
+    )
+    .await;
+    let bases = [
+        app.servers[0].base.clone(),
+        app.servers[second].base.clone(),
+    ];
+    let calls = (0..10).map(|i| {
+        let base = bases[i % 2].clone();
+        let ta = ta.clone();
+        let c = app.client.clone();
+        async move {
+            c.post(format!("{base}/admin/v1/billing/close-period"))
+                .bearer_auth(OPERATOR_TOKEN)
+                .json(&json!({"tenant_id": ta, "period_start": "2026-10-01T00:00:00Z", "period_end": "2026-11-01T00:00:00Z"}))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let ids: std::collections::HashSet<String> = results.iter().map(|r| s(&r[0]["id"])).collect();
+    assert_eq!(ids.len(), 1, "{results:?}");
+    assert_eq!(results[0][0]["total_minor"], 2000 + 150);
+}
