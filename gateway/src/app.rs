@@ -138,6 +138,12 @@ pub async fn build_state(
     let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some())
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
+    let billing = web::Data::new(llmops_billing::Billing::new(
+        db.clone(),
+        cfg.billing_settle_secs,
+        cfg.budget_cache_secs,
+    ));
+    let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();
     let serving = web::Data::new(Serving::new(ServingParts {
         triton,
         catalog,
@@ -145,13 +151,11 @@ pub async fn build_state(
         usage: usage.clone(),
         db: Some(db.clone()),
         registry: Some(registry_client),
+        spend_guard: Some(spend_guard),
         meter_window: Duration::from_secs(cfg.deployment_meter_window_secs),
     }));
     let state = AppState {
-        billing: web::Data::new(llmops_billing::Billing::new(
-            db.clone(),
-            cfg.billing_settle_secs,
-        )),
+        billing,
         registry,
         serving,
         usage,
@@ -280,6 +284,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     // Settle in-flight usage first (it needs the ledger), then stop the
     // background work; the ledger flusher commits what is queued.
     state.serving.drain().await;
+    state.billing.drain().await;
     stop.cancel();
     tracker.close();
     tracker.wait().await;

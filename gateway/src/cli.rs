@@ -358,7 +358,8 @@ async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
             period_end,
         }) => {
             let db = connect(&cfg).await?;
-            let billing = llmops_billing::Billing::new(db, cfg.billing_settle_secs);
+            let billing =
+                llmops_billing::Billing::new(db, cfg.billing_settle_secs, cfg.budget_cache_secs);
             let (d_start, d_end) = llmops_billing::routes::last_month(chrono::Utc::now());
             let (start, end) = (period_start.unwrap_or(d_start), period_end.unwrap_or(d_end));
             let tenants = match tenant {

@@ -9,6 +9,7 @@ mod m20261128_000001_identity;
 mod m20261128_000002_registry;
 mod m20261128_000003_deployments;
 mod m20261128_000004_billing;
+mod m20261128_000005_budgets;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_registry::Migration),
             Box::new(m20261128_000003_deployments::Migration),
             Box::new(m20261128_000004_billing::Migration),
+            Box::new(m20261128_000005_budgets::Migration),
         ]
     }
 }

@@ -95,9 +95,16 @@ impl TryFrom<invoice::Model> for InvoiceView {
     }
 }
 
+/// Per tenant: when the spend was computed, and `(spend, currency)`.
+type SpendCache = std::collections::HashMap<TenantId, (std::time::Instant, (i64, String))>;
+
 #[derive(Clone)]
 pub struct Billing {
     db: Db,
+    spend_cache: std::sync::Arc<std::sync::Mutex<SpendCache>>,
+    spend_ttl: std::time::Duration,
+    http: reqwest::Client,
+    tasks: tokio_util::task::TaskTracker,
     /// How far the close time trails the clock: longer than any ledger
     /// transaction, so no event commits behind the watermark.
     settle: Duration,
@@ -113,9 +120,19 @@ fn pricing_free() -> Pricing {
 }
 
 impl Billing {
-    pub fn new(db: Db, settle_secs: u64) -> Self {
+    /// `settle_secs`: how far invoice close times trail the clock;
+    /// `spend_cache_secs`: how long a replica reuses a tenant's computed
+    /// spend when checking its budget.
+    pub fn new(db: Db, settle_secs: u64, spend_cache_secs: u64) -> Self {
         Self {
             db,
+            spend_cache: Default::default(),
+            spend_ttl: std::time::Duration::from_secs(spend_cache_secs),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            tasks: tokio_util::task::TaskTracker::new(),
             settle: Duration::seconds(i64::try_from(settle_secs).unwrap_or(5)),
         }
     }
@@ -293,7 +310,7 @@ impl Billing {
     }
 
     /// Usage that happened in `[start, end)` and was recorded by `through`.
-    async fn usage_between(
+    pub(crate) async fn usage_between(
         &self,
         tenant: TenantId,
         start: DateTime<Utc>,
@@ -417,6 +434,47 @@ impl Billing {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    pub(crate) async fn cached_spend(&self, tenant: TenantId) -> ApiResult<(i64, String)> {
+        if let Ok(c) = self.spend_cache.lock()
+            && let Some((at, v)) = c.get(&tenant)
+            && at.elapsed() < self.spend_ttl
+        {
+            return Ok(v.clone());
+        }
+        let v = self.spend(tenant).await?;
+        if let Ok(mut c) = self.spend_cache.lock() {
+            c.insert(tenant, (std::time::Instant::now(), v.clone()));
+        }
+        Ok(v)
+    }
+
+    pub(crate) fn forget_spend(&self, tenant: TenantId) {
+        if let Ok(mut c) = self.spend_cache.lock() {
+            c.remove(&tenant);
+        }
+    }
+
+    /// POSTs a notification in the background, retried 3 times.
+    pub(crate) fn notify(&self, url: String, body: serde_json::Value) {
+        let http = self.http.clone();
+        self.tasks.spawn(async move {
+            for attempt in 0..3u32 {
+                match http.post(&url).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => return,
+                    Ok(r) => tracing::warn!(status = %r.status(), "budget webhook refused"),
+                    Err(e) => tracing::warn!(error = %e, "budget webhook failed"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500 * 2u64.pow(attempt))).await;
+            }
+        });
+    }
+
+    /// Waits for pending notifications (at shutdown).
+    pub async fn drain(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     pub async fn tenant_name(&self, id: TenantId) -> ApiResult<String> {

@@ -4,6 +4,7 @@
 //! plan and aggregated usage to invoice lines in integer minor units. Plans
 //! storage, invoices, budgets and Stripe build on it.
 
+pub mod budgets;
 pub mod entities;
 pub mod invoices;
 pub mod rating;

@@ -16,7 +16,12 @@ use serde::Deserialize;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/invoices").route(web::get().to(list_invoices)))
         .service(web::resource("/invoices/{id}").route(web::get().to(get_invoice)))
-        .service(web::resource("/invoices/{id}/html").route(web::get().to(invoice_html)));
+        .service(web::resource("/invoices/{id}/html").route(web::get().to(invoice_html)))
+        .service(
+            web::resource("/billing/budget")
+                .route(web::put().to(put_budget))
+                .route(web::get().to(get_budget)),
+        );
 }
 
 /// Under `/admin/v1`.
@@ -155,9 +160,30 @@ pub async fn close_period(
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// Sets the tenant's monthly spend limit (scope `admin`); inference answers
+/// 402 once the month's rated usage reaches it.
+#[utoipa::path(put, path = "/v1/billing/budget", tag = "billing", security(("bearer" = [])),
+    request_body = crate::budgets::Budget,
+    responses((status = 200, description = "The budget and current spend", body = crate::budgets::BudgetView),
+        (status = 422, description = "Invalid budget", body = Problem, content_type = "application/problem+json")))]
+pub async fn put_budget(
+    b: web::Data<Billing>,
+    Tenant(ctx): Tenant,
+    body: web::Json<crate::budgets::Budget>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(b.set_budget(&ctx, body.into_inner()).await?))
+}
+
+#[utoipa::path(get, path = "/v1/billing/budget", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, description = "The budget and current spend", body = crate::budgets::BudgetView),
+        (status = 404, description = "No budget set", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_budget(b: web::Data<Billing>, Tenant(ctx): Tenant) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(b.get_budget(&ctx).await?))
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period),
+    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget),
     tags((name = "billing", description = "Invoices"))
 )]
 pub struct BillingDoc;

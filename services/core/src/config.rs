@@ -57,6 +57,8 @@ pub struct Config {
     /// How far an invoice's close time trails the clock (seconds): longer
     /// than any ledger transaction.
     pub billing_settle_secs: u64,
+    /// How long a replica reuses a tenant's computed spend for budget checks.
+    pub budget_cache_secs: u64,
     /// Shared models (with a `triton_url`, the local ones are added).
     pub catalog: Vec<CatalogEntry>,
     /// Window of GPU-time metering of deployments (one usage event each).
@@ -111,6 +113,7 @@ impl Default for Config {
             deployment_meter_window_secs: 60,
             catalog: Vec::new(),
             billing_settle_secs: 5,
+            budget_cache_secs: 5,
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,

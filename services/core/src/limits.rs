@@ -3,6 +3,13 @@
 use crate::error::LimitHeaders;
 use crate::{ApiResult, TenantCtx};
 
+/// A tenant's monthly spend limit: inference is refused with 402 once the
+/// current period's rated usage reaches it.
+#[async_trait::async_trait]
+pub trait SpendGuard: Send + Sync {
+    async fn check(&self, ctx: &TenantCtx) -> ApiResult<()>;
+}
+
 /// A tenant's tokens-per-minute budget: serving reserves a request's
 /// estimated tokens before calling a model and gives back what it did not use.
 #[async_trait::async_trait]

@@ -19,6 +19,7 @@ pub(crate) struct Inner {
     pub(crate) db: Option<llmops_core::db::Db>,
     pub(crate) registry: Option<Arc<dyn llmops_registry::RegistryClient>>,
     pub(crate) meter_window: std::time::Duration,
+    spend_guard: Option<Arc<dyn llmops_core::limits::SpendGuard>>,
     triton: Option<Triton>,
     /// Catalog models Triton reported ready at the last poll.
     ready: std::sync::RwLock<std::collections::HashSet<String>>,
@@ -39,6 +40,8 @@ pub struct ServingParts {
     /// For deployments (none: deployments are not available).
     pub db: Option<llmops_core::db::Db>,
     pub registry: Option<Arc<dyn llmops_registry::RegistryClient>>,
+    /// Refuses calls of tenants whose budget is spent (402).
+    pub spend_guard: Option<Arc<dyn llmops_core::limits::SpendGuard>>,
     /// GPU-time metering window of deployments.
     pub meter_window: std::time::Duration,
 }
@@ -145,6 +148,7 @@ impl Serving {
             db: p.db,
             registry: p.registry,
             meter_window: p.meter_window,
+            spend_guard: p.spend_guard,
             triton: p.triton,
             ready: Default::default(),
             catalog: p.catalog,
@@ -261,6 +265,9 @@ impl Serving {
 
     /// The model a request names: a shared one, or a deployment of the tenant.
     async fn target(&self, ctx: &TenantCtx, id: &str, kind: ModelKind) -> ApiResult<CatalogModel> {
+        if let Some(guard) = &self.0.spend_guard {
+            guard.check(ctx).await?;
+        }
         let not_found = || {
             ApiError::not_found(format!(
                 "model `{}`",

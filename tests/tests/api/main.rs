@@ -3,6 +3,7 @@
 
 mod auth;
 mod billing;
+mod budget;
 mod deployments;
 mod errors;
 mod keys;
