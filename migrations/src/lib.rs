@@ -5,6 +5,7 @@
 pub use sea_orm_migration::MigratorTrait;
 use sea_orm_migration::prelude::*;
 
+mod columns;
 mod m20261128_000001_identity;
 mod m20261128_000002_registry;
 mod m20261128_000003_deployments;

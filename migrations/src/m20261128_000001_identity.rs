@@ -1,5 +1,6 @@
 //! Identity and metering: plans, tenants, users, API keys, usage events.
 
+use crate::columns::{id, ts, ts_null};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -70,24 +71,6 @@ enum UsageEvents {
     RecordedAt,
 }
 
-fn id_col<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name).string_len(40).not_null().to_owned()
-}
-
-fn ts<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
-}
-
-fn ts_null<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .null()
-        .to_owned()
-}
-
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
@@ -131,7 +114,7 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Tenants::Table)
-                    .col(id_col(Tenants::Id).primary_key())
+                    .col(id(Tenants::Id).primary_key())
                     .col(
                         ColumnDef::new(Tenants::Name)
                             .string_len(100)
@@ -156,8 +139,8 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(Users::Table)
-                    .col(id_col(Users::Id).primary_key())
-                    .col(id_col(Users::TenantId))
+                    .col(id(Users::Id).primary_key())
+                    .col(id(Users::TenantId))
                     .col(
                         ColumnDef::new(Users::Email)
                             .string_len(320)
@@ -190,8 +173,8 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(ApiKeys::Table)
-                    .col(id_col(ApiKeys::Id).primary_key())
-                    .col(id_col(ApiKeys::TenantId))
+                    .col(id(ApiKeys::Id).primary_key())
+                    .col(id(ApiKeys::TenantId))
                     .col(ColumnDef::new(ApiKeys::Name).string_len(200).not_null())
                     .col(ColumnDef::new(ApiKeys::Redacted).string_len(64).not_null())
                     .col(
@@ -240,7 +223,7 @@ impl MigrationTrait for Migration {
                             .not_null()
                             .primary_key(),
                     )
-                    .col(id_col(UsageEvents::TenantId))
+                    .col(id(UsageEvents::TenantId))
                     .col(ColumnDef::new(UsageEvents::Meter).string_len(64).not_null())
                     .col(
                         ColumnDef::new(UsageEvents::Quantity)

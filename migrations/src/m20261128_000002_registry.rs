@@ -1,5 +1,6 @@
 //! The model registry: models, versions, aliases and their audit trail.
 
+use crate::columns::{id, ts};
 use sea_orm_migration::prelude::*;
 
 #[derive(DeriveMigrationName)]
@@ -71,17 +72,6 @@ enum RegistryEvents {
     Actor,
     Details,
     CreatedAt,
-}
-
-fn id<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name).string_len(40).not_null().to_owned()
-}
-
-fn ts<T: IntoIden>(name: T) -> ColumnDef {
-    ColumnDef::new(name)
-        .timestamp_with_time_zone()
-        .not_null()
-        .to_owned()
 }
 
 #[async_trait::async_trait]
