@@ -138,11 +138,14 @@ pub async fn build_state(
     let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some())
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
-    let billing = web::Data::new(llmops_billing::Billing::new(
-        db.clone(),
-        cfg.billing_settle_secs,
-        cfg.budget_cache_secs,
-    ));
+    let billing = web::Data::new(
+        llmops_billing::Billing::new(db.clone(), cfg.billing_settle_secs, cfg.budget_cache_secs)
+            .with_stripe_webhook_secret(
+                cfg.stripe_webhook_secret
+                    .as_ref()
+                    .map(|s| s.expose().clone()),
+            ),
+    );
     let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();
     let serving = web::Data::new(Serving::new(ServingParts {
         triton,

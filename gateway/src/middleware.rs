@@ -19,7 +19,7 @@ use subtle_eq::ct_eq;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Routes under `/v1` that need no credentials.
-const PUBLIC_V1: &[&str] = &["/v1/auth/login"];
+const PUBLIC_V1: &[&str] = &["/v1/auth/login", "/v1/billing/stripe/webhook"];
 
 /// Accepts a caller's request id if it is short and printable.
 fn propagated_id(req: &ServiceRequest) -> Option<String> {

@@ -11,6 +11,7 @@ mod m20261128_000002_registry;
 mod m20261128_000003_deployments;
 mod m20261128_000004_billing;
 mod m20261128_000005_budgets;
+mod m20261128_000006_stripe_events;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_deployments::Migration),
             Box::new(m20261128_000004_billing::Migration),
             Box::new(m20261128_000005_budgets::Migration),
+            Box::new(m20261128_000006_stripe_events::Migration),
         ]
     }
 }

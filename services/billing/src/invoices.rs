@@ -105,6 +105,7 @@ pub struct Billing {
     spend_ttl: std::time::Duration,
     http: reqwest::Client,
     tasks: tokio_util::task::TaskTracker,
+    stripe_secret: Option<std::sync::Arc<Vec<u8>>>,
     /// How far the close time trails the clock: longer than any ledger
     /// transaction, so no event commits behind the watermark.
     settle: Duration,
@@ -133,6 +134,7 @@ impl Billing {
                 .build()
                 .unwrap_or_default(),
             tasks: tokio_util::task::TaskTracker::new(),
+            stripe_secret: None,
             settle: Duration::seconds(i64::try_from(settle_secs).unwrap_or(5)),
         }
     }
@@ -430,6 +432,16 @@ impl Billing {
             .await?
             .ok_or_else(|| ApiError::not_found("invoice"))?
             .try_into()
+    }
+
+    /// Accepts Stripe webhooks signed with this secret.
+    pub fn with_stripe_webhook_secret(mut self, secret: Option<String>) -> Self {
+        self.stripe_secret = secret.map(|s| std::sync::Arc::new(s.into_bytes()));
+        self
+    }
+
+    pub(crate) fn stripe_secret(&self) -> Option<&[u8]> {
+        self.stripe_secret.as_deref().map(Vec::as_slice)
     }
 
     pub fn db(&self) -> &Db {

@@ -9,5 +9,6 @@ pub mod entities;
 pub mod invoices;
 pub mod rating;
 pub mod routes;
+pub mod stripe_webhook;
 
 pub use invoices::Billing;

@@ -17,6 +17,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/invoices").route(web::get().to(list_invoices)))
         .service(web::resource("/invoices/{id}").route(web::get().to(get_invoice)))
         .service(web::resource("/invoices/{id}/html").route(web::get().to(invoice_html)))
+        .service(web::resource("/billing/stripe/webhook").route(web::post().to(stripe_webhook)))
         .service(
             web::resource("/billing/budget")
                 .route(web::put().to(put_budget))
@@ -181,9 +182,29 @@ pub async fn get_budget(b: web::Data<Billing>, Tenant(ctx): Tenant) -> ApiResult
     Ok(HttpResponse::Ok().json(b.get_budget(&ctx).await?))
 }
 
+/// Stripe's signed events (no bearer credential: the signature is the
+/// authentication). `invoice.paid` / `invoice.payment_failed` with
+/// `metadata.llmops_invoice_id` update our invoice.
+#[utoipa::path(post, path = "/v1/billing/stripe/webhook", tag = "billing",
+    request_body(content = String, content_type = "application/json"),
+    responses((status = 200, description = "Received"),
+        (status = 400, description = "Missing or invalid signature, stale timestamp", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Webhooks not configured", body = Problem, content_type = "application/problem+json")))]
+pub async fn stripe_webhook(
+    b: web::Data<Billing>,
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+) -> ApiResult<HttpResponse> {
+    let header = req
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    Ok(HttpResponse::Ok().json(b.stripe_webhook(header, &body).await?))
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget),
+    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget, stripe_webhook),
     tags((name = "billing", description = "Invoices"))
 )]
 pub struct BillingDoc;

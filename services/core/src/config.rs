@@ -57,6 +57,8 @@ pub struct Config {
     /// How far an invoice's close time trails the clock (seconds): longer
     /// than any ledger transaction.
     pub billing_settle_secs: u64,
+    /// Signing secret of Stripe webhooks (`whsec_…`); webhooks are refused without it.
+    pub stripe_webhook_secret: Option<Secret<String>>,
     /// How long a replica reuses a tenant's computed spend for budget checks.
     pub budget_cache_secs: u64,
     /// Shared models (with a `triton_url`, the local ones are added).
@@ -114,6 +116,7 @@ impl Default for Config {
             catalog: Vec::new(),
             billing_settle_secs: 5,
             budget_cache_secs: 5,
+            stripe_webhook_secret: None,
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,

@@ -242,3 +242,119 @@ async fn one_invoice_per_tenant_and_period_under_concurrency() {
     assert_eq!(ids.len(), 1, "{results:?}");
     assert_eq!(results[0][0]["total_minor"], 2000 + 150);
 }
+
+on_both_backends!(stripe_webhooks_are_verified_and_applied_once);
+
+fn stripe_signature(secret: &str, t: i64, body: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn stripe_webhooks_are_verified_and_applied_once(backend: Backend) {
+    const SECRET: &str = "whsec_test_0123456789";
+    let mut opts = app_options();
+    opts.env
+        .push(("LLMOPS_STRIPE_WEBHOOK_SECRET".into(), SECRET.into()));
+    let app = TestApp::spawn_with(backend, opts).await.unwrap();
+    let (ta, ka) = app
+        .tenant_on_plan("payer", 1000, 100_000, 10)
+        .await
+        .unwrap();
+    admin(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-payer/pricing",
+        &pricing(),
+    )
+    .await;
+    let inv = close(&app, &ta, "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z").await;
+    let id = s(&inv["id"]);
+    assert_eq!(inv["status"], "finalized");
+
+    let post = |body: String, sig: Option<String>| {
+        let app = &app;
+        async move {
+            let mut req = app
+                .client
+                .post(app.url("/v1/billing/stripe/webhook"))
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(sig) = sig {
+                req = req.header("stripe-signature", sig);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    let event = json!({"id": "evt_paid_1", "type": "invoice.paid",
+                       "data": {"object": {"id": "in_123", "metadata": {"llmops_invoice_id": id}}}})
+    .to_string();
+    let now = chrono::Utc::now().timestamp();
+
+    // Unsigned, wrongly signed, stale: refused, nothing changes.
+    problem(post(event.clone(), None).await, 400, "bad_request")
+        .await
+        .unwrap();
+    problem(
+        post(
+            event.clone(),
+            Some(stripe_signature("whsec_wrong", now, &event)),
+        )
+        .await,
+        400,
+        "bad_request",
+    )
+    .await
+    .unwrap();
+    problem(
+        post(
+            event.clone(),
+            Some(stripe_signature(SECRET, now - 600, &event)),
+        )
+        .await,
+        400,
+        "bad_request",
+    )
+    .await
+    .unwrap();
+    let tampered = event.replace("invoice.paid", "invoice.payment_failed");
+    problem(
+        post(tampered, Some(stripe_signature(SECRET, now, &event))).await,
+        400,
+        "bad_request",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.get_json(&format!("/v1/invoices/{id}"), &ka)
+            .await
+            .unwrap()["status"],
+        "finalized"
+    );
+
+    // Properly signed: applied once; a redelivery is acknowledged, no effect.
+    let res = post(event.clone(), Some(stripe_signature(SECRET, now, &event))).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.json::<Value>().await.unwrap()["result"], "applied");
+    assert_eq!(
+        app.get_json(&format!("/v1/invoices/{id}"), &ka)
+            .await
+            .unwrap()["status"],
+        "paid"
+    );
+    let res = post(event.clone(), Some(stripe_signature(SECRET, now, &event))).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["result"], "duplicate");
+    // A later failure event cannot un-pay a paid invoice.
+    let failed = json!({"id": "evt_failed_1", "type": "invoice.payment_failed",
+                        "data": {"object": {"metadata": {"llmops_invoice_id": id}}}})
+    .to_string();
+    let res = post(failed.clone(), Some(stripe_signature(SECRET, now, &failed))).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["result"], "ignored");
+    assert_eq!(
+        app.get_json(&format!("/v1/invoices/{id}"), &ka)
+            .await
+            .unwrap()["status"],
+        "paid"
+    );
+}
