@@ -493,6 +493,39 @@ impl Billing {
         Ok(store::get_tenant(&self.db, id).await?.name)
     }
 
+    /// Voids an unpaid invoice (operator). A paid one is refused (409).
+    pub async fn void_invoice(&self, id: &str) -> ApiResult<InvoiceView> {
+        let id: InvoiceId = id.parse()?;
+        let row = invoice::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::not_found("invoice"))?;
+        if row.status == "void" {
+            return row.try_into();
+        }
+        let changed = invoice::Entity::update_many()
+            .col_expr(
+                invoice::Column::Status,
+                sea_orm::sea_query::Expr::value("void"),
+            )
+            .filter(invoice::Column::Id.eq(id.to_string()))
+            .filter(invoice::Column::Status.is_in(["finalized", "payment_failed"]))
+            .exec(&self.db)
+            .await?
+            .rows_affected;
+        let row = invoice::Entity::find_by_id(id.to_string())
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| ApiError::not_found("invoice"))?;
+        if changed == 0 && row.status != "void" {
+            return Err(ApiError::Conflict(format!(
+                "a {} invoice cannot be voided",
+                row.status
+            )));
+        }
+        row.try_into()
+    }
+
     /// Every tenant's id (for closing a period for all).
     pub async fn tenants(&self) -> ApiResult<Vec<TenantId>> {
         let mut out = Vec::new();

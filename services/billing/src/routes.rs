@@ -32,7 +32,8 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
             .route(web::put().to(put_pricing))
             .route(web::get().to(get_pricing)),
     )
-    .service(web::resource("/billing/close-period").route(web::post().to(close_period)));
+    .service(web::resource("/billing/close-period").route(web::post().to(close_period)))
+    .service(web::resource("/invoices/{id}/void").route(web::post().to(void_invoice)));
 }
 
 #[utoipa::path(get, path = "/v1/invoices", tag = "billing", security(("bearer" = [])), params(ListParams),
@@ -182,6 +183,19 @@ pub async fn get_budget(b: web::Data<Billing>, Tenant(ctx): Tenant) -> ApiResult
     Ok(HttpResponse::Ok().json(b.get_budget(&ctx).await?))
 }
 
+/// Voids an unpaid invoice (its usage stays in the ledger).
+#[utoipa::path(post, path = "/admin/v1/invoices/{id}/void", tag = "admin", security(("operator" = [])),
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The voided invoice", body = InvoiceView),
+        (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The invoice is paid", body = Problem, content_type = "application/problem+json")))]
+pub async fn void_invoice(
+    b: web::Data<Billing>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(b.void_invoice(&path).await?))
+}
+
 /// Stripe's signed events (no bearer credential: the signature is the
 /// authentication). `invoice.paid` / `invoice.payment_failed` with
 /// `metadata.llmops_invoice_id` update our invoice.
@@ -204,7 +218,7 @@ pub async fn stripe_webhook(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget, stripe_webhook),
+    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget, stripe_webhook, void_invoice),
     tags((name = "billing", description = "Invoices"))
 )]
 pub struct BillingDoc;

@@ -357,4 +357,35 @@ async fn stripe_webhooks_are_verified_and_applied_once(backend: Backend) {
             .unwrap()["status"],
         "paid"
     );
+
+    // A paid invoice cannot be voided; an unpaid one can (once, idempotently).
+    let res = admin(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/v1/invoices/{id}/void"),
+        &json!({}),
+    )
+    .await;
+    problem(res, 409, "conflict").await.unwrap();
+    let nov = close(&app, &ta, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z").await;
+    let nid = s(&nov["id"]);
+    for _ in 0..2 {
+        let res = admin(
+            &app,
+            reqwest::Method::POST,
+            &format!("/admin/v1/invoices/{nid}/void"),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(res.json::<Value>().await.unwrap()["status"], "void");
+    }
+    let res = admin(
+        &app,
+        reqwest::Method::POST,
+        "/admin/v1/invoices/inv_01jdq3k5h8x9v2m4n6p8r0t2w4/void",
+        &json!({}),
+    )
+    .await;
+    problem(res, 404, "not_found").await.unwrap();
 }
