@@ -3,6 +3,7 @@
 use crate::state::AppState;
 use actix_web::{HttpResponse, ResponseError, web};
 use llmops_core::ApiError;
+use llmops_core::error::{PROBLEM_JSON, Problem};
 use sea_orm::ConnectionTrait;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -34,6 +35,8 @@ pub async fn healthz() -> HttpResponse {
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// `retry-after` of a not-ready answer.
+const READY_RETRY_SECS: u64 = 5;
 
 async fn check_db(state: &AppState) -> Result<(), String> {
     match tokio::time::timeout(CHECK_TIMEOUT, state.db.execute_unprepared("SELECT 1")).await {
@@ -124,29 +127,15 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
     let err = ApiError::Unavailable {
         dependency: failed.join(", "),
-        retry_after_secs: 5,
+        retry_after_secs: READY_RETRY_SECS,
     };
-    let mut res = err.error_response();
-    // Keep the checks in the problem body for operators.
-    let body = serde_json::json!({
-        "type": format!("{}{}", llmops_core::error::PROBLEM_BASE, err.kind().code),
-        "title": err.kind().title,
-        "status": 503,
-        "detail": err.to_string(),
-        "code": err.kind().code,
-        "instance": "/readyz",
-        "checks": checks,
-    });
-    let headers = res.headers().clone();
-    res = HttpResponse::ServiceUnavailable()
-        .content_type(llmops_core::error::PROBLEM_JSON)
-        .json(body);
-    for (k, v) in &headers {
-        if k != actix_web::http::header::CONTENT_TYPE {
-            res.headers_mut().insert(k.clone(), v.clone());
-        }
-    }
-    res
+    // The standard problem body, with the checks for operators.
+    let mut problem = Problem::from_error(&err);
+    problem.checks = serde_json::to_value(&checks).ok();
+    HttpResponse::ServiceUnavailable()
+        .content_type(PROBLEM_JSON)
+        .insert_header((actix_web::http::header::RETRY_AFTER, READY_RETRY_SECS))
+        .json(problem)
 }
 
 /// Prometheus text exposition.

@@ -280,7 +280,8 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[serde(default)]
     pub errors: Vec<FieldError>,
-    /// The checks that failed, for `promotion_gate_failed`.
+    /// The checks behind the problem: failed gates for
+    /// `promotion_gate_failed`, dependency states for `/readyz`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checks: Option<serde_json::Value>,
 }
