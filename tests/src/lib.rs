@@ -509,6 +509,15 @@ impl TestApp {
     }
 }
 
+/// A response header as text (empty when absent).
+pub fn header(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// A JSON string field as `String` (empty when absent).
 pub fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()

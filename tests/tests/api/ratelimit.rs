@@ -1,4 +1,4 @@
-use llmops_tests::{Backend, Options, TestApp, on_both_backends, problem, s};
+use llmops_tests::{Backend, Options, TestApp, header, on_both_backends, problem, s};
 use serde_json::json;
 use std::time::Duration;
 
@@ -6,14 +6,6 @@ on_both_backends!(
     requests_per_minute_is_enforced_with_headers,
     per_key_limit_is_below_the_tenant_limit
 );
-
-fn header(res: &reqwest::Response, name: &str) -> String {
-    res.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
 
 async fn requests_per_minute_is_enforced_with_headers(backend: Backend) {
     let app = TestApp::spawn(backend).await.unwrap();

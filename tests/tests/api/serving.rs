@@ -2,7 +2,7 @@
 //! command) with SmolLM2-135M-Instruct and all-MiniLM-L6-v2.
 
 use futures_util::StreamExt;
-use llmops_tests::{Backend, TestApp, eventually, problem, s, with_triton};
+use llmops_tests::{Backend, TestApp, eventually, header, problem, s, with_triton};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -11,14 +11,6 @@ async fn app() -> TestApp {
     TestApp::spawn_with(Backend::Postgres, with_triton().unwrap())
         .await
         .unwrap()
-}
-
-fn header(res: &reqwest::Response, name: &str) -> String {
-    res.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// `(meter, sum of quantity)` of a tenant's usage events.
