@@ -55,6 +55,14 @@ pub struct BudgetView {
     pub currency: String,
 }
 
+/// A budget with the current spend against it.
+#[derive(Debug, Clone)]
+pub(crate) struct BudgetState {
+    pub budget: entity::Model,
+    pub spend: i64,
+    pub currency: String,
+}
+
 fn period_key(now: chrono::DateTime<Utc>) -> String {
     format!("{:04}-{:02}", now.year(), now.month())
 }
@@ -87,6 +95,21 @@ impl Billing {
         .rate(&usage)
         .map_err(|e| ApiError::Internal(Box::new(e)))?;
         Ok((rated.subtotal_minor, String::from(pricing.currency)))
+    }
+
+    pub(crate) async fn budget_state(&self, tenant: TenantId) -> ApiResult<Option<BudgetState>> {
+        let Some(budget) = entity::Entity::find_by_id(tenant.to_string())
+            .one(self.db())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let (spend, currency) = self.spend(tenant).await?;
+        Ok(Some(BudgetState {
+            budget,
+            spend,
+            currency,
+        }))
     }
 
     pub async fn set_budget(&self, ctx: &TenantCtx, b: Budget) -> ApiResult<BudgetView> {
@@ -135,11 +158,14 @@ impl Billing {
 
     pub async fn get_budget(&self, ctx: &TenantCtx) -> ApiResult<BudgetView> {
         ctx.require(Scope::BillingRead)?;
-        let b = entity::Entity::find_by_id(ctx.tenant_id().to_string())
-            .one(self.db())
+        let BudgetState {
+            budget: b,
+            spend,
+            currency,
+        } = self
+            .budget_state(ctx.tenant_id())
             .await?
             .ok_or_else(|| ApiError::not_found("budget"))?;
-        let (spend, currency) = self.spend(ctx.tenant_id()).await?;
         Ok(BudgetView {
             object: "budget",
             limit_minor: b.limit_minor,
@@ -153,13 +179,14 @@ impl Billing {
     /// 402 when the budget is spent; the soft-threshold webhook once per period.
     pub async fn check_budget(&self, ctx: &TenantCtx) -> ApiResult<()> {
         let tenant = ctx.tenant_id();
-        let Some(b) = entity::Entity::find_by_id(tenant.to_string())
-            .one(self.db())
-            .await?
+        let Some(BudgetState {
+            budget: b,
+            spend,
+            currency,
+        }) = self.cached_budget(tenant).await?
         else {
             return Ok(());
         };
-        let (spend, currency) = self.cached_spend(tenant).await?;
         if spend >= b.limit_minor {
             return Err(ApiError::BudgetExhausted(format!(
                 "this month's spend ({spend} {currency} minor units) reached the budget of {}; raise it or wait for the next period",

@@ -95,8 +95,9 @@ impl TryFrom<invoice::Model> for InvoiceView {
     }
 }
 
-/// Per tenant: when the spend was computed, and `(spend, currency)`.
-type SpendCache = std::collections::HashMap<TenantId, (std::time::Instant, (i64, String))>;
+/// Per tenant: when it was read, and its budget with the spend (none: no budget).
+type SpendCache =
+    std::collections::HashMap<TenantId, (std::time::Instant, Option<crate::budgets::BudgetState>)>;
 
 #[derive(Clone)]
 pub struct Billing {
@@ -448,14 +449,19 @@ impl Billing {
         &self.db
     }
 
-    pub(crate) async fn cached_spend(&self, tenant: TenantId) -> ApiResult<(i64, String)> {
+    /// The tenant's budget and spend, reused for `spend_ttl`: inference
+    /// calls of tenants without a budget cost no database read meanwhile.
+    pub(crate) async fn cached_budget(
+        &self,
+        tenant: TenantId,
+    ) -> ApiResult<Option<crate::budgets::BudgetState>> {
         if let Ok(c) = self.spend_cache.lock()
             && let Some((at, v)) = c.get(&tenant)
             && at.elapsed() < self.spend_ttl
         {
             return Ok(v.clone());
         }
-        let v = self.spend(tenant).await?;
+        let v = self.budget_state(tenant).await?;
         if let Ok(mut c) = self.spend_cache.lock() {
             c.insert(tenant, (std::time::Instant::now(), v.clone()));
         }
