@@ -153,6 +153,19 @@ sdk_python() {
   echo "$venv/bin/python"
 }
 
+# stripe_python: a Python with localstripe 1.15.10 (the well-known Stripe
+# fake, from PyPI); tests start private instances through
+# infra/stripe/localstripe_serve.py.
+stripe_python() {
+  local venv="$HOME/.cache/llmops/venv-stripe"
+  if ! "$venv/bin/python" -c 'import localstripe' 2>/dev/null; then
+    log "installing localstripe into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'localstripe==1.15.10' >&2
+  fi
+  echo "$venv/bin/python"
+}
+
 # The SmolLM2 GGUF file the local model ships (for deployment tests).
 smollm_gguf() {
   "${LLMOPS_TRITON_VENV:-$HOME/.cache/llmops/triton-venv}/bin/python" -c \

@@ -144,7 +144,10 @@ pub async fn build_state(
                 cfg.stripe_webhook_secret
                     .as_ref()
                     .map(|s| s.expose().clone()),
-            ),
+            )
+            .with_stripe(llmops_billing::stripe_push::StripeSettings::from_config(
+                &cfg,
+            ))?,
     );
     let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();
     let serving = web::Data::new(Serving::new(ServingParts {
@@ -280,6 +283,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let stop = stop.clone();
         tracker.spawn(async move {
             serving.watch_deployments(stop).await;
+        });
+    }
+    {
+        // Finalized invoices to Stripe (when configured).
+        let billing = state.billing.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            billing.run_stripe_pusher(stop).await;
         });
     }
 

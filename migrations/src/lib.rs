@@ -12,6 +12,7 @@ mod m20261128_000003_deployments;
 mod m20261128_000004_billing;
 mod m20261128_000005_budgets;
 mod m20261128_000006_stripe_events;
+mod m20261128_000007_stripe_push;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_billing::Migration),
             Box::new(m20261128_000005_budgets::Migration),
             Box::new(m20261128_000006_stripe_events::Migration),
+            Box::new(m20261128_000007_stripe_push::Migration),
         ]
     }
 }

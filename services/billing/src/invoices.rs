@@ -52,6 +52,19 @@ pub struct InvoiceView {
     pub plan_id: String,
     pub created_at: DateTime<Utc>,
     pub finalized_at: Option<DateTime<Utc>>,
+    /// Pushing it to Stripe (null when Stripe was not configured at close).
+    pub stripe: Option<crate::stripe_push::StripePushView>,
+}
+
+impl InvoiceView {
+    async fn with_push(mut self, billing: &Billing) -> ApiResult<Self> {
+        self.stripe = billing
+            .push_states(&[self.id.to_string()])
+            .await?
+            .into_values()
+            .next();
+        Ok(self)
+    }
 }
 
 impl TryFrom<invoice::Model> for InvoiceView {
@@ -91,6 +104,7 @@ impl TryFrom<invoice::Model> for InvoiceView {
             plan_id: m.plan_id,
             created_at: m.created_at,
             finalized_at: m.finalized_at,
+            stripe: None,
         })
     }
 }
@@ -107,6 +121,7 @@ pub struct Billing {
     http: reqwest::Client,
     tasks: tokio_util::task::TaskTracker,
     stripe_secret: Option<std::sync::Arc<Vec<u8>>>,
+    pub(crate) stripe: Option<crate::stripe_push::StripeSync>,
     /// How far the close time trails the clock: longer than any ledger
     /// transaction, so no event commits behind the watermark.
     settle: Duration,
@@ -136,6 +151,7 @@ impl Billing {
                 .unwrap_or_default(),
             tasks: tokio_util::task::TaskTracker::new(),
             stripe_secret: None,
+            stripe: None,
             settle: Duration::seconds(i64::try_from(settle_secs).unwrap_or(5)),
         }
     }
@@ -199,7 +215,7 @@ impl Billing {
             .one(&self.db)
             .await?
         {
-            return existing.try_into();
+            return self.view(existing).await;
         }
         let t = store::get_tenant(&self.db, tenant).await?;
         let pricing = self.pricing(&t.plan.id).await?.unwrap_or_else(pricing_free);
@@ -249,15 +265,28 @@ impl Billing {
             created_at: Set(now),
             finalized_at: Set(Some(now)),
         };
-        match row.insert(&self.db).await {
-            Ok(m) => m.try_into(),
-            Err(e) if is_unique_violation(&e) => scope
-                .find::<invoice::Entity>()
-                .filter(invoice::Column::PeriodStart.eq(start))
-                .one(&self.db)
-                .await?
-                .ok_or_else(|| ApiError::Internal("invoice vanished".into()))?
-                .try_into(),
+        // The invoice and its queued Stripe push commit together.
+        let txn = llmops_core::db::begin_write(&self.db).await?;
+        match row.insert(&txn).await {
+            Ok(m) => {
+                if self.stripe.is_some() {
+                    crate::stripe_push::push_row(&m).insert(&txn).await?;
+                }
+                txn.commit().await?;
+                self.wake_pusher();
+                self.view(m).await
+            }
+            Err(e) if is_unique_violation(&e) => {
+                scope
+                    .find::<invoice::Entity>()
+                    .filter(invoice::Column::PeriodStart.eq(start))
+                    .one(&self.db)
+                    .await?
+                    .ok_or_else(|| ApiError::Internal("invoice vanished".into()))
+                    .map(InvoiceView::try_from)??
+                    .with_push(self)
+                    .await
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -417,9 +446,17 @@ impl Billing {
             q = q.filter(invoice::Column::Id.gt(after.to_string()));
         }
         let rows = q.limit(limit + 1).all(&self.db).await?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut pushes = self.push_states(&ids).await?;
         let views = rows
             .into_iter()
-            .map(InvoiceView::try_from)
+            .map(|r| {
+                let push = pushes.remove(&r.id);
+                InvoiceView::try_from(r).map(|mut v| {
+                    v.stripe = push;
+                    v
+                })
+            })
             .collect::<ApiResult<Vec<_>>>()?;
         Ok(Page::from_rows(views, limit, |i| i.id.to_string()))
     }
@@ -431,8 +468,14 @@ impl Billing {
             .filter(invoice::Column::Id.eq(id.to_string()))
             .one(&self.db)
             .await?
-            .ok_or_else(|| ApiError::not_found("invoice"))?
-            .try_into()
+            .ok_or_else(|| ApiError::not_found("invoice"))
+            .map(|m| self.view(m))?
+            .await
+    }
+
+    /// An invoice's view with its Stripe push state.
+    pub(crate) async fn view(&self, m: invoice::Model) -> ApiResult<InvoiceView> {
+        InvoiceView::try_from(m)?.with_push(self).await
     }
 
     /// Accepts Stripe webhooks signed with this secret.
@@ -529,7 +572,7 @@ impl Billing {
                 row.status
             )));
         }
-        row.try_into()
+        self.view(row).await
     }
 
     /// Every tenant's id (for closing a period for all).

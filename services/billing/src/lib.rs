@@ -9,6 +9,7 @@ pub mod entities;
 pub mod invoices;
 pub mod rating;
 pub mod routes;
+pub mod stripe_push;
 pub mod stripe_webhook;
 
 pub use invoices::Billing;

@@ -33,7 +33,8 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_pricing)),
     )
     .service(web::resource("/billing/close-period").route(web::post().to(close_period)))
-    .service(web::resource("/invoices/{id}/void").route(web::post().to(void_invoice)));
+    .service(web::resource("/invoices/{id}/void").route(web::post().to(void_invoice)))
+    .service(web::resource("/invoices/{id}/stripe/retry").route(web::post().to(retry_stripe_push)));
 }
 
 #[utoipa::path(get, path = "/v1/invoices", tag = "billing", security(("bearer" = [])), params(ListParams),
@@ -196,6 +197,18 @@ pub async fn void_invoice(
     Ok(HttpResponse::Ok().json(b.void_invoice(&path).await?))
 }
 
+#[utoipa::path(post, path = "/admin/v1/invoices/{id}/stripe/retry", tag = "admin", security(("operator" = [])),
+    params(("id" = String, Path, description = "Invoice id")),
+    responses((status = 200, description = "The invoice; its push is queued again (a pushed one is left alone)", body = InvoiceView),
+        (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "Stripe is not configured", body = Problem, content_type = "application/problem+json")))]
+pub async fn retry_stripe_push(
+    b: web::Data<Billing>,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(b.retry_push(&path).await?))
+}
+
 /// Stripe's signed events (no bearer credential: the signature is the
 /// authentication). `invoice.paid` / `invoice.payment_failed` with
 /// `metadata.llmops_invoice_id` update our invoice.
@@ -218,7 +231,7 @@ pub async fn stripe_webhook(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget, stripe_webhook, void_invoice),
+    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget, stripe_webhook, void_invoice, retry_stripe_push),
     tags((name = "billing", description = "Invoices"))
 )]
 pub struct BillingDoc;

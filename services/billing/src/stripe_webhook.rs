@@ -108,12 +108,26 @@ impl Billing {
                 });
             }
         };
-        let Some(ours) = event["data"]["object"]["metadata"]["llmops_invoice_id"].as_str() else {
+        // Ours by metadata, or by the Stripe invoice a push created.
+        let object = &event["data"]["object"];
+        let ours = match object["metadata"]["llmops_invoice_id"].as_str() {
+            Some(id) => Some(id.to_string()),
+            None => match object["id"].as_str() {
+                Some(sid) => crate::entities::stripe_push::Entity::find()
+                    .filter(crate::entities::stripe_push::Column::StripeInvoiceId.eq(sid))
+                    .one(self.db())
+                    .await?
+                    .map(|p| p.invoice_id),
+                None => None,
+            },
+        };
+        let Some(ours) = ours else {
             return Ok(WebhookOutcome {
                 received: true,
                 result: "ignored",
             });
         };
+        let ours = ours.as_str();
         let changed = invoice::Entity::update_many()
             .col_expr(invoice::Column::Status, Expr::value(status))
             .filter(invoice::Column::Id.eq(ours))

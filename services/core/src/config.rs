@@ -61,6 +61,17 @@ pub struct Config {
     pub stripe_webhook_secret: Option<Secret<String>>,
     /// How long a replica reuses a tenant's computed spend for budget checks.
     pub budget_cache_secs: u64,
+    /// Stripe secret key (`sk_…`): finalized invoices are pushed to Stripe
+    /// (customer and subscription per tenant, usage as invoice items).
+    pub stripe_api_key: Option<Secret<String>>,
+    /// Stripe's API base (a test server such as localstripe); default Stripe's.
+    pub stripe_api_base: Option<String>,
+    /// Attempts of a Stripe push before the invoice shows `failed` (an
+    /// operator can retry it); between attempts the wait doubles from 2 s up to 1 h.
+    pub stripe_max_attempts: u32,
+    /// How long a replica owns an invoice's push before another may take it
+    /// over (a crashed replica's push resumes after this).
+    pub stripe_lease_secs: u64,
     /// Shared models (with a `triton_url`, the local ones are added).
     pub catalog: Vec<CatalogEntry>,
     /// Window of GPU-time metering of deployments (one usage event each).
@@ -117,6 +128,10 @@ impl Default for Config {
             billing_settle_secs: 5,
             budget_cache_secs: 5,
             stripe_webhook_secret: None,
+            stripe_api_key: None,
+            stripe_api_base: None,
+            stripe_max_attempts: 8,
+            stripe_lease_secs: 120,
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 on_both_backends!(invoices_rate_the_ledger_and_carry_late_usage);
 
-const M: u64 = 1_000_000;
+pub(crate) const M: u64 = 1_000_000;
 
 fn app_options() -> Options {
     Options {
@@ -15,7 +15,7 @@ fn app_options() -> Options {
     }
 }
 
-fn pricing() -> Value {
+pub(crate) fn pricing() -> Value {
     json!({
         "currency": "USD",
         "base_fee_minor": 2000,
@@ -30,7 +30,7 @@ fn pricing() -> Value {
     })
 }
 
-async fn admin(
+pub(crate) async fn admin(
     app: &TestApp,
     method: reqwest::Method,
     path: &str,
@@ -45,7 +45,7 @@ async fn admin(
         .unwrap()
 }
 
-async fn ingest(app: &TestApp, events: Vec<Value>) {
+pub(crate) async fn ingest(app: &TestApp, events: Vec<Value>) {
     let res = admin(
         app,
         reqwest::Method::POST,
@@ -56,12 +56,12 @@ async fn ingest(app: &TestApp, events: Vec<Value>) {
     assert_eq!(res.status(), 200);
 }
 
-fn ev(id: &str, tenant: &str, meter: &str, qty: u64, at: &str) -> Value {
+pub(crate) fn ev(id: &str, tenant: &str, meter: &str, qty: u64, at: &str) -> Value {
     json!({"id": id, "tenant_id": tenant, "meter": meter, "quantity": qty,
            "dimensions": {"model": "m"}, "occurred_at": at})
 }
 
-async fn close(app: &TestApp, tenant: &str, start: &str, end: &str) -> Value {
+pub(crate) async fn close(app: &TestApp, tenant: &str, start: &str, end: &str) -> Value {
     let res = admin(
         app,
         reqwest::Method::POST,

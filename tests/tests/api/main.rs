@@ -12,6 +12,7 @@ mod ops;
 mod ratelimit;
 mod registry;
 mod serving;
+mod stripe;
 mod tenants;
 mod triton_outage;
 mod upstream;

@@ -1,0 +1,844 @@
+//! Pushing finalized invoices to Stripe.
+//!
+//! The shape is the one Stripe usage billing commonly has: each tenant is a
+//! Stripe customer with one subscription carrying its plan's base fee; the
+//! invoice's usage lines become invoice items, and the Stripe invoice is
+//! created for the subscription (pulling those items in) and finalized.
+//!
+//! Exactly-once on our side, whatever the server does with idempotency
+//! keys: every call carries a key derived from our ids, every object
+//! created is recorded (`stripe_customers`, `stripe_objects`) before the
+//! next step, and before creating anything a push looks for an object a
+//! crashed attempt may have created without recording it (customers,
+//! subscriptions and invoice items by metadata, invoices by metadata or
+//! description). A tenant's invoices are pushed in period order, one at a
+//! time (a lease in `stripe_pushes`), so one invoice never pulls in another
+//! one's items. Failures are retried with exponential backoff; the state
+//! (`pending`, `retrying`, `pushed`, `failed`, attempts, last error) is part
+//! of the invoice's JSON.
+
+use crate::entities::{invoice, stripe_customer, stripe_object, stripe_push};
+use crate::invoices::{Billing, InvoiceView};
+use chrono::{DateTime, Duration, Utc};
+use llmops_core::db::is_unique_violation;
+use llmops_core::ids::TenantId;
+use llmops_core::tenancy::store;
+use llmops_core::{ApiError, ApiResult};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, ExprTrait as _, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use stripe::{IdempotencyKey, RequestStrategy, StripeError, StripeRequest};
+use stripe_billing::invoice::{
+    CreateInvoice, CreateInvoicePendingInvoiceItemsBehavior, FinalizeInvoiceInvoice, ListInvoice,
+};
+use stripe_billing::invoice_item::{CreateInvoiceItem, ListInvoiceItem};
+use stripe_billing::plan::{
+    CreatePlan, CreatePlanInlineProductParams, CreatePlanProduct, RetrievePlan,
+};
+use stripe_billing::subscription::{
+    CreateSubscription, CreateSubscriptionItems, CreateSubscriptionTrialEnd, ListSubscription,
+};
+use stripe_core::customer::{CreateCustomer, ListCustomer};
+
+/// Per Stripe call.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How often an idle pusher looks for due pushes (it is also woken when
+/// this replica closes a period).
+const POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How to reach Stripe.
+#[derive(Clone, Debug)]
+pub struct StripeSettings {
+    pub api_key: String,
+    /// `https://api.stripe.com/` unless set (a test server).
+    pub api_base: Option<String>,
+    pub max_attempts: u32,
+    /// How long a replica owns an invoice's push.
+    pub lease_secs: u64,
+}
+
+impl StripeSettings {
+    /// From `stripe_api_key` / `stripe_api_base`; none without a key.
+    pub fn from_config(cfg: &llmops_core::config::Config) -> Option<Self> {
+        cfg.stripe_api_key.as_ref().map(|k| Self {
+            api_key: k.expose().clone(),
+            api_base: cfg.stripe_api_base.clone(),
+            max_attempts: cfg.stripe_max_attempts,
+            lease_secs: cfg.stripe_lease_secs,
+        })
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct StripeSync {
+    client: stripe::Client,
+    max_attempts: u32,
+    lease: Duration,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl StripeSync {
+    pub(crate) fn new(s: StripeSettings) -> ApiResult<Self> {
+        let mut b = stripe::ClientBuilder::new(s.api_key).app_info(
+            "llmops",
+            Some(env!("CARGO_PKG_VERSION").into()),
+            None,
+        );
+        if let Some(base) = s.api_base {
+            let base = if base.ends_with('/') {
+                base
+            } else {
+                format!("{base}/")
+            };
+            b = b.url(base);
+        }
+        Ok(Self {
+            client: b.build().map_err(ApiError::internal)?,
+            max_attempts: std::cmp::max(s.max_attempts, 1),
+            lease: Duration::seconds(i64::try_from(s.lease_secs).unwrap_or(120)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+}
+
+/// The push state shown on an invoice.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct StripePushView {
+    /// `pending`, `retrying` (an attempt failed; another is due at
+    /// `next_attempt_at`), `pushed`, `failed` (attempts exhausted or refused
+    /// by Stripe; an operator can retry).
+    pub status: String,
+    pub stripe_invoice_id: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub pushed_at: Option<DateTime<Utc>>,
+}
+
+impl From<stripe_push::Model> for StripePushView {
+    fn from(m: stripe_push::Model) -> Self {
+        let due = matches!(m.status.as_str(), "pending" | "retrying");
+        Self {
+            status: m.status,
+            stripe_invoice_id: m.stripe_invoice_id,
+            attempts: m.attempts,
+            last_error: m.last_error,
+            next_attempt_at: m.next_attempt_at.filter(|_| due),
+            pushed_at: m.pushed_at,
+        }
+    }
+}
+
+// What we read of Stripe's objects. The generated types of async-stripe
+// follow today's API and require fields an older server (localstripe) does
+// not send, so responses are read into these lenient views; requests use
+// async-stripe's typed builders.
+
+/// Any Stripe object: the fields we read (invoices have them all).
+#[derive(miniserde::Deserialize, Debug)]
+struct Obj {
+    id: String,
+    metadata: Option<BTreeMap<String, String>>,
+    status: Option<String>,
+    total: Option<i64>,
+    description: Option<String>,
+}
+
+impl Obj {
+    fn meta_is(&self, key: &str, value: &str) -> bool {
+        self.metadata
+            .as_ref()
+            .and_then(|m| m.get(key))
+            .is_some_and(|v| v == value)
+    }
+}
+
+#[derive(miniserde::Deserialize, Debug)]
+struct ObjList {
+    data: Vec<Obj>,
+    has_more: bool,
+}
+
+/// Walks a Stripe list page by page until `pick` finds an object (or the
+/// list ends); `page(after)` builds the request for the page after `after`.
+async fn find_in_list(
+    sync: &StripeSync,
+    page: impl Fn(Option<String>) -> stripe_client_core::RequestBuilder,
+    pick: impl Fn(&Obj) -> bool,
+) -> Result<Option<Obj>, PushError> {
+    let mut after: Option<String> = None;
+    loop {
+        let list: ObjList = page(after.take())
+            .customize()
+            .timeout(CALL_TIMEOUT)
+            .send(&sync.client)
+            .await?;
+        let has_more = list.has_more;
+        let mut last = None;
+        for o in list.data {
+            if pick(&o) {
+                return Ok(Some(o));
+            }
+            last = Some(o.id);
+        }
+        match last {
+            Some(l) if has_more => after = Some(l),
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Why a push attempt stopped.
+#[derive(Debug)]
+pub(crate) enum PushError {
+    /// Worth another attempt later (network, 5xx, 429, our database).
+    Retry(String),
+    /// Refused by Stripe or inconsistent: retrying unchanged will not help.
+    Fail(String),
+}
+
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PushError::Retry(m) | PushError::Fail(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<StripeError> for PushError {
+    fn from(e: StripeError) -> Self {
+        match &e {
+            StripeError::Stripe(err, status)
+                if (400..500).contains(status) && *status != 409 && *status != 429 =>
+            {
+                PushError::Fail(format!(
+                    "Stripe refused the request ({status}): {}",
+                    err.message.as_deref().unwrap_or("no message")
+                ))
+            }
+            StripeError::Stripe(err, status) => PushError::Retry(format!(
+                "Stripe answered {status}: {}",
+                err.message.as_deref().unwrap_or("no message")
+            )),
+            other => PushError::Retry(format!("Stripe unreachable: {other}")),
+        }
+    }
+}
+
+impl From<ApiError> for PushError {
+    fn from(e: ApiError) -> Self {
+        PushError::Retry(format!("internal: {e}"))
+    }
+}
+
+impl From<sea_orm::DbErr> for PushError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        PushError::Retry(format!("database: {e}"))
+    }
+}
+
+fn key(k: String) -> Result<RequestStrategy, PushError> {
+    IdempotencyKey::new(k)
+        .map(RequestStrategy::Idempotent)
+        .map_err(|e| PushError::Fail(e.to_string()))
+}
+
+fn meta(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Test hook: `FAILPOINTS=name[,name]` aborts the process at that point,
+/// the way a crash or a kill would (the naming follows the `fail` crate).
+fn failpoint(name: &str) {
+    if std::env::var("FAILPOINTS")
+        .map(|v| v.split(',').any(|p| p.trim() == name))
+        .unwrap_or(false)
+    {
+        tracing::error!(failpoint = name, "failpoint reached: aborting");
+        std::process::abort();
+    }
+}
+
+/// A queued push of an invoice, due now.
+pub(crate) fn push_row(inv: &invoice::Model) -> stripe_push::ActiveModel {
+    let now = Utc::now();
+    stripe_push::ActiveModel {
+        invoice_id: Set(inv.id.clone()),
+        tenant_id: Set(inv.tenant_id.clone()),
+        period_start: Set(inv.period_start),
+        status: Set("pending".into()),
+        stripe_invoice_id: Set(None),
+        attempts: Set(0),
+        last_error: Set(None),
+        next_attempt_at: Set(Some(now)),
+        lease_until: Set(None),
+        pushed_at: Set(None),
+        updated_at: Set(now),
+    }
+}
+
+fn backoff(attempts: u32) -> Duration {
+    let secs = std::cmp::min(2u64.saturating_pow(std::cmp::min(attempts, 12)), 3_600);
+    Duration::seconds(i64::try_from(secs).unwrap_or(3_600))
+}
+
+impl Billing {
+    /// Pushes finalized invoices to Stripe (a secret key is required).
+    pub fn with_stripe(mut self, settings: Option<StripeSettings>) -> ApiResult<Self> {
+        self.stripe = settings.map(StripeSync::new).transpose()?;
+        Ok(self)
+    }
+
+    /// Wakes this replica's pusher (work was queued).
+    pub(crate) fn wake_pusher(&self) {
+        if let Some(sync) = &self.stripe {
+            sync.wake.notify_one();
+        }
+    }
+
+    /// The push state of invoices, by invoice id.
+    pub(crate) async fn push_states(
+        &self,
+        ids: &[String],
+    ) -> ApiResult<HashMap<String, StripePushView>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(stripe_push::Entity::find()
+            .filter(stripe_push::Column::InvoiceId.is_in(ids.iter().cloned()))
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|m| (m.invoice_id.clone(), m.into()))
+            .collect())
+    }
+
+    /// Queues (again) an invoice's push: a `failed` one starts over with
+    /// fresh attempts; a pushed one is left alone.
+    pub async fn retry_push(&self, id: &str) -> ApiResult<InvoiceView> {
+        let Some(sync) = &self.stripe else {
+            return Err(ApiError::NotImplemented(
+                "Stripe is not configured (LLMOPS_STRIPE_API_KEY)".into(),
+            ));
+        };
+        let id: llmops_core::ids::InvoiceId = id.parse()?;
+        let inv = invoice::Entity::find_by_id(id.to_string())
+            .one(self.db())
+            .await?
+            .ok_or_else(|| ApiError::not_found("invoice"))?;
+        let existing = stripe_push::Entity::find_by_id(inv.id.clone())
+            .one(self.db())
+            .await?;
+        match existing {
+            None => match push_row(&inv).insert(self.db()).await {
+                Ok(_) => sync.wake.notify_one(),
+                Err(e) if is_unique_violation(&e) => {}
+                Err(e) => return Err(e.into()),
+            },
+            Some(p) if p.status == "pushed" => {}
+            Some(_) => {
+                stripe_push::Entity::update_many()
+                    .col_expr(stripe_push::Column::Status, Expr::value("pending"))
+                    .col_expr(stripe_push::Column::Attempts, Expr::value(0))
+                    .col_expr(stripe_push::Column::NextAttemptAt, Expr::value(Utc::now()))
+                    .col_expr(stripe_push::Column::UpdatedAt, Expr::value(Utc::now()))
+                    .filter(stripe_push::Column::InvoiceId.eq(inv.id.clone()))
+                    .filter(stripe_push::Column::Status.ne("pushed"))
+                    .exec(self.db())
+                    .await?;
+                sync.wake.notify_one();
+            }
+        }
+        self.view(inv).await
+    }
+
+    /// Runs pushes until `stop`: woken by closes on this replica, and
+    /// polling for work queued elsewhere or due for a retry.
+    pub async fn run_stripe_pusher(&self, stop: tokio_util::sync::CancellationToken) {
+        let Some(sync) = self.stripe.clone() else {
+            return;
+        };
+        loop {
+            match self.push_next(&sync).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "stripe pusher: looking for work failed"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = sync.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// Claims and pushes one due invoice; false when none is due.
+    pub(crate) async fn push_next(&self, sync: &StripeSync) -> ApiResult<bool> {
+        let now = Utc::now();
+        let due = stripe_push::Entity::find()
+            .filter(stripe_push::Column::Status.is_in(["pending", "retrying"]))
+            .filter(stripe_push::Column::NextAttemptAt.lte(now))
+            .order_by_asc(stripe_push::Column::PeriodStart)
+            .limit(20)
+            .all(self.db())
+            .await?;
+        for p in due {
+            // A tenant's invoices go in period order: an earlier one not
+            // yet pushed (or failed) holds the later ones back.
+            let earlier = stripe_push::Entity::find()
+                .filter(stripe_push::Column::TenantId.eq(p.tenant_id.clone()))
+                .filter(stripe_push::Column::PeriodStart.lt(p.period_start))
+                .filter(stripe_push::Column::Status.ne("pushed"))
+                .one(self.db())
+                .await?;
+            if earlier.is_some() {
+                continue;
+            }
+            let claimed = stripe_push::Entity::update_many()
+                .col_expr(
+                    stripe_push::Column::LeaseUntil,
+                    Expr::value(now + sync.lease),
+                )
+                .filter(stripe_push::Column::InvoiceId.eq(p.invoice_id.clone()))
+                .filter(stripe_push::Column::Status.is_in(["pending", "retrying"]))
+                .filter(
+                    stripe_push::Column::LeaseUntil
+                        .is_null()
+                        .or(stripe_push::Column::LeaseUntil.lt(now)),
+                )
+                .exec(self.db())
+                .await?
+                .rows_affected;
+            if claimed == 0 {
+                continue;
+            }
+            let attempts = u32::try_from(p.attempts).unwrap_or(0) + 1;
+            let outcome = match invoice::Entity::find_by_id(p.invoice_id.clone())
+                .one(self.db())
+                .await?
+            {
+                Some(inv) => self.push(sync, &inv).await,
+                None => Err(PushError::Fail("the invoice is gone".into())),
+            };
+            let now = Utc::now();
+            let mut am: stripe_push::ActiveModel = p.into();
+            am.attempts = Set(i32::try_from(attempts).unwrap_or(i32::MAX));
+            am.lease_until = Set(None);
+            am.updated_at = Set(now);
+            match outcome {
+                Ok(stripe_id) => {
+                    tracing::info!(stripe_invoice = %stripe_id, "invoice pushed to Stripe");
+                    am.status = Set("pushed".into());
+                    am.stripe_invoice_id = Set(Some(stripe_id));
+                    am.last_error = Set(None);
+                    am.pushed_at = Set(Some(now));
+                }
+                Err(e) => {
+                    let give_up = matches!(e, PushError::Fail(_)) || attempts >= sync.max_attempts;
+                    tracing::warn!(error = %e, attempts, give_up, "Stripe push failed");
+                    am.status = Set(if give_up { "failed" } else { "retrying" }.into());
+                    am.last_error = Set(Some(e.to_string()));
+                    am.next_attempt_at = Set(Some(now + backoff(attempts)));
+                }
+            }
+            am.update(self.db()).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn record(&self, invoice_id: &str, key: &str, stripe_id: &str) -> Result<(), PushError> {
+        let row = stripe_object::ActiveModel {
+            invoice_id: Set(invoice_id.to_string()),
+            key: Set(key.to_string()),
+            stripe_id: Set(stripe_id.to_string()),
+            created_at: Set(Utc::now()),
+        };
+        match row.insert(self.db()).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One attempt at pushing an invoice; returns the Stripe invoice id.
+    async fn push(&self, sync: &StripeSync, inv: &invoice::Model) -> Result<String, PushError> {
+        let view: InvoiceView = inv.clone().try_into()?;
+        let tenant: TenantId = view.tenant_id;
+        let currency = view.currency.to_ascii_lowercase();
+        let cur: stripe_types::Currency = currency
+            .parse()
+            .map_err(|_| PushError::Fail(format!("Stripe does not know currency {currency}")))?;
+        let base_fee: i64 = view
+            .lines
+            .iter()
+            .filter(|l| l.meter.is_none() && !l.adjustment)
+            .map(|l| l.amount_minor)
+            .sum();
+        let customer = self.ensure_customer(sync, tenant).await?;
+        let sub = self
+            .ensure_subscription(sync, &customer, &view.plan_id, &currency, &cur, base_fee)
+            .await?;
+        let recorded: HashMap<String, String> = stripe_object::Entity::find()
+            .filter(stripe_object::Column::InvoiceId.eq(inv.id.clone()))
+            .all(self.db())
+            .await?
+            .into_iter()
+            .map(|o| (o.key, o.stripe_id))
+            .collect();
+        let description = format!(
+            "llmops invoice {} ({} to {})",
+            inv.id,
+            view.period_start.format("%Y-%m-%d"),
+            view.period_end.format("%Y-%m-%d")
+        );
+        let stripe_inv = match recorded.get("invoice") {
+            Some(id) => Some(id.clone()),
+            None => {
+                let found = self
+                    .find_invoice(sync, &customer.customer_id, &inv.id, &description)
+                    .await?;
+                if let Some(id) = &found {
+                    self.record(&inv.id, "invoice", id).await?;
+                }
+                found
+            }
+        };
+        let stripe_inv = match stripe_inv {
+            Some(id) => id,
+            None => {
+                self.push_items(sync, inv, &view, &customer.customer_id, &cur, &recorded)
+                    .await?;
+                let created: Obj = CreateInvoice::new()
+                    .customer(customer.customer_id.clone())
+                    .subscription(sub.clone())
+                    .description(description.clone())
+                    .metadata(meta(&[("llmops_invoice_id", &inv.id)]))
+                    .pending_invoice_items_behavior(
+                        CreateInvoicePendingInvoiceItemsBehavior::Include,
+                    )
+                    .build()
+                    .customize()
+                    .request_strategy(key(format!("llmops-{}-invoice", inv.id))?)
+                    .timeout(CALL_TIMEOUT)
+                    .send(&sync.client)
+                    .await?;
+                failpoint("stripe-invoice-created");
+                self.record(&inv.id, "invoice", &created.id).await?;
+                if let Some(total) = created.total
+                    && total != view.total_minor
+                {
+                    return Err(PushError::Fail(format!(
+                        "Stripe invoice {} totals {total}, ours {}",
+                        created.id, view.total_minor
+                    )));
+                }
+                created.id
+            }
+        };
+        self.finalize(sync, &inv.id, &stripe_inv).await?;
+        Ok(stripe_inv)
+    }
+
+    /// Invoice items for the usage lines not yet at Stripe.
+    async fn push_items(
+        &self,
+        sync: &StripeSync,
+        inv: &invoice::Model,
+        view: &InvoiceView,
+        customer: &str,
+        cur: &stripe_types::Currency,
+        recorded: &HashMap<String, String>,
+    ) -> Result<(), PushError> {
+        for (i, line) in view.lines.iter().enumerate() {
+            if (line.meter.is_none() && !line.adjustment) || line.amount_minor == 0 {
+                continue;
+            }
+            let k = format!("line:{i}");
+            if recorded.contains_key(&k) {
+                continue;
+            }
+            let idx = i.to_string();
+            // Created by an attempt that crashed before recording it? Not
+            // `pending=true`: localstripe refuses the parameter (and lists
+            // only pending items anyway).
+            let existing = find_in_list(
+                sync,
+                |after| {
+                    let mut req = ListInvoiceItem::new()
+                        .customer(customer.to_string())
+                        .limit(100);
+                    if let Some(a) = after {
+                        req = req.starting_after(a);
+                    }
+                    req.build()
+                },
+                |o| o.meta_is("llmops_invoice_id", &inv.id) && o.meta_is("llmops_line", &idx),
+            )
+            .await?;
+            let id = match existing {
+                Some(o) => o.id,
+                None => {
+                    let created: Obj = CreateInvoiceItem::new()
+                        .customer(customer.to_string())
+                        .amount(line.amount_minor)
+                        .currency(cur.clone())
+                        .description(line.description.clone())
+                        .metadata(meta(&[
+                            ("llmops_invoice_id", &inv.id),
+                            ("llmops_line", &idx),
+                        ]))
+                        .build()
+                        .customize()
+                        .request_strategy(key(format!("llmops-{}-line-{i}", inv.id))?)
+                        .timeout(CALL_TIMEOUT)
+                        .send(&sync.client)
+                        .await?;
+                    failpoint("stripe-item-created");
+                    created.id
+                }
+            };
+            self.record(&inv.id, &k, &id).await?;
+        }
+        Ok(())
+    }
+
+    /// A Stripe invoice an earlier attempt created for ours, if any: by
+    /// metadata where the server keeps it, or by description (localstripe
+    /// drops an invoice's metadata on create).
+    async fn find_invoice(
+        &self,
+        sync: &StripeSync,
+        customer: &str,
+        ours: &str,
+        description: &str,
+    ) -> Result<Option<String>, PushError> {
+        let found = find_in_list(
+            sync,
+            |after| {
+                let mut req = ListInvoice::new().customer(customer.to_string()).limit(100);
+                if let Some(a) = after {
+                    req = req.starting_after(a);
+                }
+                req.build()
+            },
+            |i| {
+                i.meta_is("llmops_invoice_id", ours)
+                    || i.description.as_deref() == Some(description)
+            },
+        )
+        .await?;
+        Ok(found.map(|i| i.id))
+    }
+
+    /// Finalizes a draft Stripe invoice (a finalized one is left alone).
+    async fn finalize(&self, sync: &StripeSync, ours: &str, id: &str) -> Result<(), PushError> {
+        let current: Obj = stripe_billing::invoice::RetrieveInvoice::new(id.to_string())
+            .build()
+            .customize()
+            .timeout(CALL_TIMEOUT)
+            .send(&sync.client)
+            .await?;
+        if current.status.as_deref() != Some("draft") {
+            return Ok(());
+        }
+        let done: Obj = FinalizeInvoiceInvoice::new(id.to_string())
+            .build()
+            .customize()
+            .request_strategy(key(format!("llmops-{ours}-finalize"))?)
+            .timeout(CALL_TIMEOUT)
+            .send(&sync.client)
+            .await?;
+        if done.status.as_deref() == Some("draft") {
+            return Err(PushError::Retry(format!(
+                "Stripe invoice {id} is still a draft"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The tenant's Stripe customer: recorded, found by metadata, or created.
+    async fn ensure_customer(
+        &self,
+        sync: &StripeSync,
+        tenant: TenantId,
+    ) -> Result<stripe_customer::Model, PushError> {
+        if let Some(c) = stripe_customer::Entity::find_by_id(tenant.to_string())
+            .one(self.db())
+            .await?
+        {
+            return Ok(c);
+        }
+        let t = store::get_tenant(self.db(), tenant).await?;
+        let tid = tenant.to_string();
+        // Scanning customers is fine at our scale; Stripe's search API
+        // (`metadata['llmops_tenant_id']`) is the way at large scale, but
+        // localstripe lacks it.
+        let found = find_in_list(
+            sync,
+            |after| {
+                let mut req = ListCustomer::new().limit(100);
+                if let Some(a) = after {
+                    req = req.starting_after(a);
+                }
+                req.build()
+            },
+            |c| c.meta_is("llmops_tenant_id", &tid),
+        )
+        .await?;
+        let id = match found {
+            Some(c) => c.id,
+            None => {
+                let c: Obj = CreateCustomer::new()
+                    .name(t.name.clone())
+                    .metadata(meta(&[("llmops_tenant_id", &tid)]))
+                    .build()
+                    .customize()
+                    .request_strategy(key(format!("llmops-customer-{tid}"))?)
+                    .timeout(CALL_TIMEOUT)
+                    .send(&sync.client)
+                    .await?;
+                failpoint("stripe-customer-created");
+                c.id
+            }
+        };
+        let now = Utc::now();
+        let row = stripe_customer::ActiveModel {
+            tenant_id: Set(tid.clone()),
+            customer_id: Set(id),
+            subscription_id: Set(None),
+            stripe_plan_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        match row.insert(self.db()).await {
+            Ok(m) => Ok(m),
+            Err(e) if is_unique_violation(&e) => stripe_customer::Entity::find_by_id(tid)
+                .one(self.db())
+                .await?
+                .ok_or_else(|| PushError::Retry("stripe customer row vanished".into())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The customer's subscription to the Stripe plan carrying the base fee.
+    async fn ensure_subscription(
+        &self,
+        sync: &StripeSync,
+        customer: &stripe_customer::Model,
+        plan_id: &str,
+        currency: &str,
+        cur: &stripe_types::Currency,
+        base_fee: i64,
+    ) -> Result<String, PushError> {
+        // Stripe plans' amounts are immutable: a new fee is a new plan.
+        let stripe_plan = format!("llmops-{plan_id}-{currency}-{base_fee}");
+        if let (Some(sub), Some(p)) = (&customer.subscription_id, &customer.stripe_plan_id) {
+            if *p == stripe_plan {
+                return Ok(sub.clone());
+            }
+            return Err(PushError::Fail(format!(
+                "the base fee changed (Stripe plan {p} → {stripe_plan}); moving a Stripe subscription to another plan is not implemented"
+            )));
+        }
+        self.ensure_plan(sync, &stripe_plan, plan_id, cur, base_fee)
+            .await?;
+        let tid = customer.tenant_id.clone();
+        let existing = find_in_list(
+            sync,
+            |after| {
+                let mut req = ListSubscription::new()
+                    .customer(customer.customer_id.clone())
+                    .limit(100);
+                if let Some(a) = after {
+                    req = req.starting_after(a);
+                }
+                req.build()
+            },
+            |s| s.meta_is("llmops_tenant_id", &tid),
+        )
+        .await?;
+        let sub = match existing {
+            Some(s) => s.id,
+            None => {
+                // The base fee is billed in arrears on our invoices: a trial
+                // keeps Stripe from charging it up front at creation.
+                let trial_end = (Utc::now() + Duration::hours(1)).timestamp();
+                let mut item = CreateSubscriptionItems::new();
+                item.plan = Some(stripe_plan.clone());
+                let s: Obj = CreateSubscription::new()
+                    .customer(customer.customer_id.clone())
+                    .items(vec![item])
+                    .trial_end(CreateSubscriptionTrialEnd::Timestamp(trial_end))
+                    .metadata(meta(&[("llmops_tenant_id", &tid)]))
+                    .build()
+                    .customize()
+                    .request_strategy(key(format!("llmops-subscription-{tid}-{stripe_plan}"))?)
+                    .timeout(CALL_TIMEOUT)
+                    .send(&sync.client)
+                    .await?;
+                s.id
+            }
+        };
+        stripe_customer::Entity::update_many()
+            .col_expr(
+                stripe_customer::Column::SubscriptionId,
+                Expr::value(sub.clone()),
+            )
+            .col_expr(
+                stripe_customer::Column::StripePlanId,
+                Expr::value(stripe_plan),
+            )
+            .col_expr(stripe_customer::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(stripe_customer::Column::TenantId.eq(tid))
+            .exec(self.db())
+            .await?;
+        Ok(sub)
+    }
+
+    async fn ensure_plan(
+        &self,
+        sync: &StripeSync,
+        stripe_plan: &str,
+        plan_id: &str,
+        cur: &stripe_types::Currency,
+        base_fee: i64,
+    ) -> Result<(), PushError> {
+        let retrieve = || {
+            RetrievePlan::new(stripe_plan.to_string())
+                .build()
+                .customize::<Obj>()
+                .timeout(CALL_TIMEOUT)
+                .send(&sync.client)
+        };
+        match retrieve().await {
+            Ok(_) => return Ok(()),
+            Err(StripeError::Stripe(_, 404)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let created = CreatePlan::new(cur.clone(), stripe_billing::PlanInterval::Month)
+            .id(stripe_plan.to_string())
+            .amount(base_fee)
+            .product(CreatePlanProduct::InlineProductParams(
+                CreatePlanInlineProductParams::new(format!("{plan_id} base fee")),
+            ))
+            .build()
+            .customize::<Obj>()
+            .request_strategy(key(format!("llmops-plan-{stripe_plan}"))?)
+            .timeout(CALL_TIMEOUT)
+            .send(&sync.client)
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Created meanwhile by another push: fine if it is there now.
+            Err(e) => retrieve().await.map(|_| ()).map_err(|_| e.into()),
+        }
+    }
+}
