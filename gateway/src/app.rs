@@ -138,17 +138,7 @@ pub async fn build_state(
     let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some())
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
-    let billing = web::Data::new(
-        llmops_billing::Billing::new(db.clone(), cfg.billing_settle_secs, cfg.budget_cache_secs)
-            .with_stripe_webhook_secret(
-                cfg.stripe_webhook_secret
-                    .as_ref()
-                    .map(|s| s.expose().clone()),
-            )
-            .with_stripe(llmops_billing::stripe_push::StripeSettings::from_config(
-                &cfg,
-            ))?,
-    );
+    let billing = web::Data::new(llmops_billing::Billing::from_config(db.clone(), &cfg)?);
     let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();
     let serving = web::Data::new(Serving::new(ServingParts {
         triton,
@@ -291,6 +281,13 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let stop = stop.clone();
         tracker.spawn(async move {
             billing.run_stripe_pusher(stop).await;
+        });
+    }
+    if state.config.billing_auto_close {
+        let billing = state.billing.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            billing.run_period_closer(stop).await;
         });
     }
 

@@ -360,12 +360,8 @@ async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
             let db = connect(&cfg).await?;
             // With Stripe configured, closing queues the pushes (a running
             // server's pusher sends them).
-            let billing =
-                llmops_billing::Billing::new(db, cfg.billing_settle_secs, cfg.budget_cache_secs)
-                    .with_stripe(llmops_billing::stripe_push::StripeSettings::from_config(
-                        &cfg,
-                    ))?;
-            let (d_start, d_end) = llmops_billing::routes::last_month(chrono::Utc::now());
+            let billing = llmops_billing::Billing::from_config(db, &cfg)?;
+            let (d_start, d_end) = billing.period().previous(chrono::Utc::now());
             let (start, end) = (period_start.unwrap_or(d_start), period_end.unwrap_or(d_end));
             let tenants = match tenant {
                 Some(t) => vec![t.parse::<TenantId>().map_err(ApiError::from)?],

@@ -13,6 +13,7 @@ mod m20261128_000004_billing;
 mod m20261128_000005_budgets;
 mod m20261128_000006_stripe_events;
 mod m20261128_000007_stripe_push;
+mod m20261128_000008_plan_changes;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_budgets::Migration),
             Box::new(m20261128_000006_stripe_events::Migration),
             Box::new(m20261128_000007_stripe_push::Migration),
+            Box::new(m20261128_000008_plan_changes::Migration),
         ]
     }
 }

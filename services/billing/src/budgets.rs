@@ -2,7 +2,7 @@
 //! the limit; a webhook, once per period, when a soft threshold is crossed.
 
 use crate::invoices::Billing;
-use chrono::{Datelike, TimeZone, Utc};
+use chrono::Utc;
 use llmops_core::ids::TenantId;
 use llmops_core::tenancy::store;
 use llmops_core::{ApiError, ApiResult, Scope, TenantCtx};
@@ -63,20 +63,14 @@ pub(crate) struct BudgetState {
     pub currency: String,
 }
 
-fn period_key(now: chrono::DateTime<Utc>) -> String {
-    format!("{:04}-{:02}", now.year(), now.month())
-}
-
 impl Billing {
-    /// The rated usage of the current calendar month (no base fee).
+    /// The rated usage of the current billing period (no base fee), priced
+    /// by the plan in effect at its start (as its invoice will be).
     pub async fn spend(&self, tenant: TenantId) -> ApiResult<(i64, String)> {
         let now = Utc::now();
-        let start = Utc
-            .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-            .single()
-            .unwrap_or(now);
-        let t = store::get_tenant(self.db(), tenant).await?;
-        let pricing = self.pricing(&t.plan.id).await?;
+        let (start, _) = self.period().containing(now);
+        let plan = store::plan_at(self.db(), tenant, start).await?;
+        let pricing = self.pricing(&plan).await?;
         let Some(pricing) = pricing else {
             return Ok((0, "USD".into()));
         };
@@ -196,7 +190,13 @@ impl Billing {
         if let (Some(pct), Some(url)) = (b.soft_percent, b.webhook_url.clone())
             && i128::from(spend) * 100 >= i128::from(b.limit_minor) * i128::from(pct)
         {
-            let period = period_key(Utc::now());
+            // The period's start as Unix seconds (fits the 16-char marker).
+            let period = self
+                .period()
+                .containing(Utc::now())
+                .0
+                .timestamp()
+                .to_string();
             // One notification per period across replicas: whoever flips the marker sends it.
             let claimed = entity::Entity::update_many()
                 .col_expr(entity::Column::NotifiedPeriod, Expr::value(period.clone()))

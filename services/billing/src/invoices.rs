@@ -122,6 +122,7 @@ pub struct Billing {
     tasks: tokio_util::task::TaskTracker,
     stripe_secret: Option<std::sync::Arc<Vec<u8>>>,
     pub(crate) stripe: Option<crate::stripe_push::StripeSync>,
+    period: crate::periods::PeriodLength,
     /// How far the close time trails the clock: longer than any ledger
     /// transaction, so no event commits behind the watermark.
     settle: Duration,
@@ -152,8 +153,24 @@ impl Billing {
             tasks: tokio_util::task::TaskTracker::new(),
             stripe_secret: None,
             stripe: None,
+            period: crate::periods::PeriodLength::CalendarMonth,
             settle: Duration::seconds(i64::try_from(settle_secs).unwrap_or(5)),
         }
+    }
+
+    /// Billing as configured: settle time, spend cache, period length,
+    /// Stripe webhook secret and Stripe push.
+    pub fn from_config(db: Db, cfg: &llmops_core::config::Config) -> ApiResult<Self> {
+        Self::new(db, cfg.billing_settle_secs, cfg.budget_cache_secs)
+            .with_period(crate::periods::PeriodLength::from_secs(
+                cfg.billing_period_secs,
+            ))
+            .with_stripe_webhook_secret(
+                cfg.stripe_webhook_secret
+                    .as_ref()
+                    .map(|s| s.expose().clone()),
+            )
+            .with_stripe(crate::stripe_push::StripeSettings::from_config(cfg))
     }
 
     pub async fn set_pricing(&self, plan_id: &str, pricing: Pricing) -> ApiResult<Pricing> {
@@ -217,8 +234,10 @@ impl Billing {
         {
             return self.view(existing).await;
         }
-        let t = store::get_tenant(&self.db, tenant).await?;
-        let pricing = self.pricing(&t.plan.id).await?.unwrap_or_else(pricing_free);
+        // The plan in effect when the period started: a change takes
+        // effect at the next boundary.
+        let plan_id = store::plan_at(&self.db, tenant, start).await?;
+        let pricing = self.pricing(&plan_id).await?.unwrap_or_else(pricing_free);
         let previous = scope
             .find::<invoice::Entity>()
             .filter(invoice::Column::PeriodStart.lt(start))
@@ -260,7 +279,7 @@ impl Billing {
             subtotal_minor: Set(subtotal),
             total_minor: Set(subtotal),
             lines: Set(serde_json::Value::Array(stored).to_string()),
-            plan_id: Set(t.plan.id.clone()),
+            plan_id: Set(plan_id),
             recorded_through: Set(close),
             created_at: Set(now),
             finalized_at: Set(Some(now)),
@@ -269,7 +288,9 @@ impl Billing {
         let txn = llmops_core::db::begin_write(&self.db).await?;
         match row.insert(&txn).await {
             Ok(m) => {
-                if self.stripe.is_some() {
+                // Nothing to collect, nothing to push (free tenants never
+                // become Stripe customers).
+                if self.stripe.is_some() && m.total_minor != 0 {
                     crate::stripe_push::push_row(&m).insert(&txn).await?;
                 }
                 txn.commit().await?;
@@ -575,8 +596,64 @@ impl Billing {
         self.view(row).await
     }
 
-    /// Every tenant's id (for closing a period for all).
-    pub async fn tenants(&self) -> ApiResult<Vec<TenantId>> {
+    /// Sets the length of billing periods.
+    pub fn with_period(mut self, period: crate::periods::PeriodLength) -> Self {
+        self.period = period;
+        self
+    }
+
+    pub fn period(&self) -> crate::periods::PeriodLength {
+        self.period
+    }
+
+    /// Closes every ended period not invoiced yet, per tenant in order from
+    /// its last invoice (or its creation); at most 24 periods per tenant per
+    /// call, so a long outage catches up over a few rounds.
+    pub async fn close_ended_periods(&self) -> ApiResult<usize> {
+        let (current, _) = self.period.containing(Utc::now() - self.settle);
+        let mut closed = 0;
+        for (tenant, created) in self.tenants_created().await? {
+            let last = Scoped::new(tenant)
+                .find::<invoice::Entity>()
+                .order_by_desc(invoice::Column::PeriodStart)
+                .one(&self.db)
+                .await?;
+            let mut start = match last {
+                Some(inv) => inv.period_end,
+                None => self.period.containing(created).0,
+            };
+            for _ in 0..24 {
+                if start >= current {
+                    break;
+                }
+                let (_, end) = self.period.containing(start);
+                self.close_period(tenant, start, end).await?;
+                closed += 1;
+                start = end;
+            }
+        }
+        Ok(closed)
+    }
+
+    /// Runs [`Self::close_ended_periods`] until `stop`.
+    pub async fn run_period_closer(&self, stop: tokio_util::sync::CancellationToken) {
+        let every = self.period.check_every();
+        loop {
+            match self.close_ended_periods().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(invoices = n, "closed ended billing periods"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing ended billing periods failed; will retry")
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    async fn tenants_created(&self) -> ApiResult<Vec<(TenantId, DateTime<Utc>)>> {
         let mut out = Vec::new();
         let mut params = ListParams {
             limit: Some(100),
@@ -584,12 +661,22 @@ impl Billing {
         };
         loop {
             let page = store::list_tenants(&self.db, &params).await?;
-            out.extend(page.data.iter().map(|t| t.id));
+            out.extend(page.data.iter().map(|t| (t.id, t.created_at)));
             if !page.has_more {
                 return Ok(out);
             }
             params.after = page.last_id;
         }
+    }
+
+    /// Every tenant's id (for closing a period for all).
+    pub async fn tenants(&self) -> ApiResult<Vec<TenantId>> {
+        Ok(self
+            .tenants_created()
+            .await?
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect())
     }
 }
 

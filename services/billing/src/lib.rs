@@ -7,6 +7,7 @@
 pub mod budgets;
 pub mod entities;
 pub mod invoices;
+pub mod periods;
 pub mod rating;
 pub mod routes;
 pub mod stripe_push;

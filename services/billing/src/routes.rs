@@ -3,7 +3,7 @@
 use crate::invoices::{Billing, InvoiceView, render_html};
 use crate::rating::Pricing;
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, Datelike, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use llmops_core::error::Problem;
 use llmops_core::http::Tenant;
 use llmops_core::ids::TenantId;
@@ -112,28 +112,11 @@ pub async fn get_pricing(
 pub struct ClosePeriod {
     /// One tenant; every tenant when absent.
     pub tenant_id: Option<TenantId>,
-    /// Default: the start of the previous calendar month (UTC).
+    /// Default: the start of the previous billing period (calendar month
+    /// unless `billing_period_secs` is set).
     pub period_start: Option<DateTime<Utc>>,
-    /// Default: the start of the current calendar month (UTC).
+    /// Default: the start of the current billing period.
     pub period_end: Option<DateTime<Utc>>,
-}
-
-/// The previous calendar month.
-pub fn last_month(now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-    let this = Utc
-        .with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0)
-        .single()
-        .unwrap_or(now);
-    let (y, m) = if now.month() == 1 {
-        (now.year() - 1, 12)
-    } else {
-        (now.year(), now.month() - 1)
-    };
-    let prev = Utc
-        .with_ymd_and_hms(y, m, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(this);
-    (prev, this)
 }
 
 /// Closes a billing period: one finalized invoice per tenant (idempotent;
@@ -146,7 +129,7 @@ pub async fn close_period(
     b: web::Data<Billing>,
     body: web::Json<ClosePeriod>,
 ) -> ApiResult<HttpResponse> {
-    let (d_start, d_end) = last_month(Utc::now());
+    let (d_start, d_end) = b.period().previous(Utc::now());
     let start = body.period_start.unwrap_or(d_start);
     let end = body.period_end.unwrap_or(d_end);
     let tenants = match body.tenant_id {

@@ -57,6 +57,10 @@ pub struct Config {
     /// How far an invoice's close time trails the clock (seconds): longer
     /// than any ledger transaction.
     pub billing_settle_secs: u64,
+    /// Length of billing periods in seconds; 0: calendar months (UTC).
+    pub billing_period_secs: u64,
+    /// Close ended periods automatically (every replica may; closing is idempotent).
+    pub billing_auto_close: bool,
     /// Signing secret of Stripe webhooks (`whsec_…`); webhooks are refused without it.
     pub stripe_webhook_secret: Option<Secret<String>>,
     /// How long a replica reuses a tenant's computed spend for budget checks.
@@ -126,6 +130,8 @@ impl Default for Config {
             deployment_meter_window_secs: 60,
             catalog: Vec::new(),
             billing_settle_secs: 5,
+            billing_period_secs: 0,
+            billing_auto_close: true,
             budget_cache_secs: 5,
             stripe_webhook_secret: None,
             stripe_api_key: None,

@@ -4,5 +4,6 @@
 pub mod api_key;
 pub mod plan;
 pub mod tenant;
+pub mod tenant_plan_change;
 pub mod usage_event;
 pub mod user;

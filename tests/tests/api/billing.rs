@@ -10,7 +10,11 @@ pub(crate) const M: u64 = 1_000_000;
 
 fn app_options() -> Options {
     Options {
-        env: vec![("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into())],
+        env: vec![
+            ("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into()),
+            // These tests close periods themselves.
+            ("LLMOPS_BILLING_AUTO_CLOSE".into(), "false".into()),
+        ],
         ..Default::default()
     }
 }

@@ -9,6 +9,7 @@ mod errors;
 mod keys;
 mod ledger;
 mod ops;
+mod periods;
 mod ratelimit;
 mod registry;
 mod serving;

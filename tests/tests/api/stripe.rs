@@ -15,6 +15,7 @@ async fn app_with(stripe_env: Vec<(String, String)>, extra: &[(&str, &str)]) -> 
     let mut env = stripe_env;
     env.push(("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into()));
     env.push(("LLMOPS_STRIPE_LEASE_SECS".into(), "1".into()));
+    env.push(("LLMOPS_BILLING_AUTO_CLOSE".into(), "false".into()));
     env.push(("LLMOPS_STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()));
     for (k, v) in extra {
         env.push((k.to_string(), v.to_string()));

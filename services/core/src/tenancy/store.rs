@@ -555,7 +555,7 @@ pub async fn set_tenant_status(
 }
 
 pub async fn set_tenant_plan(
-    db: &impl ConnectionTrait,
+    db: &(impl ConnectionTrait + sea_orm::TransactionTrait),
     id: TenantId,
     plan_id: &str,
 ) -> ApiResult<TenantView> {
@@ -570,15 +570,51 @@ pub async fn set_tenant_plan(
             format!("plan `{plan_id}` does not exist"),
         ));
     }
+    let txn = crate::db::begin_write(db).await?;
     let existing = tenant::Entity::find_by_id(id.to_string())
-        .one(db)
+        .one(&txn)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
-    let mut m: tenant::ActiveModel = existing.into();
-    m.plan_id = Set(plan_id.to_string());
-    m.updated_at = Set(Utc::now());
-    m.update(db).await?;
+    if existing.plan_id != plan_id {
+        let now = Utc::now();
+        // Kept for billing: a period is priced by the plan in effect at its start.
+        crate::entities::tenant_plan_change::ActiveModel {
+            tenant_id: Set(existing.id.clone()),
+            from_plan: Set(existing.plan_id.clone()),
+            to_plan: Set(plan_id.to_string()),
+            changed_at: Set(now),
+            id: Set(ulid::Ulid::new().to_string()),
+        }
+        .insert(&txn)
+        .await?;
+        let mut m: tenant::ActiveModel = existing.into();
+        m.plan_id = Set(plan_id.to_string());
+        m.updated_at = Set(now);
+        m.update(&txn).await?;
+    }
+    txn.commit().await?;
     get_tenant(db, id).await
+}
+
+/// The plan a tenant was on at `at`: the one the first later change moved
+/// away from, or the current one.
+pub async fn plan_at(
+    db: &impl ConnectionTrait,
+    id: TenantId,
+    at: DateTime<Utc>,
+) -> ApiResult<String> {
+    use crate::entities::tenant_plan_change as c;
+    if let Some(ch) = c::Entity::find()
+        .filter(c::Column::TenantId.eq(id.to_string()))
+        .filter(c::Column::ChangedAt.gt(at))
+        .order_by_asc(c::Column::ChangedAt)
+        .order_by_asc(c::Column::Id)
+        .one(db)
+        .await?
+    {
+        return Ok(ch.from_plan);
+    }
+    Ok(get_tenant(db, id).await?.plan.id)
 }
 
 // ---------------------------------------------------------------- API keys

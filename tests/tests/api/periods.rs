@@ -1,0 +1,188 @@
+//! Billing periods: ended periods close by themselves (once, also with two
+//! replicas closing), back to back; a plan change takes effect at the next
+//! period boundary.
+
+use super::billing::{M, admin, close, ev, ingest, pricing};
+use llmops_tests::{Backend, Options, TestApp};
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::time::Duration;
+
+async fn invoices(app: &TestApp, key: &str) -> Vec<Value> {
+    let res = app.get("/v1/invoices?limit=100", key).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut v = res.json::<Value>().await.unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .clone();
+    v.sort_by(|a, b| {
+        a["period_start"]
+            .as_str()
+            .unwrap()
+            .cmp(b["period_start"].as_str().unwrap())
+    });
+    v
+}
+
+fn at(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_periods_close_by_themselves_once_and_back_to_back() {
+    let mut app = TestApp::spawn_with(
+        Backend::Postgres,
+        Options {
+            env: vec![
+                ("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into()),
+                ("LLMOPS_BILLING_PERIOD_SECS".into(), "2".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // A second replica closes the same periods concurrently.
+    app.start_server().unwrap();
+    let (t, key) = app
+        .tenant_on_plan("ticker", 1000, 100_000, 10)
+        .await
+        .unwrap();
+    let res = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/plans/plan-ticker/pricing",
+        &pricing(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let used_at = chrono::Utc::now();
+    ingest(
+        &app,
+        vec![ev(
+            "tick-1",
+            &t,
+            "input_tokens",
+            3 * M,
+            &used_at.to_rfc3339(),
+        )],
+    )
+    .await;
+    // Wait for the period with the usage and the one after it.
+    let mut all = Vec::new();
+    for _ in 0..200 {
+        all = invoices(&app, &key).await;
+        if all
+            .iter()
+            .any(|i| at(&i["period_start"]) > used_at + chrono::Duration::seconds(2))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(all.len() >= 2, "{all:?}");
+    // One invoice per period, two seconds each, back to back.
+    let starts: HashSet<&str> = all
+        .iter()
+        .map(|i| i["period_start"].as_str().unwrap())
+        .collect();
+    assert_eq!(starts.len(), all.len(), "{all:?}");
+    for w in all.windows(2) {
+        assert_eq!(w[0]["period_end"], w[1]["period_start"], "{all:?}");
+    }
+    for i in &all {
+        assert_eq!(
+            at(&i["period_end"]) - at(&i["period_start"]),
+            chrono::Duration::seconds(2)
+        );
+        assert_eq!(i["lines"][0]["amount_minor"], 2000, "base fee: {i}");
+    }
+    // The usage is on exactly the invoice of its period: 3M input, 1M
+    // included, 2M × $0.50.
+    let with_usage: Vec<&Value> = all
+        .iter()
+        .filter(|i| i["total_minor"].as_i64().unwrap() > 2000)
+        .collect();
+    assert_eq!(with_usage.len(), 1, "{all:?}");
+    let inv = with_usage[0];
+    assert!(at(&inv["period_start"]) <= used_at && used_at < at(&inv["period_end"]));
+    assert_eq!(inv["total_minor"], 2100, "{inv}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_change_takes_effect_at_the_next_period() {
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        Options {
+            env: vec![
+                ("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into()),
+                ("LLMOPS_BILLING_AUTO_CLOSE".into(), "false".into()),
+            ],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (t, key) = app
+        .tenant_on_plan("mover", 1000, 100_000, 10)
+        .await
+        .unwrap();
+    let res = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/plans/plan-mover/pricing",
+        &pricing(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let res = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/plans",
+        &json!({"id": "plan-bigger", "requests_per_minute": 1000, "tokens_per_minute": 100_000,
+                "concurrent_requests": 10}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let mut bigger = pricing();
+    bigger["base_fee_minor"] = json!(5000);
+    let res = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/plans/plan-bigger/pricing",
+        &bigger,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+
+    let now = chrono::Utc::now();
+    let p1 = (
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::seconds(1),
+    );
+    let p2 = (p1.1, p1.1 + chrono::Duration::hours(1));
+    ingest(
+        &app,
+        vec![ev("mv-1", &t, "input_tokens", 3 * M, &now.to_rfc3339())],
+    )
+    .await;
+    // Moving up mid-period: limits change now, prices at the boundary.
+    let res = admin(
+        &app,
+        Method::PATCH,
+        &format!("/admin/v1/tenants/{t}"),
+        &json!({"plan": "plan-bigger"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let first = close(&app, &t, &p1.0.to_rfc3339(), &p1.1.to_rfc3339()).await;
+    assert_eq!(first["plan_id"], "plan-mover", "{first}");
+    assert_eq!(first["total_minor"], 2000 + 100, "{first}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = close(&app, &t, &p2.0.to_rfc3339(), &p2.1.to_rfc3339()).await;
+    assert_eq!(second["plan_id"], "plan-bigger", "{second}");
+    assert_eq!(second["total_minor"], 5000, "{second}");
+    // The tenant sees both.
+    assert_eq!(invoices(&app, &key).await.len(), 2);
+}
