@@ -109,6 +109,26 @@ impl TryFrom<invoice::Model> for InvoiceView {
     }
 }
 
+/// The invoice of the open period as it stands: not stored, not final.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DraftInvoice {
+    /// Always `invoice`.
+    pub object: &'static str,
+    /// Always `draft`.
+    pub status: &'static str,
+    pub tenant_id: TenantId,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub currency: String,
+    pub subtotal_minor: i64,
+    pub total_minor: i64,
+    pub lines: Vec<InvoiceLine>,
+    /// The plan the period is priced by (in effect at its start).
+    pub plan_id: String,
+    /// Usage recorded up to here is included.
+    pub usage_through: DateTime<Utc>,
+}
+
 /// Per tenant: when it was read, and its budget with the spend (none: no budget).
 type SpendCache =
     std::collections::HashMap<TenantId, (std::time::Instant, Option<crate::budgets::BudgetState>)>;
@@ -234,37 +254,15 @@ impl Billing {
         {
             return self.view(existing).await;
         }
-        // The plan in effect when the period started: a change takes
-        // effect at the next boundary.
-        let plan_id = store::plan_at(&self.db, tenant, start).await?;
-        let pricing = self.pricing(&plan_id).await?.unwrap_or_else(pricing_free);
-        let previous = scope
-            .find::<invoice::Entity>()
-            .filter(invoice::Column::PeriodStart.lt(start))
-            .order_by_desc(invoice::Column::PeriodStart)
-            .one(&self.db)
-            .await?;
         let close = Utc::now() - self.settle;
-        let (current, late) = self
-            .usage(tenant, start, end, close, previous.as_ref())
-            .await?;
-        let rated = pricing
-            .rate(&current)
-            .map_err(|e| ApiError::Internal(Box::new(e)))?;
-        let mut lines: Vec<(Line, bool)> = rated.lines.into_iter().map(|l| (l, false)).collect();
-        if !late.is_empty() {
-            lines.extend(
-                self.adjustments(tenant, &pricing, previous.as_ref(), &late)
-                    .await?,
-            );
-        }
-        let subtotal: i64 = lines.iter().map(|(l, _)| l.amount_minor).sum();
-        let stored: Vec<serde_json::Value> = lines
+        let draft = self.rate_period(tenant, start, end, close).await?;
+        let stored: Vec<serde_json::Value> = draft
+            .lines
             .iter()
-            .map(|(l, adj)| {
+            .map(|l| {
                 serde_json::json!({
                     "description": l.description, "meter": l.meter, "quantity": l.quantity,
-                    "billable": l.billable, "amount_minor": l.amount_minor, "adjustment": adj,
+                    "billable": l.billable, "amount_minor": l.amount_minor, "adjustment": l.adjustment,
                 })
             })
             .collect();
@@ -275,11 +273,11 @@ impl Billing {
             period_start: Set(start),
             period_end: Set(end),
             status: Set("finalized".into()),
-            currency: Set(String::from(pricing.currency.clone())),
-            subtotal_minor: Set(subtotal),
-            total_minor: Set(subtotal),
+            currency: Set(draft.currency),
+            subtotal_minor: Set(draft.subtotal_minor),
+            total_minor: Set(draft.total_minor),
             lines: Set(serde_json::Value::Array(stored).to_string()),
-            plan_id: Set(plan_id),
+            plan_id: Set(draft.plan_id),
             recorded_through: Set(close),
             created_at: Set(now),
             finalized_at: Set(Some(now)),
@@ -310,6 +308,85 @@ impl Billing {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What the invoice of `[start, end)` holds with the usage recorded by
+    /// `close`: the period's usage priced by the plan in effect at its
+    /// start, plus late usage of earlier periods as adjustments.
+    async fn rate_period(
+        &self,
+        tenant: TenantId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        close: DateTime<Utc>,
+    ) -> ApiResult<DraftInvoice> {
+        // The plan in effect when the period started: a change takes
+        // effect at the next boundary.
+        let plan_id = store::plan_at(&self.db, tenant, start).await?;
+        let pricing = self.pricing(&plan_id).await?.unwrap_or_else(pricing_free);
+        let previous = Scoped::new(tenant)
+            .find::<invoice::Entity>()
+            .filter(invoice::Column::PeriodStart.lt(start))
+            .order_by_desc(invoice::Column::PeriodStart)
+            .one(&self.db)
+            .await?;
+        let (current, late) = self
+            .usage(tenant, start, end, close, previous.as_ref())
+            .await?;
+        let rated = pricing
+            .rate(&current)
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let mut lines: Vec<(Line, bool)> = rated.lines.into_iter().map(|l| (l, false)).collect();
+        if !late.is_empty() {
+            lines.extend(
+                self.adjustments(tenant, &pricing, previous.as_ref(), &late)
+                    .await?,
+            );
+        }
+        let subtotal: i64 = lines.iter().map(|(l, _)| l.amount_minor).sum();
+        Ok(DraftInvoice {
+            object: "invoice",
+            status: "draft",
+            tenant_id: tenant,
+            period_start: start,
+            period_end: end,
+            currency: String::from(pricing.currency),
+            subtotal_minor: subtotal,
+            total_minor: subtotal,
+            lines: lines
+                .into_iter()
+                .map(|(l, adjustment)| InvoiceLine {
+                    description: l.description,
+                    meter: l.meter,
+                    quantity: l.quantity,
+                    billable: l.billable,
+                    amount_minor: l.amount_minor,
+                    adjustment,
+                })
+                .collect(),
+            plan_id,
+            usage_through: close,
+        })
+    }
+
+    /// The open period's invoice as it stands (a preview, not stored):
+    /// what closing the period now would bill.
+    pub async fn upcoming(&self, scope: Scoped) -> ApiResult<DraftInvoice> {
+        let tenant = scope.tenant_id();
+        let (mut start, end) = self.period.containing(Utc::now());
+        // The open period begins where the last invoice ended.
+        if let Some(last) = scope
+            .find::<invoice::Entity>()
+            .order_by_desc(invoice::Column::PeriodStart)
+            .one(&self.db)
+            .await?
+        {
+            if last.period_end >= end {
+                return Err(ApiError::not_found("upcoming invoice"));
+            }
+            start = std::cmp::max(start, last.period_end);
+        }
+        self.rate_period(tenant, start, end, Utc::now()).await
     }
 
     /// Late usage priced at the margin: what the previous invoice's usage

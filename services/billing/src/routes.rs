@@ -1,6 +1,6 @@
 //! Billing routes: the tenant's invoices; the operator's prices and period close.
 
-use crate::invoices::{Billing, InvoiceView, render_html};
+use crate::invoices::{Billing, DraftInvoice, InvoiceView, render_html};
 use crate::rating::Pricing;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
@@ -15,6 +15,8 @@ use serde::Deserialize;
 /// Under `/v1`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/invoices").route(web::get().to(list_invoices)))
+        // Before `/invoices/{id}`, which would take `upcoming` for an id.
+        .service(web::resource("/invoices/upcoming").route(web::get().to(upcoming_invoice)))
         .service(web::resource("/invoices/{id}").route(web::get().to(get_invoice)))
         .service(web::resource("/invoices/{id}/html").route(web::get().to(invoice_html)))
         .service(web::resource("/billing/stripe/webhook").route(web::post().to(stripe_webhook)))
@@ -46,6 +48,18 @@ pub async fn list_invoices(
 ) -> ApiResult<HttpResponse> {
     ctx.require(Scope::BillingRead)?;
     Ok(HttpResponse::Ok().json(b.list_invoices(ctx.scoped(), &params).await?))
+}
+
+/// The open period's invoice as it stands (a draft preview, not stored).
+#[utoipa::path(get, path = "/v1/invoices/upcoming", tag = "billing", security(("bearer" = [])),
+    responses((status = 200, description = "The draft of the open period", body = DraftInvoice),
+        (status = 404, description = "The current period is already invoiced", body = Problem, content_type = "application/problem+json")))]
+pub async fn upcoming_invoice(
+    b: web::Data<Billing>,
+    Tenant(ctx): Tenant,
+) -> ApiResult<HttpResponse> {
+    ctx.require(Scope::BillingRead)?;
+    Ok(HttpResponse::Ok().json(b.upcoming(ctx.scoped()).await?))
 }
 
 #[utoipa::path(get, path = "/v1/invoices/{id}", tag = "billing", security(("bearer" = [])),
@@ -214,7 +228,7 @@ pub async fn stripe_webhook(
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list_invoices, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget, stripe_webhook, void_invoice, retry_stripe_push),
+    paths(list_invoices, upcoming_invoice, get_invoice, invoice_html, put_pricing, get_pricing, close_period, put_budget, get_budget, stripe_webhook, void_invoice, retry_stripe_push),
     tags((name = "billing", description = "Invoices"))
 )]
 pub struct BillingDoc;

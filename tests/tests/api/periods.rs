@@ -167,6 +167,19 @@ async fn a_plan_change_takes_effect_at_the_next_period() {
         vec![ev("mv-1", &t, "input_tokens", 3 * M, &now.to_rfc3339())],
     )
     .await;
+    // The open month's draft: $20 base + 2M billable input × $0.50.
+    let draft = upcoming(&app, &key).await;
+    assert_eq!(draft["status"], "draft");
+    assert_eq!(draft["plan_id"], "plan-mover");
+    assert_eq!(draft["total_minor"], 2100, "{draft}");
+    // Another tenant's draft has none of it.
+    let (_, other) = app
+        .tenant_on_plan("bystander", 1000, 100_000, 10)
+        .await
+        .unwrap();
+    let theirs = upcoming(&app, &other).await;
+    assert_eq!(theirs["total_minor"], 0, "{theirs}");
+    assert_eq!(theirs["lines"], json!([]));
     // Moving up mid-period: limits change now, prices at the boundary.
     let res = admin(
         &app,
@@ -176,6 +189,8 @@ async fn a_plan_change_takes_effect_at_the_next_period() {
     )
     .await;
     assert_eq!(res.status(), 200);
+    // The open period started on the old plan, so its draft still does.
+    assert_eq!(upcoming(&app, &key).await["plan_id"], "plan-mover");
     let first = close(&app, &t, &p1.0.to_rfc3339(), &p1.1.to_rfc3339()).await;
     assert_eq!(first["plan_id"], "plan-mover", "{first}");
     assert_eq!(first["total_minor"], 2000 + 100, "{first}");
@@ -183,6 +198,17 @@ async fn a_plan_change_takes_effect_at_the_next_period() {
     let second = close(&app, &t, &p2.0.to_rfc3339(), &p2.1.to_rfc3339()).await;
     assert_eq!(second["plan_id"], "plan-bigger", "{second}");
     assert_eq!(second["total_minor"], 5000, "{second}");
-    // The tenant sees both.
+    // The tenant sees both; the open period now starts where the second
+    // ended, on the new plan.
     assert_eq!(invoices(&app, &key).await.len(), 2);
+    let draft = upcoming(&app, &key).await;
+    assert_eq!(draft["period_start"], second["period_end"], "{draft}");
+    assert_eq!(draft["plan_id"], "plan-bigger");
+    assert_eq!(draft["total_minor"], 5000);
+}
+
+async fn upcoming(app: &TestApp, key: &str) -> Value {
+    let res = app.get("/v1/invoices/upcoming", key).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
 }
