@@ -2,9 +2,9 @@
 memory per process (localstripe otherwise binds every address and shares
 /tmp/localstripe.pickle between all instances on the machine).
 
-localstripe 1.15.10 has no `POST /v1/invoices/{id}/finalize`; this adds it
-on localstripe's own invoice state (draft -> open, `finalized_at` set), the
-transition its `/pay` already makes, so a client can finalize as it would on
+localstripe 1.15.10 has no `POST /v1/invoices/{id}/finalize` route, though
+its invoices have the transition (`Invoice._finalize`: draft -> open,
+`finalized_at` set); this exposes it, so a client can finalize as it would on
 Stripe. Nothing else is added or changed.
 
 usage: python localstripe_serve.py PORT
@@ -12,7 +12,6 @@ usage: python localstripe_serve.py PORT
 
 import logging
 import sys
-import time
 
 from aiohttp import web
 from localstripe import resources, server
@@ -23,8 +22,7 @@ async def finalize_invoice(request: web.Request) -> web.Response:
     invoice = resources.Invoice._api_retrieve(request.match_info["id"])
     if invoice.status != "draft":
         raise UserError(400, "Invoice is not a draft")
-    invoice._draft = False
-    invoice.status_transitions["finalized_at"] = int(time.time())
+    invoice._finalize()
     return server.json_response(invoice._export())
 
 

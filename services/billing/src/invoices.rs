@@ -648,8 +648,13 @@ impl Billing {
             .await?
             .ok_or_else(|| ApiError::not_found("invoice"))?;
         if row.status == "void" {
-            return row.try_into();
+            return self.view(row).await;
         }
+        if row.status == "paid" {
+            return Err(ApiError::Conflict("a paid invoice cannot be voided".into()));
+        }
+        // Stripe first: the invoice stays collectible there until voided.
+        self.void_at_stripe(&row).await?;
         let changed = invoice::Entity::update_many()
             .col_expr(
                 invoice::Column::Status,

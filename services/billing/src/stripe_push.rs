@@ -110,7 +110,8 @@ impl StripeSync {
 pub struct StripePushView {
     /// `pending`, `retrying` (an attempt failed; another is due at
     /// `next_attempt_at`), `pushed`, `failed` (attempts exhausted or refused
-    /// by Stripe; an operator can retry).
+    /// by Stripe; an operator can retry), `canceled` (voided before it was
+    /// pushed), `voided` (voided at Stripe too).
     pub status: String,
     pub stripe_invoice_id: Option<String>,
     pub attempts: i32,
@@ -357,6 +358,135 @@ impl Billing {
             }
         }
         self.view(inv).await
+    }
+
+    /// Before voiding an invoice: a push not done yet is canceled (and
+    /// what an earlier attempt created at Stripe is removed); a pushed one
+    /// is voided at Stripe first. Refused (409) while a push runs or when
+    /// Stripe has it paid; 503 while Stripe cannot be reached.
+    pub(crate) async fn void_at_stripe(&self, inv: &invoice::Model) -> ApiResult<()> {
+        let Some(p) = stripe_push::Entity::find_by_id(inv.id.clone())
+            .one(self.db())
+            .await?
+        else {
+            return Ok(());
+        };
+        if matches!(p.status.as_str(), "canceled" | "voided") {
+            return Ok(());
+        }
+        let now = Utc::now();
+        if p.lease_until.is_some_and(|l| l > now) {
+            return Err(ApiError::Conflict(
+                "the invoice is being pushed to Stripe right now; try again in a moment".into(),
+            ));
+        }
+        let Some(sync) = self.stripe.clone() else {
+            return Err(ApiError::Conflict(
+                "the invoice went to Stripe, which is no longer configured: it cannot be voided there".into(),
+            ));
+        };
+        let unavailable = |e: PushError| {
+            tracing::warn!(error = %e, invoice = %inv.id, "voiding at Stripe failed");
+            match e {
+                PushError::Fail(m) => ApiError::Conflict(m),
+                PushError::Retry(_) => ApiError::Unavailable {
+                    dependency: "Stripe".into(),
+                    retry_after_secs: 5,
+                },
+            }
+        };
+        // Take the push over first, so no pusher starts on it meanwhile.
+        let taken = stripe_push::Entity::update_many()
+            .col_expr(
+                stripe_push::Column::LeaseUntil,
+                Expr::value(now + sync.lease),
+            )
+            .filter(stripe_push::Column::InvoiceId.eq(inv.id.clone()))
+            .filter(
+                stripe_push::Column::LeaseUntil
+                    .is_null()
+                    .or(stripe_push::Column::LeaseUntil.lt(now)),
+            )
+            .exec(self.db())
+            .await?
+            .rows_affected;
+        if taken == 0 {
+            return Err(ApiError::Conflict(
+                "the invoice is being pushed to Stripe right now; try again in a moment".into(),
+            ));
+        }
+        let result = self.undo_at_stripe(&sync, inv).await;
+        let status = if p.status == "pushed" {
+            "voided"
+        } else {
+            "canceled"
+        };
+        let mut update = stripe_push::Entity::update_many()
+            .col_expr(
+                stripe_push::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(stripe_push::Column::UpdatedAt, Expr::value(Utc::now()));
+        if result.is_ok() {
+            update = update.col_expr(stripe_push::Column::Status, Expr::value(status));
+        }
+        update
+            .filter(stripe_push::Column::InvoiceId.eq(inv.id.clone()))
+            .exec(self.db())
+            .await?;
+        result.map_err(unavailable)
+    }
+
+    /// Voids the Stripe invoice a push created, or deletes its pending items.
+    async fn undo_at_stripe(
+        &self,
+        sync: &StripeSync,
+        inv: &invoice::Model,
+    ) -> Result<(), PushError> {
+        let recorded = stripe_object::Entity::find()
+            .filter(stripe_object::Column::InvoiceId.eq(inv.id.clone()))
+            .all(self.db())
+            .await?;
+        if let Some(si) = recorded.iter().find(|o| o.key == "invoice") {
+            let current: Obj = stripe_billing::invoice::RetrieveInvoice::new(si.stripe_id.clone())
+                .build()
+                .customize()
+                .timeout(CALL_TIMEOUT)
+                .send(&sync.client)
+                .await?;
+            return match current.status.as_deref() {
+                Some("void") => Ok(()),
+                Some("paid") => Err(PushError::Fail(format!(
+                    "Stripe invoice {} is paid: refund it at Stripe instead",
+                    si.stripe_id
+                ))),
+                _ => {
+                    let _: Obj =
+                        stripe_billing::invoice::VoidInvoiceInvoice::new(si.stripe_id.clone())
+                            .build()
+                            .customize()
+                            .request_strategy(key(format!("llmops-{}-void", inv.id))?)
+                            .timeout(CALL_TIMEOUT)
+                            .send(&sync.client)
+                            .await?;
+                    Ok(())
+                }
+            };
+        }
+        // Not invoiced at Stripe: remove the items an attempt left pending.
+        for item in recorded.iter().filter(|o| o.key.starts_with("line:")) {
+            match stripe_billing::invoice_item::DeleteInvoiceItem::new(item.stripe_id.clone())
+                .build()
+                .customize::<Obj>()
+                .timeout(CALL_TIMEOUT)
+                .send(&sync.client)
+                .await
+            {
+                Ok(_) | Err(StripeError::Stripe(_, 404)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Runs pushes until `stop`: woken by closes on this replica, and

@@ -224,8 +224,41 @@ async fn stripe_push_is_exactly_once_across_crashes_and_in_period_order() {
     assert_eq!(stripe_invoices(&stripe, &cus).await.len(), 2);
 }
 
+/// Attaches a test card as the customer's default payment method.
+async fn add_card(stripe: &LocalStripe, customer: &str, number: &str) -> String {
+    let pm = stripe
+        .post(
+            "/v1/payment_methods",
+            &[
+                ("type", "card"),
+                ("card[number]", number),
+                ("card[exp_month]", "12"),
+                ("card[exp_year]", "2030"),
+                ("card[cvc]", "123"),
+            ],
+        )
+        .await
+        .unwrap();
+    let pm = pm["id"].as_str().unwrap().to_string();
+    stripe
+        .post(
+            &format!("/v1/payment_methods/{pm}/attach"),
+            &[("customer", customer)],
+        )
+        .await
+        .unwrap();
+    stripe
+        .post(
+            &format!("/v1/customers/{customer}"),
+            &[("invoice_settings[default_payment_method]", &pm)],
+        )
+        .await
+        .unwrap();
+    pm
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payment_at_stripe_comes_back_as_a_signed_webhook() {
+async fn payment_at_stripe_comes_back_by_webhook_and_voids_reach_stripe() {
     let stripe = LocalStripe::start().await.unwrap();
     let app = app_with(stripe.env(), &[]).await;
     let (t, key) = priced_tenant(&app, "payer").await;
@@ -248,34 +281,7 @@ async fn a_payment_at_stripe_comes_back_as_a_signed_webhook() {
 
     // The customer adds a card and Stripe collects the invoice.
     let cus = customer_of(&stripe, &t).await;
-    let pm = stripe
-        .post(
-            "/v1/payment_methods",
-            &[
-                ("type", "card"),
-                ("card[number]", "4242424242424242"),
-                ("card[exp_month]", "12"),
-                ("card[exp_year]", "2030"),
-                ("card[cvc]", "123"),
-            ],
-        )
-        .await
-        .unwrap();
-    let pm = pm["id"].as_str().unwrap();
-    stripe
-        .post(
-            &format!("/v1/payment_methods/{pm}/attach"),
-            &[("customer", &cus)],
-        )
-        .await
-        .unwrap();
-    stripe
-        .post(
-            &format!("/v1/customers/{cus}"),
-            &[("invoice_settings[default_payment_method]", pm)],
-        )
-        .await
-        .unwrap();
+    add_card(&stripe, &cus, "4242424242424242").await;
     let paid = stripe
         .post(&format!("/v1/invoices/{si}/pay"), &[])
         .await
@@ -290,6 +296,44 @@ async fn a_payment_at_stripe_comes_back_as_a_signed_webhook() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last["status"], "paid", "{last}");
+    let res = admin(
+        &app,
+        Method::POST,
+        &format!("/admin/v1/invoices/{id}/void"),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+
+    // October's charge is declined (a card that attaches but fails). The
+    // decline does not come back: localstripe sends no event for a failed
+    // `/pay` (the `payment_failed` webhook is tested with events signed as
+    // Stripe signs them, in billing.rs).
+    let oct = close(&app, &t, "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z").await;
+    let oid = oct["id"].as_str().unwrap();
+    let pushed = push_reaches(&app, &key, oid, "pushed").await;
+    let osi = pushed["stripe"]["stripe_invoice_id"].as_str().unwrap();
+    add_card(&stripe, &cus, "4000000000000341").await;
+    let attempt = stripe
+        .post(&format!("/v1/invoices/{osi}/pay"), &[])
+        .await
+        .unwrap();
+    assert_eq!(attempt["status"], "open", "declined: {attempt}");
+    // Voiding it voids it at Stripe first.
+    let res = admin(
+        &app,
+        Method::POST,
+        &format!("/admin/v1/invoices/{oid}/void"),
+        &json!({}),
+    )
+    .await;
+    let status = res.status();
+    let voided: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "{voided}");
+    assert_eq!(voided["status"], "void");
+    assert_eq!(voided["stripe"]["status"], "voided", "{voided}");
+    let at_stripe = stripe.get(&format!("/v1/invoices/{osi}")).await.unwrap();
+    assert_eq!(at_stripe["status"], "void", "{at_stripe}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,6 +376,17 @@ async fn failed_pushes_are_retried_visibly_and_can_be_retried_by_an_operator() {
     let waiting = get_invoice(&app, &key, oct["id"].as_str().unwrap()).await;
     assert_eq!(waiting["stripe"]["status"], "pending", "{waiting}");
     assert_eq!(waiting["stripe"]["attempts"], 0);
+    // Voided before it was pushed: the push is canceled.
+    let res = admin(
+        &app,
+        Method::POST,
+        &format!("/admin/v1/invoices/{}/void", oct["id"].as_str().unwrap()),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let canceled: Value = res.json().await.unwrap();
+    assert_eq!(canceled["stripe"]["status"], "canceled", "{canceled}");
 
     // Stripe is back (the replica restarted with the right address); the
     // operator retries September and both go through, in order.
@@ -351,11 +406,12 @@ async fn failed_pushes_are_retried_visibly_and_can_be_retried_by_an_operator() {
     .await;
     assert_eq!(res.status(), 200);
     push_reaches(&app, &key, id, "pushed").await;
-    push_reaches(&app, &key, oct["id"].as_str().unwrap(), "pushed").await;
     let cus = customer_of(&stripe, &t).await;
     let all = stripe_invoices(&stripe, &cus).await;
     let totals: Vec<i64> = all.iter().map(|i| i["total"].as_i64().unwrap()).collect();
-    assert_eq!(totals, vec![3185, 2100]);
+    assert_eq!(totals, vec![3185], "the voided October never went");
+    let oct_now = get_invoice(&app, &key, oct["id"].as_str().unwrap()).await;
+    assert_eq!(oct_now["stripe"]["status"], "canceled");
 
     // Retry is an operator route; tenants are refused, and an unknown
     // invoice is a 404.
