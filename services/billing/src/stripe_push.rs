@@ -40,7 +40,8 @@ use stripe_billing::plan::{
     CreatePlan, CreatePlanInlineProductParams, CreatePlanProduct, RetrievePlan,
 };
 use stripe_billing::subscription::{
-    CreateSubscription, CreateSubscriptionItems, CreateSubscriptionTrialEnd, ListSubscription,
+    CancelSubscription, CreateSubscription, CreateSubscriptionItems, CreateSubscriptionTrialEnd,
+    ListSubscription,
 };
 use stripe_core::customer::{CreateCustomer, ListCustomer};
 
@@ -874,9 +875,21 @@ impl Billing {
             if *p == stripe_plan {
                 return Ok(sub.clone());
             }
-            return Err(PushError::Fail(format!(
-                "the base fee changed (Stripe plan {p} → {stripe_plan}); moving a Stripe subscription to another plan is not implemented"
-            )));
+            // A new base fee is a new subscription: the old one ends now,
+            // without proration (our invoices bill the fee per period).
+            // Not an update of the old one: that prorates at Stripe (and
+            // localstripe credits every earlier invoice).
+            match CancelSubscription::new(sub.clone())
+                .build()
+                .customize::<Obj>()
+                .request_strategy(key(format!("llmops-cancel-{sub}"))?)
+                .timeout(CALL_TIMEOUT)
+                .send(&sync.client)
+                .await
+            {
+                Ok(_) | Err(StripeError::Stripe(_, 404)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         self.ensure_plan(sync, &stripe_plan, plan_id, cur, base_fee)
             .await?;
@@ -892,7 +905,9 @@ impl Billing {
                 }
                 req.build()
             },
-            |s| s.meta_is("llmops_tenant_id", &tid),
+            |s| {
+                s.meta_is("llmops_tenant_id", &tid) && s.meta_is("llmops_stripe_plan", &stripe_plan)
+            },
         )
         .await?;
         let sub = match existing {
@@ -907,7 +922,10 @@ impl Billing {
                     .customer(customer.customer_id.clone())
                     .items(vec![item])
                     .trial_end(CreateSubscriptionTrialEnd::Timestamp(trial_end))
-                    .metadata(meta(&[("llmops_tenant_id", &tid)]))
+                    .metadata(meta(&[
+                        ("llmops_tenant_id", &tid),
+                        ("llmops_stripe_plan", &stripe_plan),
+                    ]))
                     .build()
                     .customize()
                     .request_strategy(key(format!("llmops-subscription-{tid}-{stripe_plan}"))?)

@@ -222,6 +222,60 @@ async fn stripe_push_is_exactly_once_across_crashes_and_in_period_order() {
     assert_eq!(res.status(), 200);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(stripe_invoices(&stripe, &cus).await.len(), 2);
+
+    // A plan with another base fee: from the next period on, a new
+    // subscription carries it and the old one is canceled.
+    let res = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/plans",
+        &json!({"id": "plan-bigger", "requests_per_minute": 1000, "tokens_per_minute": 100_000,
+                "concurrent_requests": 10}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let mut bigger = pricing();
+    bigger["base_fee_minor"] = json!(5000);
+    let res = admin(
+        &app,
+        Method::PUT,
+        "/admin/v1/plans/plan-bigger/pricing",
+        &bigger,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let res = admin(
+        &app,
+        Method::PATCH,
+        &format!("/admin/v1/tenants/{t}"),
+        &json!({"plan": "plan-bigger"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let from = chrono::Utc::now();
+    let next = close(
+        &app,
+        &t,
+        &from.to_rfc3339(),
+        &(from + chrono::Duration::hours(1)).to_rfc3339(),
+    )
+    .await;
+    assert_eq!(next["total_minor"], 5000, "{next}");
+    push_reaches(&app, &key, next["id"].as_str().unwrap(), "pushed").await;
+    let three = stripe_invoices(&stripe, &cus).await;
+    assert_eq!(three.len(), 3);
+    assert_eq!(three[2]["total"], 5000, "{}", three[2]);
+    let subs = stripe
+        .get(&format!("/v1/subscriptions?customer={cus}"))
+        .await
+        .unwrap();
+    let live = subs["data"].as_array().unwrap();
+    assert_eq!(live.len(), 1, "{subs}");
+    assert_eq!(
+        live[0]["plan"]["id"], "llmops-plan-bigger-usd-5000",
+        "{subs}"
+    );
 }
 
 /// Attaches a test card as the customer's default payment method.
