@@ -513,25 +513,23 @@ impl Billing {
     /// Claims and pushes one due invoice; false when none is due.
     pub(crate) async fn push_next(&self, sync: &StripeSync) -> ApiResult<bool> {
         let now = Utc::now();
+        // A tenant's invoices go in period order: an earlier one still on
+        // its way (or failed) holds the later ones back. Held ones are not
+        // selected at all, so they never crowd out other tenants' work.
         let due = stripe_push::Entity::find()
             .filter(stripe_push::Column::Status.is_in(["pending", "retrying"]))
             .filter(stripe_push::Column::NextAttemptAt.lte(now))
-            .order_by_asc(stripe_push::Column::PeriodStart)
+            .filter(Expr::cust(
+                "NOT EXISTS (SELECT 1 FROM stripe_pushes e \
+                 WHERE e.tenant_id = stripe_pushes.tenant_id \
+                 AND e.period_start < stripe_pushes.period_start \
+                 AND e.status IN ('pending', 'retrying', 'failed'))",
+            ))
+            .order_by_asc(stripe_push::Column::NextAttemptAt)
             .limit(20)
             .all(self.db())
             .await?;
         for p in due {
-            // A tenant's invoices go in period order: an earlier one not
-            // yet pushed (or failed) holds the later ones back.
-            let earlier = stripe_push::Entity::find()
-                .filter(stripe_push::Column::TenantId.eq(p.tenant_id.clone()))
-                .filter(stripe_push::Column::PeriodStart.lt(p.period_start))
-                .filter(stripe_push::Column::Status.ne("pushed"))
-                .one(self.db())
-                .await?;
-            if earlier.is_some() {
-                continue;
-            }
             let claimed = stripe_push::Entity::update_many()
                 .col_expr(
                     stripe_push::Column::LeaseUntil,

@@ -466,6 +466,10 @@ async fn failed_pushes_are_retried_visibly_and_can_be_retried_by_an_operator() {
     assert_eq!(totals, vec![3185], "the voided October never went");
     let oct_now = get_invoice(&app, &key, oct["id"].as_str().unwrap()).await;
     assert_eq!(oct_now["stripe"]["status"], "canceled");
+    // A canceled push holds nothing back: November goes.
+    let nov = close(&app, &t, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z").await;
+    push_reaches(&app, &key, nov["id"].as_str().unwrap(), "pushed").await;
+    assert_eq!(stripe_invoices(&stripe, &cus).await.len(), 2);
 
     // Retry is an operator route; tenants are refused, and an unknown
     // invoice is a 404.
