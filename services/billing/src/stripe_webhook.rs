@@ -1,5 +1,5 @@
 //! `POST /v1/billing/stripe/webhook`: Stripe's signed events mark invoices
-//! paid or failed.
+//! paid, failed or void.
 //!
 //! The `Stripe-Signature` header carries `t=<unix time>` and one or more
 //! `v1=<hex HMAC-SHA256 of "<t>.<raw body>" under the endpoint's secret>`.
@@ -101,6 +101,7 @@ impl Billing {
         let status = match kind.as_str() {
             "invoice.paid" | "invoice.payment_succeeded" => "paid",
             "invoice.payment_failed" => "payment_failed",
+            "invoice.voided" => "void",
             _ => {
                 return Ok(WebhookOutcome {
                     received: true,

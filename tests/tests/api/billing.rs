@@ -392,4 +392,18 @@ async fn stripe_webhooks_are_verified_and_applied_once(backend: Backend) {
     )
     .await;
     problem(res, 404, "not_found").await.unwrap();
+    // Voided at Stripe (its dashboard): voided here too.
+    let dec = close(&app, &ta, "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z").await;
+    let did = s(&dec["id"]);
+    let voided = json!({"id": "evt_void_1", "type": "invoice.voided",
+                        "data": {"object": {"metadata": {"llmops_invoice_id": did}}}})
+    .to_string();
+    let res = post(voided.clone(), Some(stripe_signature(SECRET, now, &voided))).await;
+    assert_eq!(res.json::<Value>().await.unwrap()["result"], "applied");
+    assert_eq!(
+        app.get_json(&format!("/v1/invoices/{did}"), &ka)
+            .await
+            .unwrap()["status"],
+        "void"
+    );
 }
