@@ -43,7 +43,7 @@ use stripe_billing::subscription::{
     CancelSubscription, CreateSubscription, CreateSubscriptionItems, CreateSubscriptionTrialEnd,
     ListSubscription,
 };
-use stripe_core::customer::{CreateCustomer, ListCustomer};
+use stripe_core::customer::{CreateCustomer, ListCustomer, SearchCustomer};
 
 /// Per Stripe call.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -807,21 +807,37 @@ impl Billing {
         }
         let t = store::get_tenant(self.db(), tenant).await?;
         let tid = tenant.to_string();
-        // Scanning customers is fine at our scale; Stripe's search API
-        // (`metadata['llmops_tenant_id']`) is the way at large scale, but
-        // localstripe lacks it.
-        let found = find_in_list(
-            sync,
-            |after| {
-                let mut req = ListCustomer::new().limit(100);
-                if let Some(a) = after {
-                    req = req.starting_after(a);
-                }
-                req.build()
-            },
-            |c| c.meta_is("llmops_tenant_id", &tid),
-        )
-        .await?;
+        // Stripe's search finds the customer an interrupted attempt made
+        // (its index lags by up to a minute, but within a day the
+        // idempotency key returns the same customer anyway); servers
+        // without search (localstripe) get the list scanned.
+        let searched = SearchCustomer::new(format!("metadata['llmops_tenant_id']:'{tid}'"))
+            .build()
+            .customize::<ObjList>()
+            .timeout(CALL_TIMEOUT)
+            .send(&sync.client)
+            .await;
+        let found = match searched {
+            Ok(list) => list
+                .data
+                .into_iter()
+                .find(|c| c.meta_is("llmops_tenant_id", &tid)),
+            Err(StripeError::Stripe(_, 404)) => {
+                find_in_list(
+                    sync,
+                    |after| {
+                        let mut req = ListCustomer::new().limit(100);
+                        if let Some(a) = after {
+                            req = req.starting_after(a);
+                        }
+                        req.build()
+                    },
+                    |c| c.meta_is("llmops_tenant_id", &tid),
+                )
+                .await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let id = match found {
             Some(c) => c.id,
             None => {

@@ -1,5 +1,5 @@
 //! Finalized invoices pushed to Stripe (localstripe): exactly once across
-//! crashes at the two points where Stripe has created something we have not
+//! crashes at the three points where Stripe has created something we have not
 //! recorded yet, in period order, failures retried and visible, and
 //! payments coming back through localstripe's signed webhooks.
 
@@ -137,9 +137,9 @@ async fn stripe_invoices(stripe: &LocalStripe, customer: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_push_is_exactly_once_across_crashes_and_in_period_order() {
     let stripe = LocalStripe::start().await.unwrap();
-    // The first replica dies right after Stripe created the first invoice
-    // item, before llmops recorded it.
-    let mut app = app_with(stripe.env(), &[("FAILPOINTS", "stripe-item-created")]).await;
+    // The first replica dies right after Stripe created the tenant's
+    // customer, before llmops recorded it.
+    let mut app = app_with(stripe.env(), &[("FAILPOINTS", "stripe-customer-created")]).await;
     let (t, key) = priced_tenant(&app, "stripey").await;
     let sep = close(&app, &t, "2026-09-01T00:00:00Z", "2026-10-01T00:00:00Z").await;
     assert_eq!(sep["stripe"]["status"], "pending", "{sep}");
@@ -147,6 +147,13 @@ async fn stripe_push_is_exactly_once_across_crashes_and_in_period_order() {
     assert_eq!(sep["total_minor"], 3185);
     wait_for_crash(&mut app).await;
     let cus = customer_of(&stripe, &t).await;
+
+    // The second finds that customer (no second one) and dies right after
+    // Stripe created the first invoice item, before llmops recorded it.
+    app.set_env("FAILPOINTS", Some("stripe-item-created"));
+    app.start_server().unwrap();
+    wait_for_crash(&mut app).await;
+    assert_eq!(customer_of(&stripe, &t).await, cus);
     let items = stripe
         .get(&format!("/v1/invoiceitems?customer={cus}&limit=100"))
         .await
@@ -154,7 +161,7 @@ async fn stripe_push_is_exactly_once_across_crashes_and_in_period_order() {
     assert_eq!(items["data"].as_array().unwrap().len(), 1, "{items}");
     assert!(stripe_invoices(&stripe, &cus).await.is_empty());
 
-    // The second dies right after Stripe created the invoice (pulling both
+    // The third dies right after Stripe created the invoice (pulling both
     // items in), before llmops recorded it.
     app.set_env("FAILPOINTS", Some("stripe-invoice-created"));
     app.start_server().unwrap();
@@ -163,7 +170,7 @@ async fn stripe_push_is_exactly_once_across_crashes_and_in_period_order() {
     assert_eq!(created.len(), 1);
     assert_eq!(created[0]["status"], "draft");
 
-    // The third finishes: it finds the unrecorded item and invoice instead
+    // The fourth finishes: it finds the unrecorded item and invoice instead
     // of creating others, and finalizes.
     app.set_env("FAILPOINTS", None);
     app.start_server().unwrap();
