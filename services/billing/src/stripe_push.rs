@@ -60,6 +60,8 @@ pub struct StripeSettings {
     pub max_attempts: u32,
     /// How long a replica owns an invoice's push.
     pub lease_secs: u64,
+    /// Pushes a replica runs at once.
+    pub workers: u32,
 }
 
 impl StripeSettings {
@@ -70,6 +72,7 @@ impl StripeSettings {
             api_base: cfg.stripe_api_base.clone(),
             max_attempts: cfg.stripe_max_attempts,
             lease_secs: cfg.stripe_lease_secs,
+            workers: cfg.stripe_push_workers,
         })
     }
 }
@@ -79,6 +82,7 @@ pub(crate) struct StripeSync {
     client: stripe::Client,
     max_attempts: u32,
     lease: Duration,
+    workers: u32,
     wake: Arc<tokio::sync::Notify>,
 }
 
@@ -101,6 +105,7 @@ impl StripeSync {
             client: b.build().map_err(ApiError::internal)?,
             max_attempts: std::cmp::max(s.max_attempts, 1),
             lease: Duration::seconds(i64::try_from(s.lease_secs).unwrap_or(120)),
+            workers: s.workers.clamp(1, 64),
             wake: Arc::new(tokio::sync::Notify::new()),
         })
     }
@@ -165,13 +170,13 @@ struct ObjList {
     has_more: bool,
 }
 
-/// Walks a Stripe list page by page until `pick` finds an object (or the
-/// list ends); `page(after)` builds the request for the page after `after`.
-async fn find_in_list(
+/// Walks a Stripe list page by page until `visit` says stop (true) or the
+/// list ends; `page(after)` builds the request for the page after `after`.
+async fn walk_list(
     sync: &StripeSync,
     page: impl Fn(Option<String>) -> stripe_client_core::RequestBuilder,
-    pick: impl Fn(&Obj) -> bool,
-) -> Result<Option<Obj>, PushError> {
+    mut visit: impl FnMut(Obj) -> bool,
+) -> Result<(), PushError> {
     let mut after: Option<String> = None;
     loop {
         let list: ObjList = page(after.take())
@@ -182,16 +187,34 @@ async fn find_in_list(
         let has_more = list.has_more;
         let mut last = None;
         for o in list.data {
-            if pick(&o) {
-                return Ok(Some(o));
+            last = Some(o.id.clone());
+            if visit(o) {
+                return Ok(());
             }
-            last = Some(o.id);
         }
         match last {
             Some(l) if has_more => after = Some(l),
-            _ => return Ok(None),
+            _ => return Ok(()),
         }
     }
+}
+
+/// The first object of a Stripe list that `pick` accepts.
+async fn find_in_list(
+    sync: &StripeSync,
+    page: impl Fn(Option<String>) -> stripe_client_core::RequestBuilder,
+    pick: impl Fn(&Obj) -> bool,
+) -> Result<Option<Obj>, PushError> {
+    let mut found = None;
+    walk_list(sync, page, |o| {
+        let hit = pick(&o);
+        if hit {
+            found = Some(o);
+        }
+        hit
+    })
+    .await?;
+    Ok(found)
 }
 
 /// Why a push attempt stopped.
@@ -301,6 +324,7 @@ impl Billing {
     /// Wakes this replica's pusher (work was queued).
     pub(crate) fn wake_pusher(&self) {
         if let Some(sync) = &self.stripe {
+            sync.wake.notify_waiters();
             sync.wake.notify_one();
         }
     }
@@ -496,8 +520,16 @@ impl Billing {
         let Some(sync) = self.stripe.clone() else {
             return;
         };
+        // Workers claim pushes independently (the lease decides); a
+        // tenant's next invoice only becomes due once its previous one is
+        // through, so no two workers ever push for one tenant at once.
+        let workers = (0..sync.workers).map(|_| self.push_loop(&sync, stop.clone()));
+        futures_util::future::join_all(workers).await;
+    }
+
+    async fn push_loop(&self, sync: &StripeSync, stop: tokio_util::sync::CancellationToken) {
         loop {
-            match self.push_next(&sync).await {
+            match self.push_next(sync).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "stripe pusher: looking for work failed"),
@@ -686,6 +718,7 @@ impl Billing {
         cur: &stripe_types::Currency,
         recorded: &HashMap<String, String>,
     ) -> Result<(), PushError> {
+        let mut at_stripe: Option<Vec<Obj>> = None;
         for (i, line) in view.lines.iter().enumerate() {
             if (line.meter.is_none() && !line.adjustment) || line.amount_minor == 0 {
                 continue;
@@ -695,25 +728,39 @@ impl Billing {
                 continue;
             }
             let idx = i.to_string();
-            // Created by an attempt that crashed before recording it? Not
-            // `pending=true`: localstripe refuses the parameter (and lists
-            // only pending items anyway).
-            let existing = find_in_list(
-                sync,
-                |after| {
-                    let mut req = ListInvoiceItem::new()
-                        .customer(customer.to_string())
-                        .limit(100);
-                    if let Some(a) = after {
-                        req = req.starting_after(a);
-                    }
-                    req.build()
-                },
-                |o| o.meta_is("llmops_invoice_id", &inv.id) && o.meta_is("llmops_line", &idx),
-            )
-            .await?;
+            // Created by an attempt that crashed before recording it? The
+            // customer's items of this invoice, listed once per attempt.
+            // Not `pending=true`: localstripe refuses the parameter (and
+            // lists only pending items anyway).
+            if at_stripe.is_none() {
+                let mut ours = Vec::new();
+                walk_list(
+                    sync,
+                    |after| {
+                        let mut req = ListInvoiceItem::new()
+                            .customer(customer.to_string())
+                            .limit(100);
+                        if let Some(a) = after {
+                            req = req.starting_after(a);
+                        }
+                        req.build()
+                    },
+                    |o| {
+                        if o.meta_is("llmops_invoice_id", &inv.id) {
+                            ours.push(o);
+                        }
+                        false
+                    },
+                )
+                .await?;
+                at_stripe = Some(ours);
+            }
+            let existing = at_stripe
+                .iter()
+                .flatten()
+                .find(|o| o.meta_is("llmops_line", &idx));
             let id = match existing {
-                Some(o) => o.id,
+                Some(o) => o.id.clone(),
                 None => {
                     let created: Obj = CreateInvoiceItem::new()
                         .customer(customer.to_string())

@@ -76,6 +76,8 @@ pub struct Config {
     /// How long a replica owns an invoice's push before another may take it
     /// over (a crashed replica's push resumes after this).
     pub stripe_lease_secs: u64,
+    /// Invoices a replica pushes to Stripe at once (each tenant's in order).
+    pub stripe_push_workers: u32,
     /// Shared models (with a `triton_url`, the local ones are added).
     pub catalog: Vec<CatalogEntry>,
     /// Window of GPU-time metering of deployments (one usage event each).
@@ -138,6 +140,7 @@ impl Default for Config {
             stripe_api_base: None,
             stripe_max_attempts: 8,
             stripe_lease_secs: 120,
+            stripe_push_workers: 4,
             jwt_secret: None,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,
