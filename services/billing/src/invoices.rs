@@ -254,6 +254,21 @@ impl Billing {
         {
             return self.view(existing).await;
         }
+        // Periods close in order and never overlap: usage before an
+        // invoice's end is on it or on a later one (as an adjustment), so an
+        // earlier or overlapping period would bill some of it twice.
+        if let Some(later) = scope
+            .find::<invoice::Entity>()
+            .filter(invoice::Column::PeriodEnd.gt(start))
+            .order_by_desc(invoice::Column::PeriodEnd)
+            .one(&self.db)
+            .await?
+        {
+            return Err(ApiError::Conflict(format!(
+                "the tenant's invoices already cover up to {}; a period must start there or later",
+                later.period_end.to_rfc3339()
+            )));
+        }
         let close = Utc::now() - self.settle;
         let draft = self.rate_period(tenant, start, end, close).await?;
         let stored: Vec<serde_json::Value> = draft
@@ -694,14 +709,26 @@ impl Billing {
     pub async fn close_ended_periods(&self) -> ApiResult<usize> {
         let (current, _) = self.period.containing(Utc::now() - self.settle);
         let mut closed = 0;
+        // Where each tenant's invoices end, in one query.
+        let backend = self.db.get_database_backend();
+        let ends: std::collections::HashMap<String, DateTime<Utc>> = self
+            .db
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT tenant_id, MAX(period_end) AS period_end FROM invoices GROUP BY tenant_id",
+            ))
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String>("", "tenant_id")?,
+                    r.try_get::<DateTime<Utc>>("", "period_end")?,
+                ))
+            })
+            .collect::<Result<_, sea_orm::DbErr>>()?;
         for (tenant, created) in self.tenants_created().await? {
-            let last = Scoped::new(tenant)
-                .find::<invoice::Entity>()
-                .order_by_desc(invoice::Column::PeriodStart)
-                .one(&self.db)
-                .await?;
-            let mut start = match last {
-                Some(inv) => inv.period_end,
+            let mut start = match ends.get(&tenant.to_string()) {
+                Some(end) => *end,
                 None => self.period.containing(created).0,
             };
             for _ in 0..24 {

@@ -3,7 +3,7 @@
 //! period boundary.
 
 use super::billing::{M, admin, close, ev, ingest, pricing};
-use llmops_tests::{Backend, Options, TestApp};
+use llmops_tests::{Backend, Options, TestApp, on_both_backends};
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -29,10 +29,11 @@ fn at(v: &Value) -> chrono::DateTime<chrono::Utc> {
     v.as_str().unwrap().parse().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ended_periods_close_by_themselves_once_and_back_to_back() {
+on_both_backends!(ended_periods_close_by_themselves_once_and_back_to_back);
+
+async fn ended_periods_close_by_themselves_once_and_back_to_back(backend: Backend) {
     let mut app = TestApp::spawn_with(
-        Backend::Postgres,
+        backend,
         Options {
             env: vec![
                 ("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into()),
@@ -205,6 +206,27 @@ async fn a_plan_change_takes_effect_at_the_next_period() {
     assert_eq!(draft["period_start"], second["period_end"], "{draft}");
     assert_eq!(draft["plan_id"], "plan-bigger");
     assert_eq!(draft["total_minor"], 5000);
+    // Periods close in order, without overlap: an earlier or overlapping
+    // one would bill some usage twice.
+    let res = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/billing/close-period",
+        &json!({"tenant_id": t, "period_start": "2026-10-01T00:00:00Z",
+                "period_end": "2026-11-01T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    let res = admin(
+        &app,
+        Method::POST,
+        "/admin/v1/billing/close-period",
+        &json!({"tenant_id": t, "period_start": (p2.0 + chrono::Duration::minutes(1)).to_rfc3339(),
+                "period_end": (p2.1 + chrono::Duration::hours(1)).to_rfc3339()}),
+    )
+    .await;
+    assert_eq!(res.status(), 409);
+    assert_eq!(invoices(&app, &key).await.len(), 2);
 }
 
 async fn upcoming(app: &TestApp, key: &str) -> Value {
