@@ -186,7 +186,8 @@ pub async fn get_budget(b: web::Data<Billing>, Tenant(ctx): Tenant) -> ApiResult
     params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, description = "The voided invoice", body = InvoiceView),
         (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The invoice is paid", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The invoice is paid (here or at Stripe), or being pushed to Stripe right now", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Stripe, where the invoice was pushed, cannot be reached", body = Problem, content_type = "application/problem+json")))]
 pub async fn void_invoice(
     b: web::Data<Billing>,
     path: web::Path<String>,
@@ -198,6 +199,7 @@ pub async fn void_invoice(
     params(("id" = String, Path, description = "Invoice id")),
     responses((status = 200, description = "The invoice; its push is queued again (a pushed one is left alone)", body = InvoiceView),
         (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The invoice is void", body = Problem, content_type = "application/problem+json"),
         (status = 501, description = "Stripe is not configured", body = Problem, content_type = "application/problem+json")))]
 pub async fn retry_stripe_push(
     b: web::Data<Billing>,

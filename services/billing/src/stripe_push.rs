@@ -347,7 +347,7 @@ impl Billing {
     }
 
     /// Queues (again) an invoice's push: a `failed` one starts over with
-    /// fresh attempts; a pushed one is left alone.
+    /// fresh attempts; a pushed one is left alone; a void one is refused.
     pub async fn retry_push(&self, id: &str) -> ApiResult<InvoiceView> {
         let Some(sync) = &self.stripe else {
             return Err(ApiError::NotImplemented(
@@ -359,6 +359,9 @@ impl Billing {
             .one(self.db())
             .await?
             .ok_or_else(|| ApiError::not_found("invoice"))?;
+        if inv.status == "void" {
+            return Err(ApiError::Conflict("a void invoice is not pushed".into()));
+        }
         let existing = stripe_push::Entity::find_by_id(inv.id.clone())
             .one(self.db())
             .await?;
@@ -376,7 +379,7 @@ impl Billing {
                     .col_expr(stripe_push::Column::NextAttemptAt, Expr::value(Utc::now()))
                     .col_expr(stripe_push::Column::UpdatedAt, Expr::value(Utc::now()))
                     .filter(stripe_push::Column::InvoiceId.eq(inv.id.clone()))
-                    .filter(stripe_push::Column::Status.ne("pushed"))
+                    .filter(stripe_push::Column::Status.is_in(["pending", "retrying", "failed"]))
                     .exec(self.db())
                     .await?;
                 sync.wake.notify_one();

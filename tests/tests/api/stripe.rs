@@ -473,6 +473,17 @@ async fn failed_pushes_are_retried_visibly_and_can_be_retried_by_an_operator() {
     assert_eq!(totals, vec![3185], "the voided October never went");
     let oct_now = get_invoice(&app, &key, oct["id"].as_str().unwrap()).await;
     assert_eq!(oct_now["stripe"]["status"], "canceled");
+    let res = admin(
+        &app,
+        Method::POST,
+        &format!(
+            "/admin/v1/invoices/{}/stripe/retry",
+            oct["id"].as_str().unwrap()
+        ),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(res.status(), 409, "a void invoice is not pushed");
     // A canceled push holds nothing back: November goes.
     let nov = close(&app, &t, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z").await;
     push_reaches(&app, &key, nov["id"].as_str().unwrap(), "pushed").await;
