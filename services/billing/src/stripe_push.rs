@@ -153,9 +153,39 @@ struct Obj {
     status: Option<String>,
     total: Option<i64>,
     description: Option<String>,
+    lines: Option<LineList>,
+}
+
+#[derive(miniserde::Deserialize, Debug)]
+struct LineList {
+    data: Vec<LineObj>,
+}
+
+/// An invoice line: `type` in older API versions (and localstripe),
+/// `parent.type` in current ones.
+#[derive(miniserde::Deserialize, Debug)]
+struct LineObj {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    parent: Option<LineParent>,
+}
+
+#[derive(miniserde::Deserialize, Debug)]
+struct LineParent {
+    #[serde(rename = "type")]
+    kind: Option<String>,
 }
 
 impl Obj {
+    /// Whether an invoice carries its subscription's fee as a line.
+    fn has_subscription_line(&self) -> bool {
+        self.lines.iter().flat_map(|l| &l.data).any(|l| {
+            l.kind.as_deref() == Some("subscription")
+                || l.parent.as_ref().and_then(|p| p.kind.as_deref())
+                    == Some("subscription_item_details")
+        })
+    }
+
     fn meta_is(&self, key: &str, value: &str) -> bool {
         self.metadata
             .as_ref()
@@ -696,12 +726,21 @@ impl Billing {
                     .await?;
                 failpoint("stripe-invoice-created");
                 self.record(&inv.id, "invoice", &created.id).await?;
+                // The base fee is on this invoice where the server puts the
+                // subscription's fee on an invoice created for it
+                // (localstripe); Stripe bills it on the subscription's own
+                // cycle instead, and this invoice carries the usage.
+                let expected = if created.has_subscription_line() {
+                    view.total_minor
+                } else {
+                    view.total_minor - base_fee
+                };
                 if let Some(total) = created.total
-                    && total != view.total_minor
+                    && total != std::cmp::max(expected, 0)
                 {
                     return Err(PushError::Fail(format!(
-                        "Stripe invoice {} totals {total}, ours {}",
-                        created.id, view.total_minor
+                        "Stripe invoice {} totals {total}, expected {expected}",
+                        created.id
                     )));
                 }
                 created.id
@@ -1052,5 +1091,39 @@ impl Billing {
             // Created meanwhile by another push: fine if it is there now.
             Err(e) => retrieve().await.map(|_| ()).map_err(|_| e.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_lines_are_found_in_old_and_current_api_shapes() {
+        let old: Obj = miniserde::json::from_str(
+            r#"{"id":"in_1","total":2100,"lines":{"data":[{"type":"subscription","amount":2000},{"type":"invoiceitem","amount":100}]}}"#,
+        )
+        .unwrap();
+        assert!(old.has_subscription_line());
+        let current: Obj = miniserde::json::from_str(
+            r#"{"id":"in_2","lines":{"data":[{"parent":{"type":"subscription_item_details"}}]},"metadata":{}}"#,
+        )
+        .unwrap();
+        assert!(current.has_subscription_line());
+        let usage_only: Obj = miniserde::json::from_str(
+            r#"{"id":"in_3","lines":{"data":[{"parent":{"type":"invoice_item_details"},"type":null}]}}"#,
+        )
+        .unwrap();
+        assert!(!usage_only.has_subscription_line());
+        assert!(usage_only.metadata.is_none());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_an_hour() {
+        assert_eq!(backoff(1), Duration::seconds(2));
+        assert_eq!(backoff(2), Duration::seconds(4));
+        assert_eq!(backoff(11), Duration::seconds(2048));
+        assert_eq!(backoff(12), Duration::seconds(3600));
+        assert_eq!(backoff(40), Duration::seconds(3600));
     }
 }
