@@ -260,6 +260,9 @@ impl Billing {
         if let Some(later) = scope
             .find::<invoice::Entity>()
             .filter(invoice::Column::PeriodEnd.gt(start))
+            // The same period committed meanwhile by a concurrent close is
+            // not a conflict: the insert below returns it.
+            .filter(invoice::Column::PeriodStart.ne(start))
             .order_by_desc(invoice::Column::PeriodEnd)
             .one(&self.db)
             .await?
