@@ -660,12 +660,6 @@ impl Serving {
                 None => chunk(serde_json::json!({"content": step}), None),
                 Some(f) => chunk(serde_json::json!({}), Some(f)),
             },
-            |usage_v, base| {
-                let mut v = base;
-                v["choices"] = serde_json::json!([]);
-                v["usage"] = usage_v;
-                v
-            },
         );
         Ok(Reply::Stream(body, headers))
     }
@@ -724,19 +718,7 @@ impl Serving {
                 "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}],
             })
         };
-        let body = stream_sse(
-            steps,
-            settlement,
-            include_usage,
-            Bytes::new(),
-            chunk,
-            |usage_v, base| {
-                let mut v = base;
-                v["choices"] = serde_json::json!([]);
-                v["usage"] = usage_v;
-                v
-            },
-        );
+        let body = stream_sse(steps, settlement, include_usage, Bytes::new(), chunk);
         Ok(Reply::Stream(body, headers))
     }
 
@@ -891,23 +873,20 @@ fn observe(model: &str, started: Instant, first_token: Option<Instant>, tokens: 
 /// with the stream: when the client disconnects, the stream (and the gRPC
 /// call, which cancels the generation on Triton) is dropped and the tokens
 /// produced so far are booked.
-fn stream_sse<F, U>(
+fn stream_sse<F>(
     steps: impl Stream<Item = Result<GenerationStep, ApiError>> + Send + 'static,
     settlement: Settlement,
     include_usage: bool,
     first: Bytes,
     chunk: F,
-    usage_chunk: U,
 ) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + 'static>>
 where
     F: Fn(String, Option<String>) -> serde_json::Value + 'static,
-    U: Fn(serde_json::Value, serde_json::Value) -> serde_json::Value + 'static,
 {
-    struct State<S, F, U> {
+    struct State<S, F> {
         steps: std::pin::Pin<Box<S>>,
         settlement: Settlement,
         chunk: F,
-        usage_chunk: U,
         include_usage: bool,
         started: Instant,
         first_token: Option<Instant>,
@@ -918,7 +897,6 @@ where
         steps: Box::pin(steps),
         settlement,
         chunk,
-        usage_chunk,
         include_usage,
         started: Instant::now(),
         first_token: None,
@@ -955,8 +933,11 @@ where
                         let u =
                             serde_json::to_value(usage(step.prompt_tokens, step.completion_tokens))
                                 .unwrap_or_default();
-                        let base = (st.chunk)(String::new(), None);
-                        out.extend_from_slice(&sse(&(st.usage_chunk)(u, base)));
+                        // OpenAI's usage chunk: the chunk's envelope, no choices.
+                        let mut last = (st.chunk)(String::new(), None);
+                        last["choices"] = serde_json::json!([]);
+                        last["usage"] = u;
+                        out.extend_from_slice(&sse(&last));
                     }
                     observe(
                         &st.settlement.model,
