@@ -432,12 +432,6 @@ impl Billing {
         if matches!(p.status.as_str(), "canceled" | "voided") {
             return Ok(());
         }
-        let now = Utc::now();
-        if p.lease_until.is_some_and(|l| l > now) {
-            return Err(ApiError::Conflict(
-                "the invoice is being pushed to Stripe right now; try again in a moment".into(),
-            ));
-        }
         let Some(sync) = self.stripe.clone() else {
             return Err(ApiError::Conflict(
                 "the invoice went to Stripe, which is no longer configured: it cannot be voided there".into(),
@@ -454,21 +448,7 @@ impl Billing {
             }
         };
         // Take the push over first, so no pusher starts on it meanwhile.
-        let taken = stripe_push::Entity::update_many()
-            .col_expr(
-                stripe_push::Column::LeaseUntil,
-                Expr::value(now + sync.lease),
-            )
-            .filter(stripe_push::Column::InvoiceId.eq(inv.id.clone()))
-            .filter(
-                stripe_push::Column::LeaseUntil
-                    .is_null()
-                    .or(stripe_push::Column::LeaseUntil.lt(now)),
-            )
-            .exec(self.db())
-            .await?
-            .rows_affected;
-        if taken == 0 {
+        if !self.take_lease(&sync, &inv.id, None).await? {
             return Err(ApiError::Conflict(
                 "the invoice is being pushed to Stripe right now; try again in a moment".into(),
             ));
@@ -493,6 +473,32 @@ impl Billing {
             .exec(self.db())
             .await?;
         result.map_err(unavailable)
+    }
+
+    /// Takes an invoice's push lease unless a live one is held elsewhere
+    /// (and, with `statuses`, only while the push is in one of them).
+    async fn take_lease(
+        &self,
+        sync: &StripeSync,
+        invoice_id: &str,
+        statuses: Option<&[&str]>,
+    ) -> ApiResult<bool> {
+        let now = Utc::now();
+        let mut q = stripe_push::Entity::update_many()
+            .col_expr(
+                stripe_push::Column::LeaseUntil,
+                Expr::value(now + sync.lease),
+            )
+            .filter(stripe_push::Column::InvoiceId.eq(invoice_id))
+            .filter(
+                stripe_push::Column::LeaseUntil
+                    .is_null()
+                    .or(stripe_push::Column::LeaseUntil.lt(now)),
+            );
+        if let Some(st) = statuses {
+            q = q.filter(stripe_push::Column::Status.is_in(st.iter().copied()));
+        }
+        Ok(q.exec(self.db()).await?.rows_affected == 1)
     }
 
     /// Voids the Stripe invoice a push created, or deletes its pending items.
@@ -595,22 +601,10 @@ impl Billing {
             .all(self.db())
             .await?;
         for p in due {
-            let claimed = stripe_push::Entity::update_many()
-                .col_expr(
-                    stripe_push::Column::LeaseUntil,
-                    Expr::value(now + sync.lease),
-                )
-                .filter(stripe_push::Column::InvoiceId.eq(p.invoice_id.clone()))
-                .filter(stripe_push::Column::Status.is_in(["pending", "retrying"]))
-                .filter(
-                    stripe_push::Column::LeaseUntil
-                        .is_null()
-                        .or(stripe_push::Column::LeaseUntil.lt(now)),
-                )
-                .exec(self.db())
+            if !self
+                .take_lease(sync, &p.invoice_id, Some(&["pending", "retrying"]))
                 .await?
-                .rows_affected;
-            if claimed == 0 {
+            {
                 continue;
             }
             let attempts = u32::try_from(p.attempts).unwrap_or(0) + 1;
