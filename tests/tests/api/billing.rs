@@ -60,6 +60,41 @@ pub(crate) async fn ingest(app: &TestApp, events: Vec<Value>) {
     assert_eq!(res.status(), 200);
 }
 
+/// `plan-bigger`: the test pricing with a $50 base fee.
+pub(crate) async fn create_bigger_plan(app: &TestApp) {
+    let res = admin(
+        app,
+        reqwest::Method::POST,
+        "/admin/v1/plans",
+        &json!({"id": "plan-bigger", "requests_per_minute": 1000, "tokens_per_minute": 100_000,
+                "concurrent_requests": 10}),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let mut bigger = pricing();
+    bigger["base_fee_minor"] = json!(5000);
+    let res = admin(
+        app,
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-bigger/pricing",
+        &bigger,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+}
+
+/// Moves a tenant to another plan (operator API).
+pub(crate) async fn set_plan(app: &TestApp, tenant: &str, plan: &str) {
+    let res = admin(
+        app,
+        reqwest::Method::PATCH,
+        &format!("/admin/v1/tenants/{tenant}"),
+        &json!({"plan": plan}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+}
+
 pub(crate) fn ev(id: &str, tenant: &str, meter: &str, qty: u64, at: &str) -> Value {
     json!({"id": id, "tenant_id": tenant, "meter": meter, "quantity": qty,
            "dimensions": {"model": "m"}, "occurred_at": at})

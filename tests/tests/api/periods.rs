@@ -2,7 +2,7 @@
 //! replicas closing), back to back; a plan change takes effect at the next
 //! period boundary.
 
-use super::billing::{M, admin, close, ev, ingest, pricing};
+use super::billing::{M, admin, close, create_bigger_plan, ev, ingest, pricing, set_plan};
 use llmops_tests::{Backend, Options, TestApp, on_both_backends};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -137,25 +137,7 @@ async fn a_plan_change_takes_effect_at_the_next_period() {
     )
     .await;
     assert_eq!(res.status(), 200);
-    let res = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/plans",
-        &json!({"id": "plan-bigger", "requests_per_minute": 1000, "tokens_per_minute": 100_000,
-                "concurrent_requests": 10}),
-    )
-    .await;
-    assert_eq!(res.status(), 201);
-    let mut bigger = pricing();
-    bigger["base_fee_minor"] = json!(5000);
-    let res = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/plans/plan-bigger/pricing",
-        &bigger,
-    )
-    .await;
-    assert_eq!(res.status(), 200);
+    create_bigger_plan(&app).await;
 
     let now = chrono::Utc::now();
     let p1 = (
@@ -182,14 +164,7 @@ async fn a_plan_change_takes_effect_at_the_next_period() {
     assert_eq!(theirs["total_minor"], 0, "{theirs}");
     assert_eq!(theirs["lines"], json!([]));
     // Moving up mid-period: limits change now, prices at the boundary.
-    let res = admin(
-        &app,
-        Method::PATCH,
-        &format!("/admin/v1/tenants/{t}"),
-        &json!({"plan": "plan-bigger"}),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
+    set_plan(&app, &t, "plan-bigger").await;
     // The open period started on the old plan, so its draft still does.
     assert_eq!(upcoming(&app, &key).await["plan_id"], "plan-mover");
     let first = close(&app, &t, &p1.0.to_rfc3339(), &p1.1.to_rfc3339()).await;

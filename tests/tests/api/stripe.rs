@@ -3,7 +3,7 @@
 //! recorded yet, in period order, failures retried and visible, and
 //! payments coming back through localstripe's signed webhooks.
 
-use super::billing::{M, admin, close, ev, ingest, pricing};
+use super::billing::{M, admin, close, create_bigger_plan, ev, ingest, pricing, set_plan};
 use llmops_tests::{Backend, LocalStripe, Options, TestApp};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -232,33 +232,8 @@ async fn stripe_push_is_exactly_once_across_crashes_and_in_period_order() {
 
     // A plan with another base fee: from the next period on, a new
     // subscription carries it and the old one is canceled.
-    let res = admin(
-        &app,
-        Method::POST,
-        "/admin/v1/plans",
-        &json!({"id": "plan-bigger", "requests_per_minute": 1000, "tokens_per_minute": 100_000,
-                "concurrent_requests": 10}),
-    )
-    .await;
-    assert_eq!(res.status(), 201);
-    let mut bigger = pricing();
-    bigger["base_fee_minor"] = json!(5000);
-    let res = admin(
-        &app,
-        Method::PUT,
-        "/admin/v1/plans/plan-bigger/pricing",
-        &bigger,
-    )
-    .await;
-    assert_eq!(res.status(), 200);
-    let res = admin(
-        &app,
-        Method::PATCH,
-        &format!("/admin/v1/tenants/{t}"),
-        &json!({"plan": "plan-bigger"}),
-    )
-    .await;
-    assert_eq!(res.status(), 200);
+    create_bigger_plan(&app).await;
+    set_plan(&app, &t, "plan-bigger").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let from = chrono::Utc::now();
     let next = close(
