@@ -455,6 +455,22 @@ impl TestApp {
         Ok((s(&created["tenant_id"]), s(&created["api_key"])))
     }
 
+    /// Creates an API key named after, and holding only, `scope` with the
+    /// tenant admin's key; returns its secret.
+    pub async fn key_with_scope(&self, admin: &str, scope: &str) -> Result<String> {
+        let res = self
+            .post(
+                "/v1/api_keys",
+                admin,
+                &serde_json::json!({"name": scope, "scopes": [scope]}),
+            )
+            .await?;
+        if res.status() != 201 {
+            bail!("creating a key: {} {}", res.status(), res.text().await?);
+        }
+        Ok(s(&res.json::<Value>().await?["secret"]))
+    }
+
     pub async fn get(&self, path: &str, bearer: &str) -> Result<reqwest::Response> {
         Ok(self
             .client

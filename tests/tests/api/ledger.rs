@@ -142,15 +142,7 @@ async fn usage_is_aggregated_per_tenant_meter_model_and_bucket(backend: Backend)
         .await
         .unwrap();
     assert_eq!(other["data"], json!([]));
-    let res = app
-        .post(
-            "/v1/api_keys",
-            &ka,
-            &json!({"name": "inf", "scopes": ["inference"]}),
-        )
-        .await
-        .unwrap();
-    let inf = s(&res.json::<Value>().await.unwrap()["secret"]);
+    let inf = app.key_with_scope(&ka, "inference").await.unwrap();
     problem(
         app.get("/v1/usage", &inf).await.unwrap(),
         403,

@@ -18,15 +18,7 @@ on_both_backends!(
 async fn tenant(app: &TestApp, name: &str) -> (String, String) {
     let t = app.create_tenant_on(name, "standard").unwrap();
     let admin = s(&t["api_key"]);
-    let res = app
-        .post(
-            "/v1/api_keys",
-            &admin,
-            &json!({"name": "registry", "scopes": ["registry"]}),
-        )
-        .await
-        .unwrap();
-    let reg = s(&res.json::<Value>().await.unwrap()["secret"]);
+    let reg = app.key_with_scope(&admin, "registry").await.unwrap();
     (admin, reg)
 }
 
@@ -187,15 +179,7 @@ async fn models_crud_filters_and_scopes(backend: Backend) {
     assert_eq!(got["tags"], json!({"team": "core"}));
 
     // A key without the registry scope is refused.
-    let res = app
-        .post(
-            "/v1/api_keys",
-            &admin,
-            &json!({"name": "rag", "scopes": ["rag"]}),
-        )
-        .await
-        .unwrap();
-    let rag = s(&res.json::<Value>().await.unwrap()["secret"]);
+    let rag = app.key_with_scope(&admin, "rag").await.unwrap();
     let res = app.get("/v1/registry/models", &rag).await.unwrap();
     problem(res, 403, "insufficient_scope").await.unwrap();
     problem(

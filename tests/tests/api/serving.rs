@@ -282,15 +282,7 @@ async fn inference_errors_are_problems() {
     )
     .await
     .unwrap();
-    let res = app
-        .post(
-            "/v1/api_keys",
-            &key,
-            &json!({"name": "reg", "scopes": ["registry"]}),
-        )
-        .await
-        .unwrap();
-    let reg = s(&res.json::<Value>().await.unwrap()["secret"]);
+    let reg = app.key_with_scope(&key, "registry").await.unwrap();
     problem(
         app.get("/v1/models", &reg).await.unwrap(),
         403,
