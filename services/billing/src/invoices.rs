@@ -673,16 +673,7 @@ impl Billing {
         }
         // Stripe first: the invoice stays collectible there until voided.
         self.void_at_stripe(&row).await?;
-        let changed = invoice::Entity::update_many()
-            .col_expr(
-                invoice::Column::Status,
-                sea_orm::sea_query::Expr::value("void"),
-            )
-            .filter(invoice::Column::Id.eq(id.to_string()))
-            .filter(invoice::Column::Status.is_in(["finalized", "payment_failed"]))
-            .exec(&self.db)
-            .await?
-            .rows_affected;
+        let changed = self.settle_unpaid(&id.to_string(), "void").await?;
         let row = invoice::Entity::find_by_id(id.to_string())
             .one(&self.db)
             .await?
@@ -694,6 +685,21 @@ impl Billing {
             )));
         }
         self.view(row).await
+    }
+
+    /// Moves an unpaid invoice (`finalized` or `payment_failed`) to
+    /// `status`; 0 when it is not unpaid (a paid invoice stays paid).
+    pub(crate) async fn settle_unpaid(&self, id: &str, status: &str) -> ApiResult<u64> {
+        Ok(invoice::Entity::update_many()
+            .col_expr(
+                invoice::Column::Status,
+                sea_orm::sea_query::Expr::value(status),
+            )
+            .filter(invoice::Column::Id.eq(id))
+            .filter(invoice::Column::Status.is_in(["finalized", "payment_failed"]))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
     }
 
     /// Sets the length of billing periods.

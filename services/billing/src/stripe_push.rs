@@ -379,11 +379,11 @@ impl Billing {
     /// Queues (again) an invoice's push: a `failed` one starts over with
     /// fresh attempts; a pushed one is left alone; a void one is refused.
     pub async fn retry_push(&self, id: &str) -> ApiResult<InvoiceView> {
-        let Some(sync) = &self.stripe else {
+        if self.stripe.is_none() {
             return Err(ApiError::NotImplemented(
                 "Stripe is not configured (LLMOPS_STRIPE_API_KEY)".into(),
             ));
-        };
+        }
         let id: llmops_core::ids::InvoiceId = id.parse()?;
         let inv = invoice::Entity::find_by_id(id.to_string())
             .one(self.db())
@@ -397,7 +397,7 @@ impl Billing {
             .await?;
         match existing {
             None => match push_row(&inv).insert(self.db()).await {
-                Ok(_) => sync.wake.notify_one(),
+                Ok(_) => self.wake_pusher(),
                 Err(e) if is_unique_violation(&e) => {}
                 Err(e) => return Err(e.into()),
             },
@@ -412,7 +412,7 @@ impl Billing {
                     .filter(stripe_push::Column::Status.is_in(["pending", "retrying", "failed"]))
                     .exec(self.db())
                     .await?;
-                sync.wake.notify_one();
+                self.wake_pusher();
             }
         }
         self.view(inv).await

@@ -7,12 +7,10 @@
 //! within five minutes; each event id is applied once (a redelivery is
 //! acknowledged without effect).
 
-use crate::entities::invoice;
 use crate::invoices::Billing;
 use chrono::Utc;
 use hmac::{Hmac, Mac};
 use llmops_core::{ApiError, ApiResult};
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Statement};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
@@ -129,13 +127,7 @@ impl Billing {
             });
         };
         let ours = ours.as_str();
-        let changed = invoice::Entity::update_many()
-            .col_expr(invoice::Column::Status, Expr::value(status))
-            .filter(invoice::Column::Id.eq(ours))
-            .filter(invoice::Column::Status.is_in(["finalized", "payment_failed"]))
-            .exec(db)
-            .await?
-            .rows_affected;
+        let changed = self.settle_unpaid(ours, status).await?;
         tracing::info!(event = %id, kind = %kind, invoice = ours, changed, "stripe webhook");
         Ok(WebhookOutcome {
             received: true,
