@@ -92,7 +92,7 @@ start() {
     for m in $models; do load+=("--load-model=$m"); done
     say "starting tritonserver (log: $state/triton.log)"
     LD_LIBRARY_PATH="$libpython:$site/nvidia_pytriton.libs:$triton_home/lib:${LD_LIBRARY_PATH:-}" \
-    LLMOPS_TRITON_SITE_PACKAGES="$site" LLMOPS_TRITON_LIB="$here/lib" \
+    LLMOPS_TRITON_SITE_PACKAGES="$site" LLMOPS_TRITON_LIB="$here/lib" PYTHONPYCACHEPREFIX="$state/pycache" \
       nohup "$triton_home/bin/tritonserver" \
         --model-repository="$here/models" --backend-directory="$state/backends" \
         --model-control-mode=explicit "${load[@]}" \
