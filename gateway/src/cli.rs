@@ -179,6 +179,9 @@ fn report(err: &anyhow::Error) -> ExitCode {
 }
 
 pub fn main() -> ExitCode {
+    // Every HTTPS client of the process (S3, Stripe, upstreams) uses ring's
+    // rustls provider; install it before any command can build one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let cfg = match Config::load() {
         Ok(c) => c,
