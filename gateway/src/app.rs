@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa_swagger_ui::SwaggerUi;
 
+/// How often histogram samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(1);
+
 /// Installs the Prometheus recorder (once per process).
 fn install_metrics() -> Option<PrometheusHandle> {
     let buckets = [
@@ -203,8 +206,6 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
 
 /// Runs the server until SIGINT/SIGTERM, then drains and flushes.
 pub async fn serve(cfg: Config) -> anyhow::Result<()> {
-    // HTTPS clients (S3) use ring, already in the tree for the database.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let workers = cfg.http_workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -259,6 +260,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         });
     }
 
+    if let Some(handle) = state.metrics.clone() {
+        // The recorder keeps every histogram sample until upkeep folds it
+        // into the buckets; without a scrape nothing else does, and memory
+        // would grow with every request.
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => handle.run_upkeep(),
+                }
+            }
+        });
+    }
     {
         // Which models are ready decides what /v1/models lists and whether
         // calls go through (503 with retry-after otherwise).
