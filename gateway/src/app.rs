@@ -292,6 +292,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         });
     }
     {
+        // Shared concurrency slots: lease renewal and late releases.
+        let limiter = state.limiter.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move {
+            limiter.run_background(stop).await;
+        });
+    }
+    {
         // Finalized invoices to Stripe (when configured).
         let billing = state.billing.clone();
         let stop = stop.clone();

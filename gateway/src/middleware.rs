@@ -145,10 +145,10 @@ pub async fn authenticate(
             }
         }
     }
-    // The concurrency slot is held until the body is fully sent (or the
-    // client goes away), so a long stream counts as in flight throughout.
+    // The concurrency slot is held until the body is sent (or the client
+    // goes away), so a long stream counts as in flight throughout.
     let slot = admission.slot;
-    Ok(res.map_body(move |_, body| BoxBody::new(SlotBody { body, _slot: slot })))
+    Ok(res.map_body(move |_, body| BoxBody::new(SlotBody::new(body, slot))))
 }
 
 async fn admit(req: &ServiceRequest) -> Result<(TenantCtx, Admission), ApiError> {
@@ -210,10 +210,30 @@ pub async fn not_found(req: actix_web::HttpRequest) -> HttpResponse {
     ApiError::RouteNotFound(format!("{} {}", req.method(), req.path())).error_response()
 }
 
-/// A response body that holds a concurrency slot until it is dropped.
+/// A response body that holds a concurrency slot while it is sent, and
+/// frees it before its last chunk goes out: a client that sends its next
+/// request as soon as this one ends finds the slot free. It looks one chunk
+/// ahead only when the next chunk is already there, so streams are not
+/// delayed. Dropped early (the client went away), the slot frees itself.
 struct SlotBody {
     body: BoxBody,
-    _slot: crate::ratelimit::ConcurrencySlot,
+    slot: Option<crate::ratelimit::ConcurrencySlot>,
+    /// A chunk held back until we know whether it is the last.
+    held: Option<actix_web::web::Bytes>,
+    releasing: Option<futures_util::future::BoxFuture<'static, ()>>,
+    ended: bool,
+}
+
+impl SlotBody {
+    fn new(body: BoxBody, slot: crate::ratelimit::ConcurrencySlot) -> Self {
+        Self {
+            body,
+            slot: Some(slot),
+            held: None,
+            releasing: None,
+            ended: false,
+        }
+    }
 }
 
 impl MessageBody for SlotBody {
@@ -224,9 +244,44 @@ impl MessageBody for SlotBody {
     }
 
     fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
+        self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<actix_web::web::Bytes, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_next(cx)
+        use std::task::Poll;
+        let this = self.get_mut();
+        loop {
+            if let Some(fut) = this.releasing.as_mut() {
+                if fut.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.releasing = None;
+            }
+            if this.ended {
+                return Poll::Ready(this.held.take().map(Ok));
+            }
+            match std::pin::Pin::new(&mut this.body).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some(prev) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(prev)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.slot = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.ended = true;
+                    if let Some(slot) = this.slot.take() {
+                        this.releasing = slot.release();
+                    }
+                }
+                Poll::Pending => {
+                    return match this.held.take() {
+                        Some(prev) => Poll::Ready(Some(Ok(prev))),
+                        None => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 }

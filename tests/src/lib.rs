@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod nginx;
+
 pub const OPERATOR_TOKEN: &str = "test-operator-token-0123456789";
 pub const JWT_SECRET: &str = "test-jwt-secret-0123456789-0123456789-abcdef";
 

@@ -1,19 +1,31 @@
 //! Per-tenant and per-key rate limits with GCRA (the generic cell rate
-//! algorithm), in process or shared through Redis.
+//! algorithm) and per-tenant concurrency, in process or shared through Redis.
 //!
-//! One pure function ([`gcra`]) decides; two stores keep the state: a map in
-//! this process, or Redis (a Lua script that runs the same arithmetic
+//! One pure function ([`gcra`]) decides; two stores keep the state: this
+//! process's memory, or Redis (Lua scripts that run the same arithmetic
 //! atomically on the server's clock, so every gateway replica shares one
-//! budget). Several limits are checked together and all-or-nothing: a
-//! request refused by its key's limit does not spend its tenant's budget.
+//! budget and one set of concurrency slots). A request's checks are
+//! all-or-nothing: its tenant's and key's requests per minute and its
+//! tenant's concurrency slot are decided in one step, and a request refused
+//! by one limit spends nothing of another. A token reservation refused
+//! later (serving knows the tokens only once it has read the body) gives the
+//! request's units back in the same step.
 
+mod memory;
+mod redis;
+
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+use futures_util::future::BoxFuture;
 use llmops_core::error::LimitHeaders;
 use llmops_core::tenancy::{PlanLimits, Principal, TenantCtx};
 use llmops_core::{ApiError, ApiResult};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// The window every limit is expressed in: OpenAI's per-minute limits.
 pub const PERIOD_US: u64 = 60_000_000;
@@ -33,6 +45,13 @@ impl LimitCheck {
     }
 }
 
+/// A concurrency limit: at most `limit` requests in flight under `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Concurrency {
+    pub key: String,
+    pub limit: u32,
+}
+
 /// The state of one limit after a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitState {
@@ -40,11 +59,33 @@ pub struct LimitState {
     pub tat_ahead_us: u64,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Over a per-minute limit; the whole request fits after `retry_after`.
+    Requests {
+        retry_after: Duration,
+    },
+    /// Every concurrency slot is taken.
+    Concurrency,
+}
+
+impl Verdict {
+    /// A per-minute refusal wins over a concurrency one: its wait is known.
+    fn refused_for_requests(self, retry: Duration) -> Verdict {
+        match self {
+            Verdict::Requests { retry_after } => Verdict::Requests {
+                retry_after: retry_after.max(retry),
+            },
+            _ => Verdict::Requests { retry_after: retry },
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub allowed: bool,
-    /// When refused: how long until the whole request would fit.
-    pub retry_after: Duration,
+    pub verdict: Verdict,
+    /// One per check, in order.
     pub states: Vec<LimitState>,
 }
 
@@ -72,251 +113,58 @@ pub fn headers_for(check: &LimitCheck, state: LimitState, dimension: &'static st
     }
 }
 
-// ---------------------------------------------------------------- stores
-
-/// State kept in this process.
-pub struct MemoryStore {
-    epoch: Instant,
-    tats: Mutex<HashMap<String, u64>>,
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            tats: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-impl MemoryStore {
-    fn now_us(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
-    }
-
-    pub fn check(&self, checks: &[LimitCheck]) -> Outcome {
-        let now = self.now_us();
-        let Ok(mut map) = self.tats.lock() else {
-            // A poisoned lock means a panic elsewhere; fail open rather than
-            // refusing every tenant.
-            return Outcome {
-                allowed: true,
-                retry_after: Duration::ZERO,
-                states: checks
-                    .iter()
-                    .map(|_| LimitState { tat_ahead_us: 0 })
-                    .collect(),
-            };
-        };
-        if map.len() > 50_000 {
-            // Entries whose TAT is past are the same as absent ones.
-            map.retain(|_, tat| *tat > now);
-        }
-        let mut allowed = true;
-        let mut retry = 0;
-        let mut next = Vec::with_capacity(checks.len());
-        for c in checks {
-            let tat = map.get(&c.key).copied().unwrap_or(0);
-            let (fits, new_tat, r) = gcra(now, tat, c.emission_us(), c.cost);
-            if c.cost > 0 && !fits {
-                allowed = false;
-                retry = retry.max(r);
-            }
-            next.push((tat.max(now), new_tat));
-        }
-        let states = checks
-            .iter()
-            .zip(next)
-            .map(|(c, (old, new))| {
-                let tat = if allowed && c.cost > 0 {
-                    map.insert(c.key.clone(), new);
-                    new
-                } else {
-                    old
-                };
-                LimitState {
-                    tat_ahead_us: tat - now,
-                }
-            })
-            .collect();
-        Outcome {
-            allowed,
-            retry_after: Duration::from_micros(retry),
-            states,
-        }
-    }
-}
-
-impl MemoryStore {
-    /// Moves a limit's TAT back by `units` (never before now).
-    pub fn refund(&self, key: &str, emission_us: u64, units: u32) {
-        let now = self.now_us();
-        if let Ok(mut map) = self.tats.lock()
-            && let Some(tat) = map.get_mut(key)
-        {
-            *tat = tat
-                .saturating_sub(emission_us.saturating_mul(u64::from(units)))
-                .max(now);
-        }
-    }
-}
-
-/// Gives back units of a limit: its TAT moves back, never before now.
-const REFUND_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat <= now then return 0 end
-local new_tat = tat - tonumber(ARGV[1]) * tonumber(ARGV[2])
-if new_tat < now then new_tat = now end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return 1
-"#;
-
-/// The same arithmetic as [`gcra`], atomic in Redis on the server's clock.
-const GCRA_LUA: &str = r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local period = tonumber(ARGV[1])
-local n = #KEYS
-local olds = {}
-local news = {}
-local allowed = 1
-local retry = 0
-for i = 1, n do
-  local em = tonumber(ARGV[2*i])
-  local cost = tonumber(ARGV[2*i + 1])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  local new_tat = tat + em * cost
-  if cost > 0 and new_tat - now > period then
-    allowed = 0
-    local r = new_tat - period - now
-    if r > retry then retry = r end
-  end
-  olds[i] = tat
-  news[i] = new_tat
-end
-local out = {allowed, retry}
-for i = 1, n do
-  local cost = tonumber(ARGV[2*i + 1])
-  local tat = olds[i]
-  if allowed == 1 and cost > 0 then
-    tat = news[i]
-    redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-  end
-  out[#out + 1] = tat - now
-end
-return out
-"#;
-
-pub struct RedisStore {
-    conn: redis::aio::ConnectionManager,
-    script: redis::Script,
-    refund: redis::Script,
-}
-
-impl RedisStore {
-    pub fn new(conn: redis::aio::ConnectionManager) -> Self {
-        Self {
-            conn,
-            script: redis::Script::new(GCRA_LUA),
-            refund: redis::Script::new(REFUND_LUA),
-        }
-    }
-
-    pub async fn check(&self, checks: &[LimitCheck]) -> Result<Outcome, redis::RedisError> {
-        let mut inv = self.script.prepare_invoke();
-        inv.arg(PERIOD_US);
-        for c in checks {
-            inv.key(format!("llmops:rl:{}", c.key));
-            inv.arg(c.emission_us()).arg(c.cost);
-        }
-        let mut conn = self.conn.clone();
-        let out: Vec<i64> = inv.invoke_async(&mut conn).await?;
-        let get = |i: usize| u64::try_from(out.get(i).copied().unwrap_or(0).max(0)).unwrap_or(0);
-        Ok(Outcome {
-            allowed: get(0) == 1,
-            retry_after: Duration::from_micros(get(1)),
-            states: (0..checks.len())
-                .map(|i| LimitState {
-                    tat_ahead_us: get(2 + i),
-                })
-                .collect(),
-        })
-    }
-}
-
-impl RedisStore {
-    pub async fn refund(
-        &self,
-        key: &str,
-        emission_us: u64,
-        units: u32,
-    ) -> Result<(), redis::RedisError> {
-        let mut inv = self.refund.prepare_invoke();
-        inv.key(format!("llmops:rl:{key}"))
-            .arg(emission_us)
-            .arg(units);
-        let mut conn = self.conn.clone();
-        let _: i64 = inv.invoke_async(&mut conn).await?;
-        Ok(())
-    }
+/// The key of one of a tenant's limits. The tenant id in braces is the
+/// Redis Cluster hash tag: a tenant's keys live on one node.
+fn tenant_key(tenant: impl std::fmt::Display, what: impl std::fmt::Display) -> String {
+    format!("{{{tenant}}}:{what}")
 }
 
 // ---------------------------------------------------------------- limiter
 
 /// Admission result for one request: headers to send, and the concurrency
-/// slot it holds until dropped.
+/// slot it holds until the response is finished.
 pub struct Admission {
     pub headers: Vec<LimitHeaders>,
     pub slot: ConcurrencySlot,
 }
 
-pub struct ConcurrencySlot(Arc<AtomicU32>);
+/// Cheap to clone; shared by every worker.
+#[derive(Clone)]
+pub struct RateLimiter(Arc<Inner>);
 
-impl Drop for ConcurrencySlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-pub struct RateLimiter {
+struct Inner {
     memory: MemoryStore,
     redis: Option<RedisStore>,
-    in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    /// Prefix of this replica's slot members in Redis.
+    replica: String,
+    next_slot: AtomicU64,
+    /// Redis slots this replica holds (member → set key), for lease renewal.
+    held: Mutex<HashMap<String, String>>,
+    /// Redis slots to free that were dropped without an explicit release.
+    orphans: Mutex<Vec<(String, String)>>,
+    wake: tokio::sync::Notify,
 }
 
 impl RateLimiter {
     pub fn new(redis: Option<RedisStore>) -> Self {
-        Self {
+        Self(Arc::new(Inner {
             memory: MemoryStore::default(),
             redis,
-            in_flight: Mutex::new(HashMap::new()),
-        }
+            replica: llmops_core::auth::random_alnum(12),
+            next_slot: AtomicU64::new(0),
+            held: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(Vec::new()),
+            wake: tokio::sync::Notify::new(),
+        }))
     }
 
     pub fn is_shared(&self) -> bool {
-        self.redis.is_some()
+        self.0.redis.is_some()
     }
 
-    /// Runs the checks on the shared store, or on this process's when there
-    /// is none. If Redis fails the request is judged by this replica's own
-    /// state (degraded, never unlimited) and the failure is logged; `/readyz`
-    /// reports Redis as down meanwhile.
-    pub async fn check(&self, checks: &[LimitCheck]) -> Outcome {
-        if let Some(r) = &self.redis {
-            match r.check(checks).await {
-                Ok(o) => return o,
-                Err(e) => {
-                    metrics::counter!("ratelimit_store_errors_total").increment(1);
-                    tracing::warn!(error = %e, "redis rate-limit store failed; using the local store");
-                }
-            }
-        }
-        self.memory.check(checks)
-    }
-
+    /// The checks of one request: its tenant's requests (cost 1) and tokens
+    /// (read only, for headers), and its key's requests when the key has a
+    /// limit of its own.
     fn request_checks(ctx: &TenantCtx) -> Vec<LimitCheck> {
         let PlanLimits {
             requests_per_minute,
@@ -326,12 +174,12 @@ impl RateLimiter {
         let tenant = ctx.tenant_id();
         let mut checks = vec![
             LimitCheck {
-                key: format!("req:{tenant}"),
+                key: tenant_key(tenant, "req"),
                 limit: requests_per_minute,
                 cost: 1,
             },
             LimitCheck {
-                key: format!("tok:{tenant}"),
+                key: tenant_key(tenant, "tok"),
                 limit: tokens_per_minute,
                 cost: 0,
             },
@@ -342,7 +190,7 @@ impl RateLimiter {
         } = ctx.principal()
         {
             checks.push(LimitCheck {
-                key: format!("req:{id}"),
+                key: tenant_key(tenant, id),
                 limit: key_rpm,
                 cost: 1,
             });
@@ -351,31 +199,76 @@ impl RateLimiter {
     }
 
     /// Admits one request of `ctx`: its tenant's and key's requests per
-    /// minute, and its tenant's concurrent requests on this replica.
+    /// minute and one of its tenant's concurrent slots, all or nothing. If
+    /// Redis fails the request is judged by this replica's own state
+    /// (degraded, never unlimited) and the failure is logged; `/readyz`
+    /// reports Redis as down meanwhile.
     pub async fn admit(&self, ctx: &TenantCtx) -> ApiResult<Admission> {
         let checks = Self::request_checks(ctx);
-        let outcome = self.check(&checks).await;
-        let headers = Self::headers(&checks, &outcome);
-        if !outcome.allowed {
-            return Err(ApiError::RateLimited {
-                dimension: "requests",
-                retry_after: outcome.retry_after,
-                headers,
-            });
+        let concurrency = Concurrency {
+            key: tenant_key(ctx.tenant_id(), "cc"),
+            limit: ctx.limits().concurrent_requests,
+        };
+        let mut member = None;
+        let mut outcome = None;
+        if let Some(r) = &self.0.redis {
+            let m = format!(
+                "{}:{}",
+                self.0.replica,
+                self.0.next_slot.fetch_add(1, Ordering::Relaxed)
+            );
+            match r.admit(&checks, Some((&concurrency, &m))).await {
+                Ok(o) => {
+                    outcome = Some(o);
+                    member = Some(m);
+                }
+                Err(e) => store_failed(&e),
+            }
         }
-        let slot = self.acquire_slot(
-            ctx.tenant_id().to_string(),
-            ctx.limits().concurrent_requests,
-        )?;
-        Ok(Admission { headers, slot })
+        let outcome = outcome.unwrap_or_else(|| self.0.memory.admit(&checks, Some(&concurrency)));
+        let headers = Self::headers(&checks, &outcome);
+        match outcome.verdict {
+            Verdict::Allowed => {
+                if let Some(m) = &member
+                    && let Ok(mut held) = self.0.held.lock()
+                {
+                    held.insert(m.clone(), concurrency.key.clone());
+                }
+                Ok(Admission {
+                    headers,
+                    slot: ConcurrencySlot {
+                        limiter: self.clone(),
+                        key: concurrency.key,
+                        member,
+                        released: false,
+                    },
+                })
+            }
+            Verdict::Requests { retry_after } => {
+                metrics::counter!("ratelimit_refusals_total", "limit" => "requests").increment(1);
+                Err(ApiError::RateLimited {
+                    dimension: "requests",
+                    retry_after,
+                    headers,
+                })
+            }
+            Verdict::Concurrency => {
+                metrics::counter!("ratelimit_refusals_total", "limit" => "concurrency")
+                    .increment(1);
+                Err(ApiError::ConcurrencyLimited {
+                    limit: concurrency.limit,
+                })
+            }
+        }
     }
 
-    /// Headers: for requests, the tighter of the tenant's and the key's limits.
+    /// Headers: for requests, the tighter of the tenant's and the key's
+    /// limits; for tokens, the tenant's.
     fn headers(checks: &[LimitCheck], outcome: &Outcome) -> Vec<LimitHeaders> {
         let mut req: Option<LimitHeaders> = None;
         let mut tok = None;
         for (c, s) in checks.iter().zip(&outcome.states) {
-            if c.key.starts_with("tok:") {
+            if c.cost == 0 {
                 tok = Some(headers_for(c, *s, "tokens"));
             } else {
                 let h = headers_for(c, *s, "requests");
@@ -387,45 +280,20 @@ impl RateLimiter {
         req.into_iter().chain(tok).collect()
     }
 
-    /// One of `limit` concurrent slots under `key` on this replica.
-    fn acquire_slot(&self, key: String, limit: u32) -> ApiResult<ConcurrencySlot> {
-        let counter = {
-            let mut map = self
-                .in_flight
-                .lock()
-                .map_err(|_| ApiError::Internal("in-flight map poisoned".into()))?;
-            if map.len() > 50_000 {
-                map.retain(|_, c| c.load(Ordering::Acquire) > 0);
-            }
-            map.entry(key)
-                .or_insert_with(|| Arc::new(AtomicU32::new(0)))
-                .clone()
-        };
-        let prev = counter.fetch_add(1, Ordering::AcqRel);
-        let slot = ConcurrencySlot(counter);
-        if prev >= limit {
-            return Err(ApiError::ConcurrencyLimited { limit });
+    fn token_check(ctx: &TenantCtx, tokens: u32) -> LimitCheck {
+        LimitCheck {
+            key: tenant_key(ctx.tenant_id(), "tok"),
+            limit: ctx.limits().tokens_per_minute,
+            cost: tokens,
         }
-        Ok(slot)
     }
 
     /// Spends `tokens` of the tenant's tokens-per-minute budget (serving
-    /// calls this with a request's estimated tokens before it runs).
-    pub async fn consume_tokens(&self, ctx: &TenantCtx, tokens: u32) -> ApiResult<LimitHeaders> {
-        self.consume(
-            format!("tok:{}", ctx.tenant_id()),
-            ctx.limits().tokens_per_minute,
-            tokens,
-        )
-        .await
-    }
-
-    async fn consume(&self, key: String, limit: u32, tokens: u32) -> ApiResult<LimitHeaders> {
-        let check = LimitCheck {
-            key,
-            limit,
-            cost: tokens,
-        };
+    /// calls this with a request's estimated tokens before it runs). When
+    /// they do not fit, the request is refused and the request units its
+    /// admission spent are given back in the same step.
+    pub async fn reserve_tokens(&self, ctx: &TenantCtx, tokens: u32) -> ApiResult<LimitHeaders> {
+        let check = Self::token_check(ctx, tokens);
         if tokens > check.limit {
             return Err(ApiError::validation(
                 "max_tokens",
@@ -435,70 +303,209 @@ impl RateLimiter {
                 ),
             ));
         }
-        let outcome = self.check(std::slice::from_ref(&check)).await;
+        let give_back: Vec<LimitCheck> = Self::request_checks(ctx)
+            .into_iter()
+            .filter(|c| c.cost > 0)
+            .collect();
+        let mut outcome = None;
+        if let Some(r) = &self.0.redis {
+            match r.reserve(&check, &give_back).await {
+                Ok(o) => outcome = Some(o),
+                Err(e) => store_failed(&e),
+            }
+        }
+        let outcome = outcome.unwrap_or_else(|| self.0.memory.reserve(&check, &give_back));
         let state = outcome
             .states
             .first()
             .copied()
             .unwrap_or(LimitState { tat_ahead_us: 0 });
         let headers = headers_for(&check, state, "tokens");
-        if !outcome.allowed {
-            return Err(ApiError::RateLimited {
-                dimension: "tokens",
-                retry_after: outcome.retry_after,
-                headers: vec![headers],
-            });
+        match outcome.verdict {
+            Verdict::Allowed => Ok(headers),
+            Verdict::Requests { retry_after } => {
+                metrics::counter!("ratelimit_refusals_total", "limit" => "tokens").increment(1);
+                Err(ApiError::RateLimited {
+                    dimension: "tokens",
+                    retry_after,
+                    headers: vec![headers],
+                })
+            }
+            Verdict::Concurrency => Err(ApiError::Internal(
+                "token reservation answered with a concurrency verdict".into(),
+            )),
         }
-        Ok(headers)
     }
 
-    /// Gives back tokens reserved but not used.
-    pub async fn refund_tokens(&self, ctx: &TenantCtx, tokens: u32) {
+    /// Moves the tenant's token budget by `tokens`: forward (spent, even
+    /// past the limit: usage that already happened) or back (a refund).
+    async fn move_tokens(&self, ctx: &TenantCtx, tokens: u32, forward: bool) {
         if tokens == 0 {
             return;
         }
-        let check = LimitCheck {
-            key: format!("tok:{}", ctx.tenant_id()),
-            limit: ctx.limits().tokens_per_minute,
-            cost: 0,
-        };
-        if let Some(r) = &self.redis {
-            match r.refund(&check.key, check.emission_us(), tokens).await {
+        let check = Self::token_check(ctx, tokens);
+        if let Some(r) = &self.0.redis {
+            match r.move_tat(&check, forward).await {
                 Ok(()) => return,
-                Err(e) => tracing::warn!(error = %e, "redis refund failed; refunding locally"),
+                Err(e) => store_failed(&e),
             }
         }
-        self.memory.refund(&check.key, check.emission_us(), tokens);
+        if forward {
+            self.0.memory.charge(&check);
+        } else {
+            self.0.memory.refund(&check);
+        }
     }
 
     /// A keyed limit outside tenancy (e.g. login attempts per email).
     pub async fn check_key(&self, key: String, per_minute: u32) -> ApiResult<()> {
-        let check = LimitCheck {
+        let checks = [LimitCheck {
             key,
             limit: per_minute,
             cost: 1,
-        };
-        let outcome = self.check(std::slice::from_ref(&check)).await;
-        if outcome.allowed {
-            Ok(())
-        } else {
-            Err(ApiError::RateLimited {
+        }];
+        let mut outcome = None;
+        if let Some(r) = &self.0.redis {
+            match r.admit(&checks, None).await {
+                Ok(o) => outcome = Some(o),
+                Err(e) => store_failed(&e),
+            }
+        }
+        let outcome = outcome.unwrap_or_else(|| self.0.memory.admit(&checks, None));
+        match outcome.verdict {
+            Verdict::Allowed => Ok(()),
+            Verdict::Requests { retry_after } => Err(ApiError::RateLimited {
                 dimension: "requests",
-                retry_after: outcome.retry_after,
+                retry_after,
                 headers: vec![],
-            })
+            }),
+            Verdict::Concurrency => Err(ApiError::Internal(
+                "a keyed limit answered with a concurrency verdict".into(),
+            )),
         }
     }
+
+    /// Frees the Redis slots dropped without an explicit release and renews
+    /// the leases of those still held, until `stop`. Needed only with Redis.
+    pub async fn run_background(&self, stop: CancellationToken) {
+        let Some(redis) = &self.0.redis else { return };
+        let mut renew = tokio::time::interval(redis::LEASE / 4);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => {
+                    self.free_orphans(redis).await;
+                    return;
+                }
+                _ = self.0.wake.notified() => self.free_orphans(redis).await,
+                _ = renew.tick() => {
+                    let by_key: HashMap<String, Vec<String>> = match self.0.held.lock() {
+                        Ok(held) => held.iter().fold(HashMap::new(), |mut m, (member, key)| {
+                            m.entry(key.clone()).or_default().push(member.clone());
+                            m
+                        }),
+                        Err(_) => HashMap::new(),
+                    };
+                    for (key, members) in by_key {
+                        if let Err(e) = redis.renew(&key, &members).await {
+                            store_failed(&e);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn free_orphans(&self, redis: &RedisStore) {
+        let batch = match self.0.orphans.lock() {
+            Ok(mut o) => std::mem::take(&mut *o),
+            Err(_) => return,
+        };
+        if let Err(e) = redis.release(&batch).await {
+            // Their leases end them in at most `LEASE`.
+            store_failed(&e);
+        }
+    }
+
+    /// Requests of a concurrency key in flight in this process's store.
+    pub fn in_flight_here(&self, ctx: &TenantCtx) -> u32 {
+        self.0.memory.in_flight(&tenant_key(ctx.tenant_id(), "cc"))
+    }
+}
+
+fn store_failed(e: &::redis::RedisError) {
+    metrics::counter!("ratelimit_store_errors_total").increment(1);
+    tracing::warn!(error = %e, "redis rate-limit store failed; using this replica's own state");
 }
 
 #[async_trait::async_trait]
 impl llmops_core::limits::TokenBudget for RateLimiter {
     async fn reserve(&self, ctx: &TenantCtx, tokens: u32) -> ApiResult<LimitHeaders> {
-        self.consume_tokens(ctx, tokens).await
+        self.reserve_tokens(ctx, tokens).await
     }
 
     async fn refund(&self, ctx: &TenantCtx, tokens: u32) {
-        self.refund_tokens(ctx, tokens).await
+        self.move_tokens(ctx, tokens, false).await
+    }
+
+    async fn charge(&self, ctx: &TenantCtx, tokens: u32) {
+        self.move_tokens(ctx, tokens, true).await
+    }
+}
+
+/// One of a tenant's concurrent slots. [`ConcurrencySlot::release`] frees
+/// it before the response's last bytes go out (so a client that sends its
+/// next request at once finds it free); dropping it frees it too (a client
+/// that went away), a Redis slot then in the background.
+pub struct ConcurrencySlot {
+    limiter: RateLimiter,
+    key: String,
+    /// The Redis member, for a slot held in Redis.
+    member: Option<String>,
+    released: bool,
+}
+
+impl ConcurrencySlot {
+    /// Frees the slot: at once in process (`None`), or through a future that
+    /// ends when Redis has removed it.
+    pub fn release(mut self) -> Option<BoxFuture<'static, ()>> {
+        self.released = true;
+        let inner = self.limiter.0.clone();
+        let key = std::mem::take(&mut self.key);
+        let Some(member) = self.member.take() else {
+            inner.memory.release(&key);
+            return None;
+        };
+        if let Ok(mut held) = inner.held.lock() {
+            held.remove(&member);
+        }
+        Some(Box::pin(async move {
+            let Some(redis) = &inner.redis else { return };
+            if let Err(e) = redis.release(&[(key, member)]).await {
+                store_failed(&e);
+            }
+        }))
+    }
+}
+
+impl Drop for ConcurrencySlot {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        let inner = &self.limiter.0;
+        match self.member.take() {
+            None => inner.memory.release(&self.key),
+            Some(member) => {
+                if let Ok(mut held) = inner.held.lock() {
+                    held.remove(&member);
+                }
+                if let Ok(mut o) = inner.orphans.lock() {
+                    o.push((std::mem::take(&mut self.key), member));
+                }
+                inner.wake.notify_one();
+            }
+        }
     }
 }
 
@@ -587,90 +594,6 @@ mod tests {
     }
 
     #[test]
-    fn memory_store_is_all_or_nothing() {
-        let store = MemoryStore::default();
-        let tenant = LimitCheck {
-            key: "tenant".into(),
-            limit: 100,
-            cost: 1,
-        };
-        let key = LimitCheck {
-            key: "key".into(),
-            limit: 2,
-            cost: 1,
-        };
-        let both = [tenant.clone(), key];
-        assert!(store.check(&both).allowed);
-        assert!(store.check(&both).allowed);
-        let refused = store.check(&both);
-        assert!(!refused.allowed);
-        // The refused request did not spend the tenant's budget: 98 left.
-        let peek = store.check(&[LimitCheck {
-            cost: 0,
-            ..tenant.clone()
-        }]);
-        assert_eq!(
-            headers_for(&tenant, peek.states[0], "requests").remaining,
-            98
-        );
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        match tokio::runtime::Builder::new_current_thread().build() {
-            Ok(rt) => rt.block_on(f),
-            Err(e) => panic!("runtime: {e}"),
-        }
-    }
-
-    #[test]
-    fn tokens_are_spent_and_refused_with_token_headers() {
-        let limiter = RateLimiter::new(None);
-        block_on(async {
-            let h = limiter.consume("tok:t".into(), 1000, 600).await;
-            assert!(matches!(&h, Ok(h) if h.remaining == 400 && h.dimension == "tokens"));
-            let refused = limiter.consume("tok:t".into(), 1000, 500).await;
-            match refused {
-                Err(ApiError::RateLimited {
-                    dimension,
-                    retry_after,
-                    headers,
-                }) => {
-                    assert_eq!(dimension, "tokens");
-                    // 100 tokens short at 1000/min: about 6 s.
-                    assert!(
-                        retry_after > Duration::from_secs(5)
-                            && retry_after <= Duration::from_secs(6)
-                    );
-                    assert_eq!(headers[0].remaining, 400, "a refusal spends nothing");
-                }
-                other => panic!("expected a refusal, got {:?}", other.map(|h| h.remaining)),
-            }
-            assert!(limiter.consume("tok:t".into(), 1000, 400).await.is_ok());
-            // More than a minute's budget can never fit: a 422, not a wait.
-            assert!(matches!(
-                limiter.consume("tok:u".into(), 1000, 1001).await,
-                Err(ApiError::Validation { .. })
-            ));
-        });
-    }
-
-    #[test]
-    fn concurrency_slots_are_released_on_drop() {
-        let limiter = RateLimiter::new(None);
-        let a = limiter.acquire_slot("t".into(), 2);
-        let b = limiter.acquire_slot("t".into(), 2);
-        assert!(a.is_ok() && b.is_ok());
-        assert!(matches!(
-            limiter.acquire_slot("t".into(), 2),
-            Err(ApiError::ConcurrencyLimited { limit: 2 })
-        ));
-        // Another tenant has its own slots.
-        assert!(limiter.acquire_slot("u".into(), 2).is_ok());
-        drop(a);
-        assert!(limiter.acquire_slot("t".into(), 2).is_ok());
-    }
-
-    #[test]
     fn headers_count_down() {
         let store = MemoryStore::default();
         let c = check(5, 1);
@@ -678,17 +601,46 @@ mod tests {
             .map(|_| {
                 headers_for(
                     &c,
-                    store.check(std::slice::from_ref(&c)).states[0],
+                    store.admit(std::slice::from_ref(&c), None).states[0],
                     "requests",
                 )
                 .remaining
             })
             .collect();
         assert_eq!(remaining, vec![4, 3, 2, 1, 0]);
-        let refused = store.check(std::slice::from_ref(&c));
-        assert!(!refused.allowed);
+        let refused = store.admit(std::slice::from_ref(&c), None);
+        assert!(matches!(refused.verdict, Verdict::Requests { .. }));
         let h = headers_for(&c, refused.states[0], "requests");
         assert_eq!(h.remaining, 0);
         assert!(h.reset > Duration::from_secs(59) && h.reset <= Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_refused_token_reservation_reports_the_wait_and_spends_nothing() {
+        let store = MemoryStore::default();
+        let tok = |cost| LimitCheck {
+            key: "tok".into(),
+            limit: 1000,
+            cost,
+        };
+        let ok = store.reserve(&tok(600), &[]);
+        assert_eq!(
+            headers_for(&tok(600), ok.states[0], "tokens").remaining,
+            400
+        );
+        let refused = store.reserve(&tok(500), &[]);
+        match refused.verdict {
+            // 100 tokens short at 1000/min: about 6 s.
+            Verdict::Requests { retry_after } => assert!(
+                retry_after > Duration::from_secs(5) && retry_after <= Duration::from_secs(6)
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(
+            headers_for(&tok(500), refused.states[0], "tokens").remaining,
+            400,
+            "a refusal spends nothing"
+        );
+        assert_eq!(store.reserve(&tok(400), &[]).verdict, Verdict::Allowed);
     }
 }

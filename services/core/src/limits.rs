@@ -14,8 +14,13 @@ pub trait SpendGuard: Send + Sync {
 /// estimated tokens before calling a model and gives back what it did not use.
 #[async_trait::async_trait]
 pub trait TokenBudget: Send + Sync {
-    /// Spends `tokens` now or refuses with 429 (`x-ratelimit-*-tokens`).
+    /// Spends `tokens` now for the request being served, or refuses it with
+    /// 429 (`x-ratelimit-*-tokens`); a refused request is then not counted
+    /// against the tenant's requests per minute either.
     async fn reserve(&self, ctx: &TenantCtx, tokens: u32) -> ApiResult<LimitHeaders>;
     /// Returns `tokens` reserved but not used.
     async fn refund(&self, ctx: &TenantCtx, tokens: u32);
+    /// Spends `tokens` already used beyond the reservation, even past the
+    /// limit (the next requests wait for it).
+    async fn charge(&self, ctx: &TenantCtx, tokens: u32);
 }
