@@ -32,6 +32,9 @@ pub struct CatalogEntry {
     pub base_url: Option<String>,
     pub api_key: Option<Secret<String>>,
     pub context_tokens: Option<u32>,
+    /// The model's Hugging Face `tokenizer.json`: the gateway counts tokens
+    /// with it when the backend reports no usage (estimated otherwise).
+    pub tokenizer: Option<PathBuf>,
     /// Models tried in order when this one's backend is unavailable.
     #[serde(default)]
     pub fallbacks: Vec<String>,

@@ -138,6 +138,13 @@ pub enum ApiError {
         dependency: String,
         retry_after_secs: u64,
     },
+    /// A backend answered, but not with something usable (an empty or cut
+    /// stream, an error event, a malformed body).
+    #[error("{0}")]
+    UpstreamFailed(String),
+    /// A feature this deployment has not configured (e.g. Stripe).
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("{0}")]
     NotImplemented(String),
     #[error("internal error")]
@@ -230,6 +237,8 @@ impl ApiError {
                 "service_unavailable",
                 "Service unavailable",
             ),
+            Self::UpstreamFailed(_) => (S::BAD_GATEWAY, "bad_gateway", "Bad gateway"),
+            Self::NotConfigured(_) => (S::CONFLICT, "not_configured", "Not configured"),
             Self::NotImplemented(_) => (S::NOT_IMPLEMENTED, "not_implemented", "Not implemented"),
             Self::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -292,7 +301,9 @@ impl Problem {
         let current = REQUEST.try_with(Clone::clone).ok();
         let detail = if kind.status.is_server_error() {
             match err {
-                ApiError::Unavailable { .. } | ApiError::NotImplemented(_) => err.to_string(),
+                ApiError::Unavailable { .. }
+                | ApiError::UpstreamFailed(_)
+                | ApiError::NotImplemented(_) => err.to_string(),
                 _ => "The server failed to handle this request; quote the request id when reporting it."
                     .to_string(),
             }

@@ -1,6 +1,7 @@
 //! Models every tenant may call: the operator's catalog (configuration) and,
 //! with a Triton URL, the local models of `infra/triton`.
 
+use crate::tokens::TokenCounter;
 pub use llmops_core::config::CatalogEntry;
 use llmops_core::secret::Secret;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,8 @@ pub struct CatalogModel {
     pub context_tokens: u32,
     /// Models tried in order when this one's backend is unavailable.
     pub fallbacks: Vec<String>,
+    /// Counts tokens when the backend reports none.
+    pub counter: TokenCounter,
 }
 
 impl CatalogModel {
@@ -76,12 +79,17 @@ pub fn from_entry(e: &CatalogEntry) -> Result<CatalogModel, String> {
         }
         other => return Err(format!("catalog `{}`: unknown backend `{other}`", e.id)),
     };
+    let counter = match &e.tokenizer {
+        Some(path) => TokenCounter::load(path).map_err(|m| format!("catalog `{}`: {m}", e.id))?,
+        None => TokenCounter::estimate(),
+    };
     Ok(CatalogModel {
         id: e.id.clone(),
         kind,
         backend,
         context_tokens: e.context_tokens.unwrap_or(4096),
         fallbacks: e.fallbacks.clone(),
+        counter,
     })
 }
 
@@ -113,6 +121,7 @@ pub fn local_models() -> Vec<CatalogModel> {
             },
             context_tokens: 2048,
             fallbacks: Vec::new(),
+            counter: TokenCounter::estimate(),
         },
         CatalogModel {
             id: "all-minilm-l6-v2".into(),
@@ -122,6 +131,7 @@ pub fn local_models() -> Vec<CatalogModel> {
             },
             context_tokens: 256,
             fallbacks: Vec::new(),
+            counter: TokenCounter::estimate(),
         },
     ]
 }

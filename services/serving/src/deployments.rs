@@ -449,6 +449,7 @@ impl Serving {
                 },
                 context_tokens: 2048,
                 fallbacks: Vec::new(),
+                counter: crate::tokens::TokenCounter::estimate(),
             })),
             Some(d) if d.status == "failed" => Err(ApiError::Conflict(format!(
                 "deployment `{name}` failed: {}",

@@ -11,6 +11,7 @@ pub mod deployments;
 pub mod openai;
 pub mod routes;
 pub mod service;
+pub mod tokens;
 pub mod triton;
 pub mod upstream;
 

@@ -3,7 +3,9 @@
 
 use crate::catalog::{CatalogModel, ModelBackend, ModelKind};
 use crate::openai::*;
+use crate::tokens::UsageSource;
 use crate::triton::{Generation, GenerationStep, Triton};
+use crate::upstream::{Call, Prompt};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use llmops_core::error::LimitHeaders;
@@ -97,13 +99,39 @@ struct Settlement {
     ctx: TenantCtx,
     id: String,
     model: String,
+    /// When the call started (before its backend was opened).
+    started: Instant,
     reserved: u32,
     prompt_tokens: u32,
     completion_tokens: u32,
+    usage_source: UsageSource,
     done: bool,
 }
 
 impl Settlement {
+    /// Takes the counts a step carries.
+    fn update(&mut self, step: &GenerationStep) {
+        self.prompt_tokens = step.prompt_tokens;
+        self.completion_tokens = step.completion_tokens;
+        self.usage_source = step.usage_source;
+    }
+
+    /// A call that failed before its client got anything: nothing is
+    /// booked and the whole reservation goes back.
+    fn abandon(&mut self) {
+        self.prompt_tokens = 0;
+        self.completion_tokens = 0;
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let s = self.serving.clone();
+        let (ctx, reserved) = (self.ctx.clone(), self.reserved);
+        s.0.tasks.clone().spawn(async move {
+            s.0.budget.refund(&ctx, reserved).await;
+        });
+    }
+
     fn settle(&mut self) {
         if self.done {
             return;
@@ -112,19 +140,24 @@ impl Settlement {
         let s = self.serving.clone();
         let ctx = self.ctx.clone();
         let (id, model, reserved) = (self.id.clone(), self.model.clone(), self.reserved);
-        let (p, c) = (self.prompt_tokens, self.completion_tokens);
+        let (p, c, source) = (
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.usage_source,
+        );
         s.0.tasks.clone().spawn(async move {
             let used = p.saturating_add(c);
             if used < reserved {
                 s.0.budget.refund(&ctx, reserved - used).await;
             } else if used > reserved {
                 // Already served: spend the difference, even past the limit.
-                let _ = s.0.budget.reserve(&ctx, used - reserved).await;
+                s.0.budget.charge(&ctx, used - reserved).await;
             }
             s.record(
                 &ctx,
                 &id,
                 &model,
+                source,
                 &[
                     (Meter::INPUT_TOKENS, p),
                     (Meter::OUTPUT_TOKENS, c),
@@ -243,17 +276,30 @@ impl Serving {
         self.0.ready.read().is_ok_and(|r| r.contains(id))
     }
 
-    async fn record(&self, ctx: &TenantCtx, id: &str, model: &str, parts: &[(&str, u32)]) {
+    /// Books a call's usage. Token counts the gateway made itself (the
+    /// backend reported none) say so in a `usage_source` dimension.
+    async fn record(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        model: &str,
+        source: UsageSource,
+        parts: &[(&str, u32)],
+    ) {
         let events: Vec<UsageEvent> = parts
             .iter()
             .filter(|(_, q)| *q > 0)
             .filter_map(|(meter, q)| {
+                let mut dimensions = BTreeMap::from([("model".to_string(), model.to_string())]);
+                if source != UsageSource::Backend && *meter != Meter::REQUESTS {
+                    dimensions.insert("usage_source".into(), source.as_str().into());
+                }
                 Some(UsageEvent {
                     id: format!("{id}:{meter}"),
                     tenant_id: ctx.tenant_id(),
                     meter: Meter::new(meter).ok()?,
                     quantity: i64::from(*q),
-                    dimensions: BTreeMap::from([("model".to_string(), model.to_string())]),
+                    dimensions,
                     occurred_at: chrono::Utc::now(),
                 })
             })
@@ -357,17 +403,17 @@ impl Serving {
                 if !g.stop.is_empty() {
                     body["stop"] = serde_json::json!(g.stop);
                 }
-                let (path, chat) = match &g.messages {
+                let (path, prompt) = match &g.messages {
                     Some(turns) => {
                         body["messages"] = turns
                             .iter()
                             .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
                             .collect();
-                        ("chat/completions", true)
+                        ("chat/completions", Prompt::Chat(turns.clone()))
                     }
                     None => {
                         body["prompt"] = g.prompt.clone().into();
-                        ("completions", false)
+                        ("completions", Prompt::Text(g.prompt.clone()))
                     }
                 };
                 let res = crate::upstream::post_streaming(
@@ -378,7 +424,14 @@ impl Serving {
                     &body,
                 )
                 .await?;
-                Ok(crate::upstream::steps(res, m.id.clone(), chat).boxed())
+                Ok(crate::upstream::steps(
+                    res,
+                    Call {
+                        model: m.id.clone(),
+                        prompt,
+                        counter: m.counter.clone(),
+                    },
+                ))
             }
         }
     }
@@ -485,13 +538,24 @@ impl Serving {
         Settlement,
         LimitHeaders,
     )> {
+        let started = Instant::now();
         let reserved = estimate_tokens(&g.prompt).saturating_add(g.max_tokens);
         let headers = self.0.budget.reserve(ctx, reserved).await?;
         let mut last = None;
         for candidate in self.candidates(model) {
             // `g` has both forms: the templated prompt (Triton) and the turns
-            // (upstreams template themselves).
-            match self.open_steps(&candidate, g).await {
+            // (upstreams template themselves). The first step is awaited
+            // here, so a backend that fails before producing anything is
+            // still a failure of this candidate (the next one is tried, or
+            // the client gets a 502/503), never an empty success.
+            let opened = match self.open_steps(&candidate, g).await {
+                Ok(mut steps) => match steps.next().await {
+                    Some(Err(e)) => Err(e),
+                    first => Ok(futures_util::stream::iter(first).chain(steps).boxed()),
+                },
+                Err(e) => Err(e),
+            };
+            match opened {
                 Ok(steps) => {
                     if candidate.id != model.id {
                         metrics::counter!("llm_fallbacks_total", "model" => model.id.clone(), "to" => candidate.id.clone())
@@ -502,14 +566,18 @@ impl Serving {
                         ctx: ctx.clone(),
                         id: id.to_string(),
                         model: candidate.id.clone(),
+                        started,
                         reserved,
                         prompt_tokens: 0,
                         completion_tokens: 0,
+                        usage_source: UsageSource::Backend,
                         done: false,
                     };
                     return Ok((steps, settlement, headers));
                 }
-                Err(e @ ApiError::Unavailable { .. }) => last = Some(e),
+                Err(e @ (ApiError::Unavailable { .. } | ApiError::UpstreamFailed(_))) => {
+                    last = Some(e)
+                }
                 Err(e) => {
                     self.0.budget.refund(ctx, reserved).await;
                     return Err(e);
@@ -522,21 +590,25 @@ impl Serving {
     }
 
     /// Runs a generation to the end and books it:
-    /// `(text, finish_reason, usage)`. On an error midway the settlement,
-    /// dropped, books what was produced.
+    /// `(text, finish_reason, usage)`. On an error midway the client gets
+    /// the error and nothing is booked.
     async fn collect(
         steps: impl Stream<Item = Result<GenerationStep, ApiError>>,
         mut settlement: Settlement,
     ) -> ApiResult<(String, String, Usage)> {
-        let started = Instant::now();
         let mut text = String::new();
         let mut finish = String::from("length");
         futures_util::pin_mut!(steps);
         while let Some(step) = steps.next().await {
-            let step = step?;
+            let step = match step {
+                Ok(step) => step,
+                Err(e) => {
+                    settlement.abandon();
+                    return Err(e);
+                }
+            };
             text.push_str(&step.text);
-            settlement.prompt_tokens = step.prompt_tokens;
-            settlement.completion_tokens = step.completion_tokens;
+            settlement.update(&step);
             if !step.finish_reason.is_empty() {
                 finish = step.finish_reason;
                 break;
@@ -544,7 +616,7 @@ impl Serving {
         }
         observe(
             &settlement.model,
-            started,
+            settlement.started,
             None,
             settlement.completion_tokens,
         );
@@ -758,7 +830,10 @@ impl Serving {
         let started = Instant::now();
         let result = match &model.backend {
             ModelBackend::Triton { model: name } => match self.triton_for(model) {
-                Ok(t) => t.embed(name, &texts).await,
+                Ok(t) => t
+                    .embed(name, &texts)
+                    .await
+                    .map(|(v, counts)| (v, counts, UsageSource::Backend)),
                 Err(e) => Err(e),
             },
             ModelBackend::OpenAi {
@@ -772,18 +847,19 @@ impl Serving {
                 &model.id,
                 up,
                 &texts,
+                &model.counter,
             )
             .await
-            .map(|(v, total)| {
+            .map(|(v, total, source)| {
                 // Upstreams report one total; spread is not needed for billing.
                 let mut counts = vec![0i64; v.len()];
                 if let Some(first) = counts.first_mut() {
                     *first = i64::from(total);
                 }
-                (v, counts)
+                (v, counts, source)
             }),
         };
-        let (vectors, counts) = match result {
+        let (vectors, counts, source) = match result {
             Ok(v) => v,
             Err(e) => {
                 self.0.budget.refund(ctx, reserved).await;
@@ -795,6 +871,8 @@ impl Serving {
         let tokens: u32 = counts.iter().map(|c| u32::try_from(*c).unwrap_or(0)).sum();
         if tokens < reserved {
             self.0.budget.refund(ctx, reserved - tokens).await;
+        } else if tokens > reserved {
+            self.0.budget.charge(ctx, tokens - reserved).await;
         }
         let id = format!("emb-{}", ulid::Ulid::new().to_string().to_lowercase());
         let s = self.clone();
@@ -804,6 +882,7 @@ impl Serving {
                 &ctx2,
                 &id,
                 &model_id,
+                source,
                 &[(Meter::EMBEDDING_TOKENS, tokens), (Meter::REQUESTS, 1)],
             )
             .await;
@@ -888,7 +967,6 @@ where
         settlement: Settlement,
         chunk: F,
         include_usage: bool,
-        started: Instant,
         first_token: Option<Instant>,
         finished: bool,
         sent_done: bool,
@@ -898,7 +976,6 @@ where
         settlement,
         chunk,
         include_usage,
-        started: Instant::now(),
         first_token: None,
         finished: false,
         sent_done: false,
@@ -914,8 +991,7 @@ where
         }
         match st.steps.next().await {
             Some(Ok(step)) => {
-                st.settlement.prompt_tokens = step.prompt_tokens;
-                st.settlement.completion_tokens = step.completion_tokens;
+                st.settlement.update(&step);
                 if st.first_token.is_none() && !step.text.is_empty() {
                     st.first_token = Some(Instant::now());
                 }
@@ -941,7 +1017,7 @@ where
                     }
                     observe(
                         &st.settlement.model,
-                        st.started,
+                        st.settlement.started,
                         st.first_token,
                         step.completion_tokens,
                     );
@@ -950,7 +1026,11 @@ where
                 Some((Ok(Bytes::from(out)), st))
             }
             Some(Err(e)) => {
+                // An error event ends the stream: no `[DONE]` after it, so a
+                // client that ignores error events still sees an unfinished
+                // answer rather than a complete one.
                 st.finished = true;
+                st.sent_done = true;
                 let problem = llmops_core::error::Problem::from_error(&e);
                 let body = serde_json::json!({"error": {"message": problem.detail, "type": problem.code, "code": problem.code}});
                 st.settlement.settle();

@@ -26,6 +26,8 @@ pub struct GenerationStep {
     pub finish_reason: String,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Who counted the tokens.
+    pub usage_source: crate::tokens::UsageSource,
 }
 
 /// Sampling settings sent to the LLM model.
@@ -382,6 +384,7 @@ impl Triton {
                     .map(first_i32)
                     .unwrap_or(0)
                     .max(0) as u32,
+                usage_source: crate::tokens::UsageSource::Backend,
             })
         }))
     }

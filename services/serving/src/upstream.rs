@@ -2,6 +2,7 @@
 //! kind of backend. Requests stream (`stream: true`, with usage) so the
 //! gateway relays tokens as they come and books the upstream's own counts.
 
+use crate::tokens::{TokenCounter, UsageSource};
 use crate::triton::GenerationStep;
 use futures_util::{Stream, StreamExt};
 use llmops_core::ApiError;
@@ -75,30 +76,211 @@ pub async fn post_streaming(
     Err(last.unwrap_or_else(|| unavailable(model, "no answer")))
 }
 
-/// Turns an OpenAI event stream into generation steps: text deltas, then
-/// one last step with the finish reason and the upstream's usage.
+/// The prompt of an upstream call, kept to count its tokens when the
+/// upstream reports no usage.
+pub enum Prompt {
+    Chat(Vec<(String, String)>),
+    Text(String),
+}
+
+/// What reading an upstream's answer needs besides the response.
+pub struct Call {
+    /// The catalog model (for errors and metrics).
+    pub model: String,
+    pub prompt: Prompt,
+    pub counter: TokenCounter,
+}
+
+impl Call {
+    fn is_chat(&self) -> bool {
+        matches!(self.prompt, Prompt::Chat(_))
+    }
+
+    /// A step with the tokens of a call, from the upstream's usage or, when
+    /// it gave none, counted here.
+    fn counted(&self, usage: Option<(u32, u32)>, text: &str, finish: String) -> GenerationStep {
+        let (p, c, source) = match usage {
+            Some((p, c)) => (p, c, UsageSource::Backend),
+            None => {
+                let p = match &self.prompt {
+                    Prompt::Chat(turns) => self.counter.count_chat(turns),
+                    Prompt::Text(t) => self.counter.count(t),
+                };
+                (p, self.counter.count(text), self.counter.source())
+            }
+        };
+        if source != UsageSource::Backend {
+            metrics::counter!("upstream_usage_counted_total", "model" => self.model.clone())
+                .increment(1);
+        }
+        GenerationStep {
+            text: String::new(),
+            finish_reason: finish,
+            prompt_tokens: p,
+            completion_tokens: c,
+            usage_source: source,
+        }
+    }
+}
+
+/// An upstream that answered, but not with a usable completion.
+fn bad_answer(model: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::UpstreamFailed(format!("the upstream of `{model}` {why}"))
+}
+
+/// The largest non-streamed answer read from an upstream.
+const MAX_JSON_ANSWER: usize = 32 << 20;
+
+/// Turns an upstream's answer into generation steps: text, then one last
+/// step with the finish reason and the tokens. An event stream is relayed
+/// as it comes; a plain JSON completion (servers that ignore `stream`) is
+/// taken as it is. An answer without any choice, a stream cut before
+/// `[DONE]` and an error event are upstream failures (502), never an empty
+/// success; tokens the upstream does not report are counted here.
 pub fn steps(
     res: reqwest::Response,
-    model: String,
-    chat: bool,
+    call: Call,
+) -> futures_util::stream::BoxStream<'static, Result<GenerationStep, ApiError>> {
+    let is_sse = res
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+    if is_sse {
+        sse_steps(res, call).boxed()
+    } else {
+        futures_util::stream::once(json_steps(res, call))
+            .flat_map(|r| {
+                futures_util::stream::iter(match r {
+                    Ok(steps) => steps.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                })
+            })
+            .boxed()
+    }
+}
+
+/// The usage object of an OpenAI answer, if it has one.
+fn usage_of(v: &serde_json::Value) -> Option<(u32, u32)> {
+    let u = v.get("usage").filter(|u| u.is_object())?;
+    let n = |k: &str| {
+        u.get(k)?
+            .as_u64()
+            .map(|x| u32::try_from(x).unwrap_or(u32::MAX))
+    };
+    Some((n("prompt_tokens")?, n("completion_tokens").unwrap_or(0)))
+}
+
+fn error_message(err: &serde_json::Value) -> String {
+    err.get("message")
+        .and_then(|m| m.as_str())
+        .or_else(|| err.as_str())
+        .unwrap_or("no message")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+/// A whole JSON completion.
+async fn json_steps(
+    mut res: reqwest::Response,
+    call: Call,
+) -> Result<Vec<GenerationStep>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = res.chunk().await.map_err(|e| unavailable(&call.model, e))? {
+        if body.len() + chunk.len() > MAX_JSON_ANSWER {
+            return Err(bad_answer(&call.model, "answered more than 32 MiB"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|_| bad_answer(&call.model, "answered neither an event stream nor JSON"))?;
+    if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+        return Err(bad_answer(
+            &call.model,
+            format!("answered an error: {}", error_message(err)),
+        ));
+    }
+    let Some(choice) = v["choices"].as_array().and_then(|c| c.first()) else {
+        return Err(bad_answer(&call.model, "answered without any choice"));
+    };
+    let text = if call.is_chat() {
+        choice["message"]["content"].as_str()
+    } else {
+        choice["text"].as_str()
+    }
+    .unwrap_or_default()
+    .to_string();
+    let finish = choice["finish_reason"]
+        .as_str()
+        .unwrap_or("stop")
+        .to_string();
+    let last = call.counted(usage_of(&v), &text, finish);
+    let mut out = Vec::with_capacity(2);
+    if !text.is_empty() {
+        out.push(text_step(text));
+    }
+    out.push(last);
+    Ok(out)
+}
+
+fn text_step(text: String) -> GenerationStep {
+    GenerationStep {
+        text,
+        finish_reason: String::new(),
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        usage_source: UsageSource::Backend,
+    }
+}
+
+/// An OpenAI event stream.
+fn sse_steps(
+    res: reqwest::Response,
+    call: Call,
 ) -> impl Stream<Item = Result<GenerationStep, ApiError>> + Send + 'static {
     struct St<S> {
         body: S,
         buf: Vec<u8>,
+        call: Call,
         finish: Option<String>,
+        usage: Option<(u32, u32)>,
+        saw_choice: bool,
+        /// What was relayed, to count it if no usage comes.
+        text: String,
+        /// The error to yield after the step that books what was relayed.
+        failure: Option<ApiError>,
         done: bool,
-        model: String,
-        chat: bool,
+    }
+    impl<S> St<S> {
+        /// Fails the call: first a step booking what was relayed (when
+        /// anything was), then the error.
+        fn fail(&mut self, e: ApiError) -> Result<GenerationStep, ApiError> {
+            self.done = true;
+            if self.text.is_empty() {
+                return Err(e);
+            }
+            self.failure = Some(e);
+            let mut step = self.call.counted(self.usage, &self.text, String::new());
+            step.finish_reason = String::new();
+            Ok(step)
+        }
     }
     let st = St {
         body: res.bytes_stream(),
         buf: Vec::new(),
+        call,
         finish: None,
+        usage: None,
+        saw_choice: false,
+        text: String::new(),
+        failure: None,
         done: false,
-        model,
-        chat,
     };
     futures_util::stream::unfold(st, |mut st| async move {
+        if let Some(e) = st.failure.take() {
+            return Some((Err(e), st));
+        }
         loop {
             if st.done {
                 return None;
@@ -110,77 +292,65 @@ pub fn steps(
                     continue;
                 };
                 if data == "[DONE]" {
+                    if !st.saw_choice {
+                        let e = bad_answer(&st.call.model, "ended its stream without any choice");
+                        return Some((st.fail(e), st));
+                    }
                     st.done = true;
                     // Read to the end so the connection goes back to the pool.
                     while let Some(Ok(_)) = st.body.next().await {}
                     let finish = st.finish.take().unwrap_or_else(|| "stop".into());
-                    return Some((Ok(final_step(finish, 0, 0)), st));
+                    let last = st.call.counted(st.usage, &st.text, finish);
+                    return Some((Ok(last), st));
                 }
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
                     continue;
                 };
-                if let Some(err) = v.get("error") {
-                    st.done = true;
-                    let msg = err["message"]
-                        .as_str()
-                        .unwrap_or("upstream error")
-                        .to_string();
-                    return Some((Err(unavailable(&st.model, msg)), st));
+                if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+                    let e = bad_answer(
+                        &st.call.model,
+                        format!("sent an error event: {}", error_message(err)),
+                    );
+                    return Some((st.fail(e), st));
                 }
-                let choice = &v["choices"][0];
+                if let Some(u) = usage_of(&v) {
+                    st.usage = Some(u);
+                }
+                let Some(choice) = v["choices"].as_array().and_then(|c| c.first()) else {
+                    continue;
+                };
+                st.saw_choice = true;
                 if let Some(f) = choice["finish_reason"].as_str() {
                     st.finish = Some(f.to_string());
                 }
-                if v["usage"].is_object() {
-                    st.done = true;
-                    while let Some(Ok(_)) = st.body.next().await {}
-                    let p = v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as u32;
-                    let c = v["usage"]["completion_tokens"].as_u64().unwrap_or(0) as u32;
-                    let finish = st.finish.take().unwrap_or_else(|| "stop".into());
-                    return Some((Ok(final_step(finish, p, c)), st));
-                }
-                let text = if st.chat {
+                let text = if st.call.is_chat() {
                     choice["delta"]["content"].as_str()
                 } else {
                     choice["text"].as_str()
                 };
                 if let Some(t) = text.filter(|t| !t.is_empty()) {
-                    let step = GenerationStep {
-                        text: t.to_string(),
-                        finish_reason: String::new(),
-                        prompt_tokens: 0,
-                        completion_tokens: 0,
-                    };
-                    return Some((Ok(step), st));
+                    st.text.push_str(t);
+                    return Some((Ok(text_step(t.to_string())), st));
                 }
                 continue;
             }
             match st.body.next().await {
                 Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
                 Some(Err(e)) => {
-                    st.done = true;
-                    return Some((Err(unavailable(&st.model, e)), st));
+                    let e = unavailable(&st.call.model, e);
+                    return Some((st.fail(e), st));
                 }
                 None => {
-                    st.done = true;
-                    let finish = st.finish.take().unwrap_or_else(|| "stop".into());
-                    return Some((Ok(final_step(finish, 0, 0)), st));
+                    let e = bad_answer(&st.call.model, "ended its stream before `[DONE]`");
+                    return Some((st.fail(e), st));
                 }
             }
         }
     })
 }
 
-fn final_step(finish: String, p: u32, c: u32) -> GenerationStep {
-    GenerationStep {
-        text: String::new(),
-        finish_reason: finish,
-        prompt_tokens: p,
-        completion_tokens: c,
-    }
-}
-
-/// Embeddings from an upstream: `(vectors, total tokens)`.
+/// Embeddings from an upstream: the vectors, the tokens and who counted
+/// them (the upstream's `usage`, or this gateway when it gave none).
 pub async fn embed(
     client: &reqwest::Client,
     base_url: &str,
@@ -188,7 +358,8 @@ pub async fn embed(
     model: &str,
     upstream_model: &str,
     texts: &[String],
-) -> Result<(Vec<Vec<f32>>, u32), ApiError> {
+    counter: &TokenCounter,
+) -> Result<(Vec<Vec<f32>>, u32, UsageSource), ApiError> {
     let body =
         serde_json::json!({"model": upstream_model, "input": texts, "encoding_format": "float"});
     let res = post_streaming(
@@ -199,22 +370,37 @@ pub async fn embed(
         &body,
     )
     .await?;
-    let v: serde_json::Value = res.json().await.map_err(|e| unavailable(model, e))?;
-    let mut out = Vec::new();
-    for d in v["data"].as_array().into_iter().flatten() {
+    let v: serde_json::Value = res
+        .json()
+        .await
+        .map_err(|_| bad_answer(model, "answered embeddings that are not JSON"))?;
+    // Upstreams may answer out of order; `index` says where each belongs.
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; texts.len()];
+    for (i, d) in v["data"].as_array().into_iter().flatten().enumerate() {
+        let at = d["index"].as_u64().map_or(i, |x| x as usize);
         let vec: Vec<f32> = d["embedding"]
             .as_array()
             .into_iter()
             .flatten()
             .filter_map(|x| x.as_f64().map(|f| f as f32))
             .collect();
-        out.push(vec);
+        match out.get_mut(at) {
+            Some(slot @ None) if !vec.is_empty() => *slot = Some(vec),
+            _ => return Err(bad_answer(model, "answered malformed embeddings")),
+        }
     }
-    if out.len() != texts.len() {
-        return Err(unavailable(model, "wrong number of embeddings"));
-    }
-    Ok((
-        out,
-        v["usage"]["prompt_tokens"].as_u64().unwrap_or(0) as u32,
-    ))
+    let Some(out) = out.into_iter().collect::<Option<Vec<_>>>() else {
+        return Err(bad_answer(model, "answered the wrong number of embeddings"));
+    };
+    let (tokens, source) = match v["usage"]["prompt_tokens"].as_u64() {
+        Some(t) => (u32::try_from(t).unwrap_or(u32::MAX), UsageSource::Backend),
+        None => (
+            texts
+                .iter()
+                .map(|t| counter.count(t))
+                .fold(0, u32::saturating_add),
+            counter.source(),
+        ),
+    };
+    Ok((out, tokens, source))
 }

@@ -17,4 +17,5 @@ mod stripe;
 mod tenants;
 mod triton_outage;
 mod upstream;
+mod upstream_answers;
 mod usage;
