@@ -380,8 +380,9 @@ impl Billing {
     /// fresh attempts; a pushed one is left alone; a void one is refused.
     pub async fn retry_push(&self, id: &str) -> ApiResult<InvoiceView> {
         if self.stripe.is_none() {
-            return Err(ApiError::NotImplemented(
-                "Stripe is not configured (LLMOPS_STRIPE_API_KEY)".into(),
+            return Err(ApiError::NotConfigured(
+                "Stripe is not configured on this server (set stripe_api_key / LLMOPS_STRIPE_API_KEY)"
+                    .into(),
             ));
         }
         let id: llmops_core::ids::InvoiceId = id.parse()?;

@@ -65,9 +65,12 @@ impl Billing {
         header: Option<&str>,
         payload: &[u8],
     ) -> ApiResult<WebhookOutcome> {
-        let secret = self
-            .stripe_secret()
-            .ok_or_else(|| ApiError::NotImplemented("Stripe webhooks are not configured".into()))?;
+        let secret = self.stripe_secret().ok_or_else(|| {
+            ApiError::NotConfigured(
+                "Stripe webhooks are not configured on this server (set stripe_webhook_secret)"
+                    .into(),
+            )
+        })?;
         let header =
             header.ok_or_else(|| ApiError::BadRequest("missing Stripe-Signature header".into()))?;
         verify(secret, header, payload, Utc::now().timestamp())
