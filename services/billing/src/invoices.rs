@@ -314,6 +314,10 @@ impl Billing {
                 self.view(m).await
             }
             Err(e) if is_unique_violation(&e) => {
+                // Give the connection back before reading the winner's
+                // invoice: holding it while asking the pool for another
+                // starves the pool when many closes race.
+                txn.rollback().await?;
                 scope
                     .find::<invoice::Entity>()
                     .filter(invoice::Column::PeriodStart.eq(start))
