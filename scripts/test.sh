@@ -34,7 +34,7 @@ log "building"
 cargo build --locked --bin llmops
 log "testing"
 set +e
-cargo test --locked --workspace -- "$@" 2>&1 | tee "$work/cargo-test.log"
+cargo test --locked --workspace --no-fail-fast -- "$@" 2>&1 | tee "$work/cargo-test.log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, summed over every test binary.

@@ -1,6 +1,6 @@
 //! Builds the application state and runs the HTTP server.
 
-use crate::extract::{json_config, path_config, query_config};
+use crate::extract::{path_config, query_config};
 use crate::middleware::{authenticate, not_found, operator_only, request_context};
 use crate::openapi;
 use crate::ratelimit::{RateLimiter, RedisStore};
@@ -174,7 +174,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.app_data(state.registry.clone())
         .app_data(state.serving.clone())
         .app_data(state.billing.clone())
-        .app_data(json_config(max_body))
+        .app_data(llmops_core::http::JsonLimit(max_body))
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
         .app_data(path_config())
@@ -187,7 +187,10 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                     .finish()
             }),
         )
-        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", openapi::document()))
+        .service(
+            SwaggerUi::new("/docs/{_:.*}")
+                .external_url_unchecked("/openapi.json", openapi::document()),
+        )
         .service(
             web::scope("/v1")
                 .wrap(from_fn(authenticate))

@@ -2,97 +2,8 @@
 
 use crate::routes;
 use llmops_core::error::{FieldError, PROBLEM_JSON, Problem};
-use std::collections::BTreeMap;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder, response::Response};
-use utoipa::{IntoResponses, Modify, OpenApi};
-
-fn problem(description: &str) -> RefOr<Response> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            PROBLEM_JSON,
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name("Problem")))
-                .build(),
-        )
-        .into()
-}
-
-fn responses(list: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
-    list.iter()
-        .map(|(code, desc)| ((*code).to_string(), problem(desc)))
-        .collect()
-}
-
-/// 401, 403 and 429 of authenticated tenant routes.
-pub struct AuthErrors;
-impl IntoResponses for AuthErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(&[
-            ("401", "Missing, malformed, expired or revoked credentials"),
-            ("403", "Missing scope, or tenant suspended"),
-            (
-                "429",
-                "Rate or concurrency limit reached; see `retry-after` and `x-ratelimit-*`",
-            ),
-        ])
-    }
-}
-
-/// 401/403 of operator routes.
-pub struct OperatorErrors;
-impl IntoResponses for OperatorErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(&[
-            ("401", "Missing or wrong operator token"),
-            (
-                "403",
-                "The operator API is disabled (no operator token configured)",
-            ),
-        ])
-    }
-}
-
-/// 400, 413, 415, 422.
-pub struct InputErrors;
-impl IntoResponses for InputErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(&[
-            ("400", "Malformed JSON"),
-            ("413", "Body larger than the limit"),
-            ("415", "Body is not JSON"),
-            (
-                "422",
-                "Invalid fields, unknown fields or an invalid id (see `errors`)",
-            ),
-        ])
-    }
-}
-
-pub struct NotFound;
-impl IntoResponses for NotFound {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(&[(
-            "404",
-            "No such object for this tenant (objects of other tenants are not found either)",
-        )])
-    }
-}
-
-/// 500 and 503 (with `retry-after`).
-pub struct Retryable;
-impl IntoResponses for Retryable {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        responses(&[
-            ("500", "Internal error; the body names the request id"),
-            (
-                "503",
-                "A dependency is down; retry after `retry-after` seconds",
-            ),
-        ])
-    }
-}
+use utoipa::{Modify, OpenApi};
 
 struct Security;
 impl Modify for Security {
@@ -165,19 +76,199 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The whole document: the gateway's routes and every service's.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The whole document: the gateway's routes and every service's, with the
+/// answers every route of a kind can give added to each (see [`complete`]).
+/// As JSON: utoipa cannot read its own 3.1 output back, and nothing needs
+/// the typed form after this point.
+pub fn document() -> serde_json::Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(llmops_registry::openapi::RegistryDoc::openapi());
     doc.merge(llmops_serving::routes::ServingDoc::openapi());
     doc.merge(llmops_billing::routes::BillingDoc::openapi());
-    doc
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    complete(&mut value);
+    value
 }
 
 /// The document as pretty JSON with a trailing newline, as checked in.
 pub fn document_json() -> String {
-    let doc = document();
-    let mut s = doc.to_pretty_json().unwrap_or_else(|_| "{}".into());
+    let mut s = serde_json::to_string_pretty(&document()).unwrap_or_else(|_| "{}".into());
     s.push('\n');
     s
+}
+
+/// Adds to every operation the answers that come from the layers it goes
+/// through rather than from its handler, so that the document lists every
+/// status a route can return:
+/// - every route: 500; every route that reads the database: 503 (with
+///   `retry-after`);
+/// - tenant routes (`bearer`): 401, 403 (scope, suspended tenant), 429
+///   (with `retry-after` and `x-ratelimit-*`); operator routes: 401, 403;
+/// - a JSON body: 400 (malformed), 413 (too large), 415 (not JSON), 422
+///   (invalid fields);
+/// - path parameters: 404, 422 (an id of the wrong shape), and 400 for an
+///   integer that is not one; query parameters: 422.
+///
+/// Answers a handler documents itself are kept as they are.
+pub fn complete(doc: &mut serde_json::Value) {
+    use serde_json::{Value, json};
+    let problem = |description: &str| {
+        json!({
+            "description": description,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        })
+    };
+    let retry_after = json!({
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 0}
+    });
+    let mut limit_headers = serde_json::Map::new();
+    limit_headers.insert("retry-after".into(), retry_after.clone());
+    for what in ["limit", "remaining"] {
+        for dim in ["requests", "tokens"] {
+            limit_headers.insert(
+                format!("x-ratelimit-{what}-{dim}"),
+                json!({"description": format!("The {dim} {what} of the current minute"), "schema": {"type": "integer", "minimum": 0}}),
+            );
+        }
+    }
+    for dim in ["requests", "tokens"] {
+        limit_headers.insert(
+            format!("x-ratelimit-reset-{dim}"),
+            json!({"description": format!("Until the {dim} budget is full again (`1s`, `6m0s`, `120ms`)"), "schema": {"type": "string"}}),
+        );
+    }
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for op in item.values_mut() {
+            let Some(op) = op.as_object_mut() else {
+                continue;
+            };
+            let schemes: Vec<String> = op
+                .get("security")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .flat_map(|o| o.keys().cloned())
+                .collect();
+            let params: Vec<Value> = op
+                .get("parameters")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let in_ = |p: &Value, place: &str| p["in"] == place;
+            let json_body = op
+                .get("requestBody")
+                .and_then(|b| b["content"].as_object())
+                .is_some_and(|c| c.contains_key("application/json"));
+            let mut add: Vec<(&str, Value)> = vec![(
+                "500",
+                problem("Internal error; the body names the request id"),
+            )];
+            if path != "/healthz" && path != "/metrics" {
+                add.push((
+                    "503",
+                    problem("A dependency (the database, a backend) is down; retry after `retry-after` seconds"),
+                ));
+            }
+            if schemes.iter().any(|s| s == "bearer") {
+                add.push((
+                    "401",
+                    problem("Missing, malformed, expired or revoked credentials"),
+                ));
+                add.push(("403", problem("Missing scope, or tenant suspended")));
+                add.push((
+                    "429",
+                    problem(
+                        "Rate or concurrency limit reached; see `retry-after` and `x-ratelimit-*`",
+                    ),
+                ));
+            }
+            if schemes.iter().any(|s| s == "operator") {
+                add.push(("401", problem("Missing or wrong operator token")));
+                add.push((
+                    "403",
+                    problem("The operator API is disabled (no operator token configured)"),
+                ));
+            }
+            if json_body {
+                add.push(("400", problem("Malformed JSON")));
+                add.push(("413", problem("Body larger than the limit")));
+                add.push(("415", problem("Body is not JSON")));
+                add.push(("422", problem("Invalid or unknown fields (see `errors`)")));
+            }
+            if params.iter().any(|p| in_(p, "path")) {
+                add.push(("404", problem("No such object for this tenant (objects of other tenants are not found either)")));
+                add.push(("422", problem("A path parameter of the wrong shape")));
+            }
+            if params
+                .iter()
+                .any(|p| in_(p, "path") && p["schema"]["type"] == "integer")
+            {
+                add.push(("400", problem("A path parameter that is not a number")));
+            }
+            if params.iter().any(|p| in_(p, "query")) {
+                add.push(("422", problem("Invalid query parameters")));
+            }
+            let responses = op
+                .entry("responses")
+                .or_insert_with(|| json!({}))
+                .as_object_mut();
+            let Some(responses) = responses else { continue };
+            for (status, response) in add {
+                responses.entry(status).or_insert(response);
+            }
+            for (status, headers) in [
+                ("429", Value::Object(limit_headers.clone())),
+                ("503", json!({"retry-after": retry_after})),
+            ] {
+                if let Some(r) = responses.get_mut(status).and_then(Value::as_object_mut) {
+                    let have = r.entry("headers").or_insert_with(|| json!({}));
+                    if let (Some(have), Some(add)) = (have.as_object_mut(), headers.as_object()) {
+                        for (k, v) in add {
+                            have.entry(k.clone()).or_insert(v.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn operation_ids_are_unique() {
+        let doc = super::document();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+            for (method, op) in item.as_object().into_iter().flatten() {
+                let id = op["operationId"].as_str().unwrap_or_default().to_string();
+                assert!(!id.is_empty(), "{method} {path} has no operation id");
+                if let Some(other) = seen.insert(id.clone(), format!("{method} {path}")) {
+                    panic!("operation id {id} of {method} {path} is also {other}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tenant_routes_document_auth_limits_and_server_errors() {
+        let doc = super::document();
+        let op = &doc["paths"]["/v1/api_keys/{key_id}"]["get"]["responses"];
+        for status in ["200", "401", "403", "404", "422", "429", "500", "503"] {
+            assert!(
+                op.get(status).is_some(),
+                "GET /v1/api_keys/{{key_id}} lacks {status}"
+            );
+        }
+        assert!(op["429"]["headers"]["retry-after"].is_object());
+        assert!(op.get("413").is_none(), "no body, no 413");
+    }
 }

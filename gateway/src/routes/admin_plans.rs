@@ -1,9 +1,9 @@
 //! `/admin/v1/plans`: price plans and the limits they grant.
 
-use crate::openapi::{InputErrors, NotFound, OperatorErrors};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
+use llmops_core::http::Json;
 use llmops_core::tenancy::store::{self, NewPlan, PlanPatch, PlanView};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,13 +25,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     request_body = NewPlan,
     responses(
         (status = 201, description = "Created", body = PlanView),
-        (status = 409, description = "Plan id taken", body = llmops_core::error::Problem, content_type = "application/problem+json"),
-        InputErrors, OperatorErrors
+        (status = 409, description = "Plan id taken", body = llmops_core::error::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn create_plan(
     state: web::Data<AppState>,
-    body: web::Json<NewPlan>,
+    body: Json<NewPlan>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(store::create_plan(&state.db, body.into_inner()).await?))
 }
@@ -46,7 +45,7 @@ pub struct PlanList {
 #[utoipa::path(
     get, path = "/admin/v1/plans", tag = "admin",
     security(("operator" = [])),
-    responses((status = 200, description = "Every plan", body = PlanList), OperatorErrors)
+    responses((status = 200, description = "Every plan", body = PlanList))
 )]
 pub async fn list_plans(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(PlanList {
@@ -58,8 +57,8 @@ pub async fn list_plans(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 #[utoipa::path(
     get, path = "/admin/v1/plans/{plan_id}", tag = "admin",
     security(("operator" = [])),
-    params(("plan_id" = String, Path, description = "Plan id")),
-    responses((status = 200, description = "The plan", body = PlanView), NotFound, OperatorErrors)
+    params(("plan_id" = String, Path, description = "Plan id", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")),
+    responses((status = 200, description = "The plan", body = PlanView))
 )]
 pub async fn get_plan(
     state: web::Data<AppState>,
@@ -72,14 +71,14 @@ pub async fn get_plan(
 #[utoipa::path(
     patch, path = "/admin/v1/plans/{plan_id}", tag = "admin",
     security(("operator" = [])),
-    params(("plan_id" = String, Path, description = "Plan id")),
+    params(("plan_id" = String, Path, description = "Plan id", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")),
     request_body = PlanPatch,
-    responses((status = 200, description = "The plan", body = PlanView), NotFound, InputErrors, OperatorErrors)
+    responses((status = 200, description = "The plan", body = PlanView))
 )]
 pub async fn update_plan(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<PlanPatch>,
+    body: Json<PlanPatch>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(store::update_plan(&state.db, &path, body.into_inner()).await?))
 }

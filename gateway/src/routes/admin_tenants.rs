@@ -1,9 +1,9 @@
 //! `/admin/v1/tenants`: the operator's view of tenants.
 
-use crate::openapi::{InputErrors, NotFound, OperatorErrors};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
+use llmops_core::http::Json;
 use llmops_core::ids::TenantId;
 use llmops_core::pagination::{ListParams, Page};
 use llmops_core::tenancy::store::{
@@ -36,13 +36,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     request_body = NewTenant,
     responses(
         (status = 201, description = "Created; secrets are shown once", body = CreatedTenant),
-        (status = 409, description = "Name or email taken", body = llmops_core::error::Problem, content_type = "application/problem+json"),
-        InputErrors, OperatorErrors
+        (status = 409, description = "Name or email taken", body = llmops_core::error::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn create_tenant(
     state: web::Data<AppState>,
-    body: web::Json<NewTenant>,
+    body: Json<NewTenant>,
 ) -> ApiResult<HttpResponse> {
     let created =
         store::create_tenant(&state.db, body.into_inner(), &state.config.default_plan).await?;
@@ -52,8 +51,8 @@ pub async fn create_tenant(
 #[utoipa::path(
     get, path = "/admin/v1/tenants", tag = "admin",
     security(("operator" = [])),
-    params(ListParams),
-    responses((status = 200, description = "A page of tenants", body = inline(Page<TenantView>)), InputErrors, OperatorErrors)
+    params(("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100), ("after" = Option<TenantId>, Query, description = "The `last_id` of the previous page")),
+    responses((status = 200, description = "A page of tenants", body = inline(Page<TenantView>)))
 )]
 pub async fn list_tenants(
     state: web::Data<AppState>,
@@ -63,10 +62,10 @@ pub async fn list_tenants(
 }
 
 #[utoipa::path(
-    get, path = "/admin/v1/tenants/{tenant_id}", tag = "admin",
+    get, path = "/admin/v1/tenants/{tenant_id}", tag = "admin", operation_id = "admin_get_tenant",
     security(("operator" = [])),
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
-    responses((status = 200, description = "The tenant", body = TenantView), NotFound, InputErrors, OperatorErrors)
+    responses((status = 200, description = "The tenant", body = TenantView))
 )]
 pub async fn get_tenant(
     state: web::Data<AppState>,
@@ -80,6 +79,7 @@ pub async fn get_tenant(
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
     /// Move the tenant to this plan (takes effect within the auth cache TTL).
+    #[schema(schema_with = llmops_core::schema::plan_id_opt)]
     pub plan: Option<String>,
 }
 
@@ -88,12 +88,12 @@ pub struct TenantPatch {
     security(("operator" = [])),
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
     request_body = TenantPatch,
-    responses((status = 200, description = "The tenant", body = TenantView), NotFound, InputErrors, OperatorErrors)
+    responses((status = 200, description = "The tenant", body = TenantView))
 )]
 pub async fn update_tenant(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<TenantPatch>,
+    body: Json<TenantPatch>,
 ) -> ApiResult<HttpResponse> {
     let id: TenantId = path.parse()?;
     let view = match &body.plan {
@@ -108,6 +108,7 @@ pub async fn update_tenant(
 #[serde(deny_unknown_fields)]
 pub struct SuspendRequest {
     /// Shown to the operator, not to the tenant.
+    #[schema(schema_with = llmops_core::schema::text_500_opt)]
     pub reason: Option<String>,
 }
 
@@ -118,12 +119,12 @@ pub struct SuspendRequest {
     security(("operator" = [])),
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
     request_body = SuspendRequest,
-    responses((status = 200, description = "The tenant", body = TenantView), NotFound, InputErrors, OperatorErrors)
+    responses((status = 200, description = "The tenant", body = TenantView))
 )]
 pub async fn suspend_tenant(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<SuspendRequest>,
+    body: Json<SuspendRequest>,
 ) -> ApiResult<HttpResponse> {
     let id: TenantId = path.parse()?;
     let view = store::set_tenant_status(
@@ -141,7 +142,7 @@ pub async fn suspend_tenant(
     post, path = "/admin/v1/tenants/{tenant_id}/reactivate", tag = "admin",
     security(("operator" = [])),
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
-    responses((status = 200, description = "The tenant", body = TenantView), NotFound, InputErrors, OperatorErrors)
+    responses((status = 200, description = "The tenant", body = TenantView))
 )]
 pub async fn reactivate_tenant(
     state: web::Data<AppState>,
@@ -155,16 +156,16 @@ pub async fn reactivate_tenant(
 
 /// Creates a key for a tenant (support and recovery).
 #[utoipa::path(
-    post, path = "/admin/v1/tenants/{tenant_id}/api_keys", tag = "admin",
+    post, path = "/admin/v1/tenants/{tenant_id}/api_keys", tag = "admin", operation_id = "admin_create_key",
     security(("operator" = [])),
     params(("tenant_id" = TenantId, Path, description = "Tenant id")),
     request_body = NewApiKey,
-    responses((status = 201, description = "Created; `secret` is shown once", body = CreatedApiKey), NotFound, InputErrors, OperatorErrors)
+    responses((status = 201, description = "Created; `secret` is shown once", body = CreatedApiKey))
 )]
 pub async fn create_key(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<NewApiKey>,
+    body: Json<NewApiKey>,
 ) -> ApiResult<HttpResponse> {
     let id: TenantId = path.parse()?;
     store::get_tenant(&state.db, id).await?;

@@ -1,9 +1,9 @@
 //! `POST /admin/v1/usage/events`: producers outside this process (training
 //! workers, services in split mode) report usage to the ledger.
 
-use crate::openapi::{InputErrors, OperatorErrors};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
+use llmops_core::http::Json;
 use llmops_core::usage::{RecordOutcome, UsageEvent};
 use llmops_core::{ApiError, ApiResult};
 use serde::Deserialize;
@@ -16,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 pub struct UsageBatch {
     /// 1 to 1000 events; each id is an idempotency key.
+    #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<UsageEvent>,
 }
 
@@ -25,12 +26,9 @@ pub struct UsageBatch {
     post, path = "/admin/v1/usage/events", tag = "admin",
     security(("operator" = [])),
     request_body = UsageBatch,
-    responses((status = 200, description = "Committed", body = RecordOutcome), InputErrors, OperatorErrors)
+    responses((status = 200, description = "Committed", body = RecordOutcome))
 )]
-pub async fn ingest(
-    state: web::Data<AppState>,
-    body: web::Json<UsageBatch>,
-) -> ApiResult<HttpResponse> {
+pub async fn ingest(state: web::Data<AppState>, body: Json<UsageBatch>) -> ApiResult<HttpResponse> {
     let batch = body.into_inner();
     if batch.events.is_empty() || batch.events.len() > 1000 {
         return Err(ApiError::validation("events", "send 1 to 1000 events"));

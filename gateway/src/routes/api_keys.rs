@@ -1,9 +1,9 @@
 //! `/v1/api_keys`: the tenant's API keys (scope `admin`).
 
 use crate::extract::Tenant;
-use crate::openapi::{AuthErrors, InputErrors, NotFound, Retryable};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
+use llmops_core::http::Json;
 use llmops_core::ids::ApiKeyId;
 use llmops_core::pagination::ListParams;
 use llmops_core::tenancy::store::{self, ApiKeyView, CreatedApiKey, NewApiKey};
@@ -27,12 +27,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     post, path = "/v1/api_keys", tag = "api_keys",
     security(("bearer" = [])),
     request_body = NewApiKey,
-    responses((status = 201, description = "Created; `secret` is shown once", body = CreatedApiKey), InputErrors, AuthErrors, Retryable)
+    responses((status = 201, description = "Created; `secret` is shown once", body = CreatedApiKey))
 )]
 pub async fn create_key(
     state: web::Data<AppState>,
     Tenant(ctx): Tenant,
-    body: web::Json<NewApiKey>,
+    body: Json<NewApiKey>,
 ) -> ApiResult<HttpResponse> {
     ctx.require(Scope::Admin)?;
     let created = store::create_key(
@@ -50,8 +50,8 @@ pub async fn create_key(
 #[utoipa::path(
     get, path = "/v1/api_keys", tag = "api_keys",
     security(("bearer" = [])),
-    params(ListParams),
-    responses((status = 200, description = "A page of keys", body = inline(llmops_core::pagination::Page<ApiKeyView>)), InputErrors, AuthErrors, Retryable)
+    params(("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100), ("after" = Option<ApiKeyId>, Query, description = "The `last_id` of the previous page")),
+    responses((status = 200, description = "A page of keys", body = inline(llmops_core::pagination::Page<ApiKeyView>)))
 )]
 pub async fn list_keys(
     state: web::Data<AppState>,
@@ -68,7 +68,7 @@ pub async fn list_keys(
     get, path = "/v1/api_keys/{key_id}", tag = "api_keys",
     security(("bearer" = [])),
     params(("key_id" = ApiKeyId, Path, description = "Key id")),
-    responses((status = 200, description = "The key", body = ApiKeyView), NotFound, InputErrors, AuthErrors, Retryable)
+    responses((status = 200, description = "The key", body = ApiKeyView))
 )]
 pub async fn get_key(
     state: web::Data<AppState>,
@@ -86,7 +86,7 @@ pub async fn get_key(
     delete, path = "/v1/api_keys/{key_id}", tag = "api_keys",
     security(("bearer" = [])),
     params(("key_id" = ApiKeyId, Path, description = "Key id")),
-    responses((status = 200, description = "The revoked key", body = ApiKeyView), NotFound, InputErrors, AuthErrors, Retryable)
+    responses((status = 200, description = "The revoked key", body = ApiKeyView))
 )]
 pub async fn revoke_key(
     state: web::Data<AppState>,

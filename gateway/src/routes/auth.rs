@@ -1,9 +1,9 @@
 //! `POST /v1/auth/login`: email and password for a dashboard JWT.
 
-use crate::openapi::{InputErrors, Retryable};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
+use llmops_core::http::Json;
 use llmops_core::ids::TenantId;
 use llmops_core::tenancy::store::check_email;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    #[schema(schema_with = llmops_core::schema::email)]
     pub email: String,
+    #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
 }
 
@@ -38,20 +40,19 @@ pub struct LoginResponse {
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 401, description = "Wrong email or password", body = llmops_core::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Tenant suspended", body = llmops_core::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many attempts", body = llmops_core::error::Problem, content_type = "application/problem+json"),
-        InputErrors, Retryable
+        (status = 429, description = "Too many attempts", body = llmops_core::error::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn login(
     state: web::Data<AppState>,
-    body: web::Json<LoginRequest>,
+    body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     let email = check_email(&body.email)
         .map_err(|_| llmops_core::ApiError::validation("email", "not a valid email address"))?;
-    if body.password.is_empty() || body.password.len() > 1024 {
+    if body.password.is_empty() || body.password.chars().count() > 1024 {
         return Err(llmops_core::ApiError::validation(
             "password",
-            "password must be 1 to 1024 bytes",
+            "password must be 1 to 1024 characters",
         ));
     }
     state

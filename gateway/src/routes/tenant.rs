@@ -1,7 +1,6 @@
 //! `GET /v1/tenant`: the caller's tenant.
 
 use crate::extract::Tenant;
-use crate::openapi::{AuthErrors, Retryable};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
@@ -16,7 +15,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(
     get, path = "/v1/tenant", tag = "tenant",
     security(("bearer" = [])),
-    responses((status = 200, description = "The caller's tenant", body = TenantView), AuthErrors, Retryable)
+    responses((status = 200, description = "The caller's tenant", body = TenantView))
 )]
 pub async fn get_tenant(
     state: web::Data<AppState>,

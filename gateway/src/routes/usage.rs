@@ -1,7 +1,6 @@
 //! `GET /v1/usage`: the tenant's usage by meter, model and time bucket.
 
 use crate::extract::Tenant;
-use crate::openapi::{AuthErrors, InputErrors};
 use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Duration, Utc};
@@ -22,9 +21,15 @@ pub struct UsageQuery {
     /// End (exclusive, RFC 3339); default now.
     pub end: Option<DateTime<Utc>>,
     /// `hour` or `day` (default).
+    #[param(schema_with = bucket)]
     pub bucket: Option<String>,
     /// Only this meter.
+    #[param(pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub meter: Option<String>,
+}
+
+llmops_core::schema_fns! {
+    bucket => llmops_core::schema::string(false).enum_values(Some(["hour", "day"]));
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -53,7 +58,7 @@ pub struct UsageReport {
     get, path = "/v1/usage", tag = "usage",
     security(("bearer" = [])),
     params(UsageQuery),
-    responses((status = 200, description = "Aggregated usage", body = UsageReport), InputErrors, AuthErrors)
+    responses((status = 200, description = "Aggregated usage", body = UsageReport))
 )]
 pub async fn usage(
     state: web::Data<AppState>,
@@ -68,6 +73,10 @@ pub async fn usage(
             "start",
             "start must be before end, at most 366 days apart",
         ));
+    }
+    if let Some(m) = &q.meter {
+        llmops_core::usage::Meter::new(m)
+            .map_err(|e| ApiError::validation("meter", e.to_string()))?;
     }
     let bucket = q.bucket.clone().unwrap_or_else(|| "day".into());
     let backend = state.db.get_database_backend();

@@ -36,10 +36,13 @@ pub mod entity {
 #[serde(deny_unknown_fields)]
 pub struct Budget {
     /// Monthly limit of rated usage, in the plan's currency's minor units.
+    #[schema(minimum = 0)]
     pub limit_minor: i64,
     /// Notify once per period when spend reaches this percentage (1–100).
+    #[schema(minimum = 1, maximum = 100)]
     pub soft_percent: Option<i32>,
     /// Where the notification is POSTed (JSON).
+    #[schema(schema_with = llmops_core::schema::http_url_opt)]
     pub webhook_url: Option<String>,
 }
 
@@ -114,10 +117,19 @@ impl Billing {
         if b.soft_percent.is_some_and(|p| !(1..=100).contains(&p)) {
             return Err(ApiError::validation("soft_percent", "1 to 100"));
         }
+        let http_url = |u: &str| {
+            u.strip_prefix("http://")
+                .or_else(|| u.strip_prefix("https://"))
+                .is_some_and(|rest| !rest.is_empty() && !rest.chars().any(char::is_whitespace))
+                && u.chars().count() <= 2048
+        };
         if let Some(u) = &b.webhook_url
-            && !(u.starts_with("http://") || u.starts_with("https://"))
+            && !http_url(u)
         {
-            return Err(ApiError::validation("webhook_url", "an http(s) URL"));
+            return Err(ApiError::validation(
+                "webhook_url",
+                "an http(s) URL without spaces, at most 2048 characters",
+            ));
         }
         let tid = ctx.tenant_id().to_string();
         let now = Utc::now();

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 /// An ISO 4217 code, upper-case (`USD`, `EUR`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[A-Z]{3}$")]
 pub struct Currency(String);
 
 impl TryFrom<String> for Currency {
@@ -44,7 +45,9 @@ impl From<Currency> for String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
+    #[schema(minimum = 0)]
     pub amount_minor: i64,
+    #[schema(minimum = 1, maximum = 9_223_372_036_854_775_807_i64)]
     pub per: u64,
 }
 
@@ -52,10 +55,12 @@ pub struct Rate {
 #[serde(deny_unknown_fields)]
 pub struct Tier {
     /// Upper bound (inclusive) of billable units in this tier; `null` for the last.
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub up_to: Option<u64>,
     pub rate: Rate,
     /// A flat fee when usage reaches this tier (minor units).
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub flat_minor: i64,
 }
 
@@ -78,8 +83,11 @@ pub struct PriceComponent {
     pub when: BTreeMap<String, String>,
     /// Free units before any tier.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub included: u64,
     pub mode: TierMode,
+    /// Ascending `up_to`; only the last is unbounded.
+    #[schema(min_items = 1)]
     pub tiers: Vec<Tier>,
     /// How the line reads on the invoice.
     pub description: String,
@@ -91,6 +99,7 @@ pub struct Pricing {
     pub currency: Currency,
     /// Monthly base fee (minor units).
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub base_fee_minor: i64,
     pub components: Vec<PriceComponent>,
 }
@@ -149,7 +158,19 @@ fn round_minor(n: i128) -> Result<i64, RatingError> {
 
 impl Pricing {
     pub fn validate(&self) -> Result<(), RatingError> {
+        // Quantities are stored and summed as signed 64-bit integers.
+        let fits = |v: u64| i64::try_from(v).is_ok();
         for c in &self.components {
+            if !fits(c.included)
+                || c.tiers
+                    .iter()
+                    .any(|t| !fits(t.rate.per) || t.up_to.is_some_and(|u| !fits(u)))
+            {
+                return Err(RatingError::Invalid(format!(
+                    "`{}`: unit counts are at most 2^63 - 1",
+                    c.description
+                )));
+            }
             if c.tiers.is_empty() {
                 return Err(RatingError::Invalid(format!(
                     "`{}` has no tiers",

@@ -5,6 +5,7 @@ use crate::rating::Pricing;
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use llmops_core::error::Problem;
+use llmops_core::http::Json;
 use llmops_core::http::Tenant;
 use llmops_core::ids::TenantId;
 use llmops_core::pagination::{ListParams, Page};
@@ -39,7 +40,7 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
     .service(web::resource("/invoices/{id}/stripe/retry").route(web::post().to(retry_stripe_push)));
 }
 
-#[utoipa::path(get, path = "/v1/invoices", tag = "billing", security(("bearer" = [])), params(ListParams),
+#[utoipa::path(get, path = "/v1/invoices", tag = "billing", security(("bearer" = [])), params(("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100), ("after" = Option<llmops_core::ids::InvoiceId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of invoices", body = inline(Page<InvoiceView>))))]
 pub async fn list_invoices(
     b: web::Data<Billing>,
@@ -63,7 +64,7 @@ pub async fn upcoming_invoice(
 }
 
 #[utoipa::path(get, path = "/v1/invoices/{id}", tag = "billing", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Invoice id")),
+    params(("id" = llmops_core::ids::InvoiceId, Path, description = "Invoice id")),
     responses((status = 200, description = "The invoice", body = InvoiceView),
         (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_invoice(
@@ -77,7 +78,7 @@ pub async fn get_invoice(
 
 /// A printable rendering.
 #[utoipa::path(get, path = "/v1/invoices/{id}/html", tag = "billing", security(("bearer" = [])),
-    params(("id" = String, Path, description = "Invoice id")),
+    params(("id" = llmops_core::ids::InvoiceId, Path, description = "Invoice id")),
     responses((status = 200, description = "HTML", body = String, content_type = "text/html"),
         (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json")))]
 pub async fn invoice_html(
@@ -95,19 +96,19 @@ pub async fn invoice_html(
 
 /// Sets a plan's prices (tiers, included units, base fee, currency).
 #[utoipa::path(put, path = "/admin/v1/plans/{plan_id}/pricing", tag = "admin", security(("operator" = [])),
-    params(("plan_id" = String, Path, description = "Plan id")), request_body = Pricing,
+    params(("plan_id" = String, Path, description = "Plan id", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")), request_body = Pricing,
     responses((status = 200, description = "The prices", body = Pricing),
         (status = 422, description = "Invalid prices", body = Problem, content_type = "application/problem+json")))]
 pub async fn put_pricing(
     b: web::Data<Billing>,
     path: web::Path<String>,
-    body: web::Json<Pricing>,
+    body: Json<Pricing>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(b.set_pricing(&path, body.into_inner()).await?))
 }
 
 #[utoipa::path(get, path = "/admin/v1/plans/{plan_id}/pricing", tag = "admin", security(("operator" = [])),
-    params(("plan_id" = String, Path, description = "Plan id")),
+    params(("plan_id" = String, Path, description = "Plan id", pattern = "^[a-z0-9][a-z0-9_-]{0,63}$")),
     responses((status = 200, description = "The prices", body = Pricing),
         (status = 404, description = "No prices set", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_pricing(
@@ -138,10 +139,12 @@ pub struct ClosePeriod {
 #[utoipa::path(post, path = "/admin/v1/billing/close-period", tag = "admin", security(("operator" = [])),
     request_body = ClosePeriod,
     responses((status = 200, description = "The invoices of the period", body = Vec<InvoiceView>),
+        (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The period is earlier than, or overlaps, one already closed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid period", body = Problem, content_type = "application/problem+json")))]
 pub async fn close_period(
     b: web::Data<Billing>,
-    body: web::Json<ClosePeriod>,
+    body: Json<ClosePeriod>,
 ) -> ApiResult<HttpResponse> {
     let (d_start, d_end) = b.period().previous(Utc::now());
     let start = body.period_start.unwrap_or(d_start);
@@ -169,7 +172,7 @@ pub async fn close_period(
 pub async fn put_budget(
     b: web::Data<Billing>,
     Tenant(ctx): Tenant,
-    body: web::Json<crate::budgets::Budget>,
+    body: Json<crate::budgets::Budget>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(b.set_budget(&ctx, body.into_inner()).await?))
 }
@@ -183,7 +186,7 @@ pub async fn get_budget(b: web::Data<Billing>, Tenant(ctx): Tenant) -> ApiResult
 
 /// Voids an unpaid invoice (its usage stays in the ledger).
 #[utoipa::path(post, path = "/admin/v1/invoices/{id}/void", tag = "admin", security(("operator" = [])),
-    params(("id" = String, Path, description = "Invoice id")),
+    params(("id" = llmops_core::ids::InvoiceId, Path, description = "Invoice id")),
     responses((status = 200, description = "The voided invoice", body = InvoiceView),
         (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The invoice is paid (here or at Stripe), or being pushed to Stripe right now", body = Problem, content_type = "application/problem+json"),
@@ -196,11 +199,10 @@ pub async fn void_invoice(
 }
 
 #[utoipa::path(post, path = "/admin/v1/invoices/{id}/stripe/retry", tag = "admin", security(("operator" = [])),
-    params(("id" = String, Path, description = "Invoice id")),
+    params(("id" = llmops_core::ids::InvoiceId, Path, description = "Invoice id")),
     responses((status = 200, description = "The invoice; its push is queued again (a pushed one is left alone)", body = InvoiceView),
         (status = 404, description = "No such invoice", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The invoice is void", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Stripe is not configured", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The invoice is void, or Stripe is not configured on this server (`not_configured`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn retry_stripe_push(
     b: web::Data<Billing>,
     path: web::Path<String>,
@@ -215,7 +217,7 @@ pub async fn retry_stripe_push(
     request_body(content = String, content_type = "application/json"),
     responses((status = 200, description = "Received"),
         (status = 400, description = "Missing or invalid signature, stale timestamp", body = Problem, content_type = "application/problem+json"),
-        (status = 501, description = "Webhooks not configured", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "Webhooks are not configured on this server (`not_configured`)", body = Problem, content_type = "application/problem+json")))]
 pub async fn stripe_webhook(
     b: web::Data<Billing>,
     req: actix_web::HttpRequest,

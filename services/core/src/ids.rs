@@ -34,7 +34,14 @@ pub fn parse_prefixed(
         .strip_prefix(prefix)
         .and_then(|rest| rest.strip_prefix('_'))
         .ok_or_else(err)?;
-    if body.len() != 26 || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
+    // Only the canonical form: lower-case Crockford base32 (no i, l, o, u),
+    // first digit 0-7 (a ULID is 128 bits).
+    let canonical = body.len() == 26
+        && body.as_bytes()[0] <= b'7'
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b.is_ascii_lowercase() && !b"ilou".contains(&b)));
+    if !canonical {
         return Err(err());
     }
     ulid::Ulid::from_string(&body.to_ascii_uppercase()).map_err(|_| err())
@@ -96,7 +103,8 @@ macro_rules! define_id {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(utoipa::openapi::schema::Type::String)
-                    .pattern(Some(concat!("^", $prefix, "_[0-9a-z]{26}$")))
+                    // A ULID: Crockford base32, lower case, first digit 0-7.
+                    .pattern(Some(concat!("^", $prefix, "_[0-7][0-9a-hjkmnp-tv-z]{25}$")))
                     .examples([concat!($prefix, "_01jdq3k5h8x9v2m4n6p8r0t2w4")])
                     .description(Some(concat!("Opaque ", $kind, " id")))
                     .into()
@@ -172,6 +180,24 @@ mod tests {
                 .is_err()
         );
         assert!("ten_ü1jdq3k5h8x9v2m4n6p8r0t2w".parse::<TenantId>().is_err());
+        // Not canonical: upper case, letters Crockford leaves out, over 128 bits.
+        assert!(
+            s.to_ascii_uppercase()
+                .replace("TEN_", "ten_")
+                .parse::<TenantId>()
+                .is_err()
+                || s[4..].bytes().all(|b| b.is_ascii_digit())
+        );
+        assert!(
+            "ten_01jdq3k5h8x9v2m4n6p8r0t2wu"
+                .parse::<TenantId>()
+                .is_err()
+        );
+        assert!(
+            "ten_81jdq3k5h8x9v2m4n6p8r0t2w4"
+                .parse::<TenantId>()
+                .is_err()
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod http;
 pub mod ids;
 pub mod limits;
 pub mod pagination;
+pub mod schema;
 pub mod secret;
 pub mod tenancy;
 pub mod usage;

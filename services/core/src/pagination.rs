@@ -2,9 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+/// Routes document the two parameters themselves, with the type of their
+/// cursor (`after` is an id of the listed objects).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 100 (default 20).
     pub limit: Option<u64>,

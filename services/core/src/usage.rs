@@ -66,14 +66,18 @@ impl From<Meter> for String {
 pub struct UsageEvent {
     /// Idempotency key chosen by the producer (e.g. `evt_…` or
     /// `chatcmpl-…:output`), 1 to 128 printable ASCII characters.
+    #[schema(pattern = "^[!-~]{1,128}$")]
     pub id: String,
     pub tenant_id: TenantId,
     /// `input_tokens`, `output_tokens`, `embedding_tokens`, `gpu_milliseconds`, …
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::schema::meter)]
     pub meter: Meter,
     /// In the meter's base unit; never negative.
+    #[schema(minimum = 0)]
     pub quantity: i64,
-    /// Model, deployment, GPU type… (at most 16, short strings).
+    /// Model, deployment, GPU type… (at most 16; keys 1 to 64 characters,
+    /// values at most 256).
+    #[schema(schema_with = dimensions)]
     pub dimensions: BTreeMap<String, String>,
     pub occurred_at: DateTime<Utc>,
 }
@@ -92,13 +96,15 @@ impl UsageEvent {
             return Err(UsageError::Invalid("quantity must not be negative".into()));
         }
         if self.dimensions.len() > 16
-            || self
-                .dimensions
-                .iter()
-                .any(|(k, v)| k.is_empty() || k.len() > 64 || v.len() > 256)
+            || self.dimensions.iter().any(|(k, v)| {
+                k.is_empty()
+                    || k.chars().count() > 64
+                    || k.chars().any(char::is_control)
+                    || v.chars().count() > 256
+            })
         {
             return Err(UsageError::Invalid(
-                "at most 16 dimensions, keys 1 to 64 bytes, values at most 256".into(),
+                "at most 16 dimensions, keys 1 to 64 characters without control characters, values at most 256".into(),
             ));
         }
         Ok(())
@@ -113,6 +119,10 @@ pub enum UsageError {
     Store(#[from] sea_orm::DbErr),
     #[error("usage ledger is shutting down")]
     Closed,
+}
+
+crate::schema_fns! {
+    dimensions => crate::schema::string_map(16, 64, crate::schema::string(false).max_length(Some(256)), false);
 }
 
 /// How many of a batch were new.

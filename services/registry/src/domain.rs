@@ -9,10 +9,23 @@ use std::collections::BTreeMap;
 macro_rules! string_enum {
     ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),*
         }
+
+        // By hand: the derive does not see renames written by a macro, and
+        // the document must list the values as they travel.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .enum_values(Some([$($text),*]))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl $name {
             pub fn as_str(self) -> &'static str {
@@ -75,7 +88,10 @@ pub enum Source {
     /// Bytes uploaded to `PUT …/artifact`.
     Upload,
     /// Produced by a fine-tuning job (lineage).
-    FineTuningJob { job_id: String },
+    FineTuningJob {
+        #[schema(min_length = 1, max_length = 64)]
+        job_id: String,
+    },
     /// Registered from an external location.
     Import,
 }
@@ -105,6 +121,7 @@ string_enum!(
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Gate {
+    #[schema(min_length = 1, max_length = 64)]
     pub metric: String,
     pub op: GateOp,
     pub value: f64,
@@ -210,21 +227,28 @@ pub struct EventView {
 #[serde(deny_unknown_fields)]
 pub struct NewModel {
     /// Unique in the tenant: letters, digits, `.`, `_`, `-`; at most 128.
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
     pub name: String,
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = tags)]
     pub tags: BTreeMap<String, String>,
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub promotion_gates: Vec<Gate>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelPatch {
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// Replaces all tags.
+    #[schema(schema_with = tags_opt)]
     pub tags: Option<BTreeMap<String, String>>,
     /// Replaces all gates.
+    #[schema(max_items = 20)]
     pub promotion_gates: Option<Vec<Gate>>,
 }
 
@@ -234,24 +258,35 @@ pub struct NewVersion {
     pub format: Format,
     #[serde(default = "default_quantization")]
     pub quantization: Quantization,
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
+    #[schema(minimum = 1)]
     pub parameter_count: Option<i64>,
     /// Free-form name of the base model (e.g. `HuggingFaceTB/SmolLM2-135M`).
+    #[schema(max_length = 256)]
     pub base_model: Option<String>,
     /// For a LoRA/PEFT adapter: the base version (`name@alias`, `name@3` or `mv_…`).
+    #[schema(
+        pattern = "^(mv_[0-7][0-9a-hjkmnp-tv-z]{25}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}@([a-z][a-z0-9_-]{0,63}|[1-9][0-9]{0,17}))$"
+    )]
     pub adapter_of: Option<String>,
     #[serde(default = "default_source")]
     pub source: Source,
     /// External location of the weights (required for `import`); the
     /// version is `ready` at once, trusted by its declared checksum.
+    #[schema(max_length = 2048, pattern = "://")]
     pub artifact_uri: Option<String>,
     /// Hex SHA-256 of the weights: required with `artifact_uri`; for
     /// uploads, the upload is refused unless it matches.
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub sha256: Option<String>,
+    #[schema(minimum = 0)]
     pub size_bytes: Option<i64>,
     #[serde(default)]
+    #[schema(schema_with = metrics)]
     pub metrics: BTreeMap<String, f64>,
     #[serde(default)]
+    #[schema(schema_with = tags)]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -266,11 +301,14 @@ fn default_source() -> Source {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionPatch {
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// Replaces all tags.
+    #[schema(schema_with = tags_opt)]
     pub tags: Option<BTreeMap<String, String>>,
     /// Merged into the metrics while the version is `pending`; fixed once
     /// `ready` (gates are judged on them).
+    #[schema(schema_with = metrics_opt)]
     pub metrics: Option<BTreeMap<String, f64>>,
     /// Only `archived` (from `ready` or `failed`) or `failed` (from `pending`).
     pub status: Option<VersionStatus>,
@@ -280,10 +318,29 @@ pub struct VersionPatch {
 #[serde(deny_unknown_fields)]
 pub struct SetAlias {
     /// The version number the alias should point at.
+    #[schema(minimum = 1)]
     pub version: i64,
     /// Bypass failing promotion gates (needs the `admin` scope; audited).
     #[serde(default)]
     pub force: bool,
+}
+
+// ---------------------------------------------------------------- schemas
+
+use llmops_core::schema::{string, string_map};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+
+fn number() -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(SchemaType::new(Type::Number))
+}
+
+llmops_core::schema_fns! {
+    /// Tags as [`check_tags`] takes them.
+    tags => string_map(50, 64, string(false).max_length(Some(256)), false);
+    tags_opt => string_map(50, 64, string(false).max_length(Some(256)), true);
+    /// Metrics as [`check_metrics`] takes them.
+    metrics => string_map(100, 64, number(), false);
+    metrics_opt => string_map(100, 64, number(), true);
 }
 
 // ---------------------------------------------------------------- validation
@@ -327,10 +384,14 @@ pub fn check_tags(field: &str, tags: &BTreeMap<String, String>) -> Result<(), Ap
         return Err(ApiError::validation(field, "at most 50 tags"));
     }
     for (k, v) in tags {
-        if k.is_empty() || k.len() > 64 || v.len() > 256 || k.chars().any(char::is_control) {
+        if k.is_empty()
+            || k.chars().count() > 64
+            || v.chars().count() > 256
+            || k.chars().any(char::is_control)
+        {
             return Err(ApiError::validation(
                 field,
-                "tag keys are 1 to 64 bytes and values at most 256, without control characters",
+                "tag keys are 1 to 64 characters and values at most 256, keys without control characters",
             ));
         }
     }
@@ -342,10 +403,14 @@ pub fn check_metrics(metrics: &BTreeMap<String, f64>) -> Result<(), ApiError> {
         return Err(ApiError::validation("metrics", "at most 100 metrics"));
     }
     for (k, v) in metrics {
-        if k.is_empty() || k.len() > 64 || !v.is_finite() {
+        if k.is_empty()
+            || k.chars().count() > 64
+            || k.chars().any(char::is_control)
+            || !v.is_finite()
+        {
             return Err(ApiError::validation(
                 "metrics",
-                "metric names are 1 to 64 bytes and values finite numbers",
+                "metric names are 1 to 64 characters without control characters, values finite numbers",
             ));
         }
     }
@@ -358,11 +423,11 @@ pub fn check_gates(gates: &[Gate]) -> Result<(), ApiError> {
     }
     if gates
         .iter()
-        .any(|g| g.metric.is_empty() || g.metric.len() > 64 || !g.value.is_finite())
+        .any(|g| g.metric.is_empty() || g.metric.chars().count() > 64 || !g.value.is_finite())
     {
         return Err(ApiError::validation(
             "promotion_gates",
-            "each gate names a metric (1 to 64 bytes) and a finite value",
+            "each gate names a metric (1 to 64 characters) and a finite value",
         ));
     }
     Ok(())

@@ -25,12 +25,16 @@ use std::collections::{BTreeMap, HashMap};
 #[into_params(parameter_in = Query)]
 pub struct ModelListParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u64>,
     /// Return models after this id.
+    #[param(value_type = Option<llmops_core::ids::ModelId>)]
     pub after: Option<String>,
     /// Only names starting with this.
+    #[param(max_length = 128)]
     pub name_prefix: Option<String>,
     /// `key` (has the tag) or `key:value`.
+    #[param(max_length = 400)]
     pub tag: Option<String>,
 }
 

@@ -106,12 +106,18 @@ impl From<dep::Model> for DeploymentView {
 #[serde(deny_unknown_fields)]
 pub struct NewDeployment {
     /// The model id it will answer to: 1 to 63 of a-z, 0-9 and `-`.
+    #[schema(pattern = "^[a-z][a-z0-9-]{0,62}$")]
     pub name: String,
     /// A registry version: `name@alias`, `name@3` or `mv_…` (GGUF for the local backend).
+    #[schema(
+        pattern = "^(mv_[0-7][0-9a-hjkmnp-tv-z]{25}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}@([a-z][a-z0-9_-]{0,63}|[1-9][0-9]{0,17}))$"
+    )]
     pub model: String,
     /// GPU type billed (`cpu` on the local backend).
+    #[schema(pattern = "^[a-z0-9_-]{1,32}$")]
     pub gpu_type: Option<String>,
     /// Replicas, 1 to 16 (default 1).
+    #[schema(minimum = 1, maximum = 16)]
     pub replicas: Option<u32>,
 }
 
@@ -221,13 +227,11 @@ impl Serving {
                 input.name
             )));
         }
-        let triton = self
-            .triton()
-            .cloned()
-            .ok_or_else(|| ApiError::Unavailable {
-                dependency: "inference backend (no triton_url configured)".into(),
-                retry_after_secs: 30,
-            })?;
+        let triton = self.triton().cloned().ok_or_else(|| {
+            ApiError::NotConfigured(
+                "deployments need a Triton, and this server has none (set triton_url)".into(),
+            )
+        })?;
         let registry = self.registry()?;
         let version = registry
             .resolve(ctx, &input.model)

@@ -31,6 +31,7 @@ pub enum Content {
 pub struct ContentPart {
     /// Only `text` is supported.
     #[serde(rename = "type")]
+    #[schema(schema_with = text_part_type)]
     pub kind: String,
     pub text: Option<String>,
 }
@@ -38,9 +39,46 @@ pub struct ContentPart {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ChatMessage {
     /// `system`, `user` or `assistant` (`developer` is treated as `system`).
+    #[schema(schema_with = role)]
     pub role: String,
     pub content: Option<Content>,
     pub name: Option<String>,
+}
+
+// The constraints the server checks, as OpenAI documents them (a subset
+// where this server supports less: one choice, text parts, four roles).
+llmops_core::schema_fns! {
+    role => llmops_core::schema::string(false).enum_values(Some(["system", "developer", "user", "assistant"]));
+    text_part_type => llmops_core::schema::string(false).enum_values(Some(["text"]));
+    /// Up to four stop sequences of 1 to 100 characters.
+    stop => string_or_list(llmops_core::schema::string(false).min_length(Some(1)).max_length(Some(100)), 1, 4, true);
+    /// Exactly one prompt.
+    prompt => string_or_list(llmops_core::schema::string(false), 1, 1, false);
+    /// 1 to 2048 non-empty inputs.
+    embedding_input => string_or_list(llmops_core::schema::string(false).min_length(Some(1)), 1, 2048, false);
+    encoding_format => llmops_core::schema::string(true).enum_values(Some(["float", "base64"]));
+}
+
+/// A string of `item`, or a list of `min..=max` of them; or null.
+fn string_or_list(
+    item: utoipa::openapi::schema::ObjectBuilder,
+    min: usize,
+    max: usize,
+    nullable: bool,
+) -> utoipa::openapi::schema::OneOfBuilder {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let one = item.build();
+    let both = OneOfBuilder::new().item(one.clone()).item(
+        ArrayBuilder::new()
+            .items(one)
+            .min_items(Some(min))
+            .max_items(Some(max)),
+    );
+    if nullable {
+        both.item(ObjectBuilder::new().schema_type(Type::Null))
+    } else {
+        both
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
@@ -53,51 +91,91 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatCompletionRequest {
+    #[schema(example = "smollm2-135m-instruct")]
     pub model: String,
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
+    /// At most the model's context less one.
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f32>,
+    #[schema(minimum = 0)]
     pub seed: Option<i64>,
+    #[schema(schema_with = stop)]
     pub stop: Option<StringOrList>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
     /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
     pub user: Option<String>,
+    #[schema(minimum = -2, maximum = 2)]
     pub presence_penalty: Option<f32>,
+    #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f32>,
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompletionRequest {
+    #[schema(example = "smollm2-135m-instruct")]
     pub model: String,
+    #[schema(schema_with = prompt)]
     pub prompt: StringOrList,
+    /// At most the model's context less one.
+    #[schema(minimum = 1)]
     pub max_tokens: Option<u32>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f32>,
+    #[schema(minimum = 0)]
     pub seed: Option<i64>,
+    #[schema(schema_with = stop)]
     pub stop: Option<StringOrList>,
     #[serde(default)]
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
+    /// Only 1.
+    #[schema(minimum = 1, maximum = 1)]
     pub n: Option<u32>,
     pub user: Option<String>,
+    /// Not supported: only `false`.
+    #[schema(value_type = Option<bool>, schema_with = no_echo)]
     pub echo: Option<bool>,
+    #[schema(minimum = -2, maximum = 2)]
     pub presence_penalty: Option<f32>,
+    #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f32>,
+}
+
+llmops_core::schema_fns! {
+    no_echo => utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::schema::Type::Boolean,
+            utoipa::openapi::schema::Type::Null,
+        ]))
+        .enum_values(Some([serde_json::Value::Bool(false), serde_json::Value::Null]));
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddingRequest {
+    #[schema(example = "all-minilm-l6-v2")]
     pub model: String,
+    #[schema(schema_with = embedding_input)]
     pub input: StringOrList,
     /// `float` (default) or `base64` (little-endian f32).
+    #[schema(schema_with = encoding_format)]
     pub encoding_format: Option<String>,
+    /// Only the model's own (384 for all-MiniLM-L6-v2).
+    #[schema(minimum = 1)]
     pub dimensions: Option<u32>,
     pub user: Option<String>,
 }

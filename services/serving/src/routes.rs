@@ -8,6 +8,7 @@ use actix_web::{HttpResponse, web};
 use futures_util::StreamExt;
 use llmops_core::ApiResult;
 use llmops_core::error::{LimitHeaders, Problem};
+use llmops_core::http::Json;
 use llmops_core::http::Tenant;
 use llmops_core::pagination::ListParams;
 
@@ -54,6 +55,8 @@ fn reply<T: serde::Serialize>(r: Reply<T>) -> HttpResponse {
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
     security(("bearer" = [])), request_body = ChatCompletionRequest,
     responses((status = 200, description = "The completion, or an event stream of chunks", body = ChatCompletion),
+        (status = 402, description = "The tenant's budget is spent (`budget_exhausted`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The backend answered nothing usable (`bad_gateway`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid request", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Request or token limit", body = Problem, content_type = "application/problem+json"),
@@ -61,7 +64,7 @@ fn reply<T: serde::Serialize>(r: Reply<T>) -> HttpResponse {
 pub async fn chat(
     s: web::Data<Serving>,
     Tenant(ctx): Tenant,
-    body: web::Json<ChatCompletionRequest>,
+    body: Json<ChatCompletionRequest>,
 ) -> ApiResult<HttpResponse> {
     Ok(reply(s.chat(&ctx, body.into_inner()).await?))
 }
@@ -70,12 +73,14 @@ pub async fn chat(
 #[utoipa::path(post, path = "/v1/completions", tag = "inference",
     security(("bearer" = [])), request_body = CompletionRequest,
     responses((status = 200, description = "The completion, or an event stream", body = Completion),
+        (status = 402, description = "The tenant's budget is spent (`budget_exhausted`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The backend answered nothing usable (`bad_gateway`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Request or token limit", body = Problem, content_type = "application/problem+json")))]
 pub async fn complete(
     s: web::Data<Serving>,
     Tenant(ctx): Tenant,
-    body: web::Json<CompletionRequest>,
+    body: Json<CompletionRequest>,
 ) -> ApiResult<HttpResponse> {
     Ok(reply(s.complete(&ctx, body.into_inner()).await?))
 }
@@ -84,11 +89,13 @@ pub async fn complete(
 #[utoipa::path(post, path = "/v1/embeddings", tag = "inference",
     security(("bearer" = [])), request_body = EmbeddingRequest,
     responses((status = 200, description = "The embeddings", body = EmbeddingList),
+        (status = 402, description = "The tenant's budget is spent (`budget_exhausted`)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "The backend answered nothing usable (`bad_gateway`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json")))]
 pub async fn embeddings(
     s: web::Data<Serving>,
     Tenant(ctx): Tenant,
-    body: web::Json<EmbeddingRequest>,
+    body: Json<EmbeddingRequest>,
 ) -> ApiResult<HttpResponse> {
     let (list, h) = s.embed(&ctx, body.into_inner()).await?;
     Ok(with_headers(HttpResponse::Ok().json(list), &h))
@@ -135,13 +142,13 @@ pub async fn model(
 pub async fn create_deployment(
     s: web::Data<Serving>,
     Tenant(ctx): Tenant,
-    body: web::Json<NewDeployment>,
+    body: Json<NewDeployment>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Accepted().json(s.create_deployment(&ctx, body.into_inner()).await?))
 }
 
 #[utoipa::path(get, path = "/v1/deployments", tag = "deployments",
-    security(("bearer" = [])), params(ListParams),
+    security(("bearer" = [])), params(("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100), ("after" = Option<llmops_core::ids::DeploymentId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of deployments", body = inline(llmops_core::pagination::Page<DeploymentView>))))]
 pub async fn list_deployments(
     s: web::Data<Serving>,
@@ -152,7 +159,7 @@ pub async fn list_deployments(
 }
 
 #[utoipa::path(get, path = "/v1/deployments/{id}", tag = "deployments",
-    security(("bearer" = [])), params(("id" = String, Path, description = "Deployment id")),
+    security(("bearer" = [])), params(("id" = llmops_core::ids::DeploymentId, Path, description = "Deployment id")),
     responses((status = 200, description = "The deployment", body = DeploymentView),
         (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_deployment(
@@ -165,7 +172,7 @@ pub async fn get_deployment(
 
 /// Stops a deployment (unloads it; its GPU time is metered to this moment).
 #[utoipa::path(delete, path = "/v1/deployments/{id}", tag = "deployments",
-    security(("bearer" = [])), params(("id" = String, Path, description = "Deployment id")),
+    security(("bearer" = [])), params(("id" = llmops_core::ids::DeploymentId, Path, description = "Deployment id")),
     responses((status = 200, description = "The stopped deployment", body = DeploymentView),
         (status = 404, description = "No such deployment", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_deployment(

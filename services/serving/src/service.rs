@@ -76,6 +76,23 @@ pub fn chatml(messages: &[(String, String)]) -> String {
     out
 }
 
+/// OpenAI's range of `presence_penalty` and `frequency_penalty` (accepted,
+/// not applied by the local models).
+fn check_penalties(presence: Option<f32>, frequency: Option<f32>) -> ApiResult<()> {
+    for (field, v) in [
+        ("presence_penalty", presence),
+        ("frequency_penalty", frequency),
+    ] {
+        if v.is_some_and(|v| !(-2.0..=2.0).contains(&v)) {
+            return Err(ApiError::validation(
+                field,
+                format!("{field} must be between -2 and 2"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A generous estimate of a text's tokens, for reservations only.
 fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(text.len() / 3 + 8).unwrap_or(u32::MAX)
@@ -311,9 +328,6 @@ impl Serving {
 
     /// The model a request names: a shared one, or a deployment of the tenant.
     async fn target(&self, ctx: &TenantCtx, id: &str, kind: ModelKind) -> ApiResult<CatalogModel> {
-        if let Some(guard) = &self.0.spend_guard {
-            guard.check(ctx).await?;
-        }
         let not_found = || {
             ApiError::not_found(format!(
                 "model `{}`",
@@ -335,6 +349,15 @@ impl Serving {
         }
         metrics::counter!("llm_requests_total", "model" => m.id.clone()).increment(1);
         Ok(m)
+    }
+
+    /// 402 once the tenant's budget is spent: checked after the request is
+    /// known to be valid, before anything is reserved or run.
+    async fn check_budget(&self, ctx: &TenantCtx) -> ApiResult<()> {
+        match &self.0.spend_guard {
+            Some(guard) => guard.check(ctx).await,
+            None => Ok(()),
+        }
     }
 
     /// The Triton client, 503 when a model of the catalog is not ready.
@@ -504,10 +527,10 @@ impl Serving {
             return Err(ApiError::validation("top_p", "top_p must be in (0, 1]"));
         }
         let stop = stop.map(StringOrList::into_vec).unwrap_or_default();
-        if stop.len() > 4 || stop.iter().any(|s| s.is_empty() || s.len() > 100) {
+        if stop.len() > 4 || stop.iter().any(|s| s.is_empty() || s.chars().count() > 100) {
             return Err(ApiError::validation(
                 "stop",
-                "at most 4 stop sequences of 1 to 100 bytes",
+                "at most 4 stop sequences of 1 to 100 characters",
             ));
         }
         if seed.is_some_and(|s| s < 0) {
@@ -538,6 +561,7 @@ impl Serving {
         Settlement,
         LimitHeaders,
     )> {
+        self.check_budget(ctx).await?;
         let started = Instant::now();
         let reserved = estimate_tokens(&g.prompt).saturating_add(g.max_tokens);
         let headers = self.0.budget.reserve(ctx, reserved).await?;
@@ -632,6 +656,7 @@ impl Serving {
     ) -> ApiResult<Reply<ChatCompletion>> {
         ctx.require(Scope::Inference)?;
         let model = &self.target(ctx, &req.model, ModelKind::Chat).await?;
+        check_penalties(req.presence_penalty, req.frequency_penalty)?;
         if req.messages.is_empty() {
             return Err(ApiError::validation(
                 "messages",
@@ -743,6 +768,7 @@ impl Serving {
     ) -> ApiResult<Reply<Completion>> {
         ctx.require(Scope::Inference)?;
         let model = &self.target(ctx, &req.model, ModelKind::Chat).await?;
+        check_penalties(req.presence_penalty, req.frequency_penalty)?;
         let prompts = req.prompt.into_vec();
         let [prompt] = <[String; 1]>::try_from(prompts)
             .map_err(|_| ApiError::validation("prompt", "give exactly one prompt"))?;
@@ -822,6 +848,7 @@ impl Serving {
             Some("base64") => true,
             Some(_) => return Err(ApiError::validation("encoding_format", "float or base64")),
         };
+        self.check_budget(ctx).await?;
         let reserved = texts
             .iter()
             .map(|t| estimate_tokens(t))

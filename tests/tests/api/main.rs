@@ -4,6 +4,7 @@
 mod auth;
 mod billing;
 mod budget;
+mod contract;
 mod deployments;
 mod errors;
 mod keys;

@@ -477,7 +477,7 @@ async fn failed_pushes_are_retried_visibly_and_can_be_retried_by_an_operator() {
     let res = admin(
         &app,
         Method::POST,
-        "/admin/v1/invoices/inv_01JZZZZZZZZZZZZZZZZZZZZZZZ/stripe/retry",
+        "/admin/v1/invoices/inv_01jzzzzzzzzzzzzzzzzzzzzzzz/stripe/retry",
         &json!({}),
     )
     .await;

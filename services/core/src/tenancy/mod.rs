@@ -9,7 +9,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A permission a credential may carry. `admin` implies every other scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     Inference,
     Rag,
@@ -65,6 +65,19 @@ impl FromStr for Scope {
             })
     }
 }
+
+/// The document lists scopes as they travel (`billing:read`, not `BillingRead`).
+impl utoipa::PartialSchema for Scope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(Scope::ALL.map(Scope::as_str)))
+            .description(Some("A permission; `admin` implies every other"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Scope {}
 
 impl Serialize for Scope {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -183,19 +183,28 @@ pub struct CreatedTenant {
 #[serde(deny_unknown_fields)]
 pub struct NewPlan {
     /// Slug: lower-case letters, digits, `-` and `_`, at most 64.
+    #[schema(schema_with = crate::schema::plan_id)]
     pub id: String,
+    #[schema(schema_with = crate::schema::text_200_opt)]
     pub display_name: Option<String>,
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub requests_per_minute: u32,
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub tokens_per_minute: u32,
+    #[schema(minimum = 1, maximum = 100_000)]
     pub concurrent_requests: u32,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlanPatch {
+    #[schema(schema_with = crate::schema::text_200_opt)]
     pub display_name: Option<String>,
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub requests_per_minute: Option<u32>,
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub tokens_per_minute: Option<u32>,
+    #[schema(minimum = 1, maximum = 100_000)]
     pub concurrent_requests: Option<u32>,
 }
 
@@ -203,11 +212,15 @@ pub struct PlanPatch {
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     /// Unique display name, 1 to 100 characters.
+    #[schema(schema_with = crate::schema::text_100)]
     pub name: String,
+    #[schema(schema_with = crate::schema::email)]
     pub admin_email: String,
     /// At least 12 characters; generated (and returned once) when omitted.
+    #[schema(schema_with = crate::schema::password_opt)]
     pub admin_password: Option<String>,
     /// Plan id; the configured default plan when omitted.
+    #[schema(schema_with = crate::schema::plan_id_opt)]
     pub plan: Option<String>,
 }
 
@@ -215,20 +228,25 @@ pub struct NewTenant {
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// A label for humans, 1 to 200 characters.
+    #[schema(schema_with = crate::schema::text_200)]
     pub name: String,
     /// At least one; each must be held by the caller.
+    #[schema(min_items = 1, max_items = 6)]
     pub scopes: Vec<Scope>,
-    /// Optional expiry, in the future.
+    /// Optional expiry; a key whose expiry has passed is refused.
     pub expires_at: Option<DateTime<Utc>>,
     /// Optional per-key requests-per-minute cap (the plan's limit still applies).
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub requests_per_minute: Option<u32>,
 }
 
 // ---------------------------------------------------------------- validation
 
+/// 1 to `max` characters (counted as sent), not only spaces, no control
+/// characters; stored trimmed.
 fn check_text(field: &'static str, value: &str, max: usize) -> ApiResult<String> {
     let v = value.trim();
-    if v.is_empty() || v.chars().count() > max {
+    if v.is_empty() || value.chars().count() > max {
         return Err(ApiError::validation(
             field,
             format!("{field} must be 1 to {max} characters"),

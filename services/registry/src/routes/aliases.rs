@@ -5,6 +5,7 @@ use crate::service::Registry;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
 use llmops_core::error::Problem;
+use llmops_core::http::Json;
 use llmops_core::http::Tenant;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,7 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// caller sends `force: true`.
 #[utoipa::path(put, path = "/v1/registry/models/{model}/aliases/{alias}", tag = "registry",
     security(("bearer" = [])),
-    params(("model" = String, Path, description = "Model name"), ("alias" = String, Path, description = "Alias, e.g. `production`")),
+    params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("alias" = String, Path, description = "Alias, e.g. `production`", pattern = "^[a-z][a-z0-9_-]{0,63}$")),
     request_body = SetAlias,
     responses((status = 200, description = "The model with its aliases", body = ModelView),
         (status = 403, description = "`force` without the admin scope", body = Problem, content_type = "application/problem+json"),
@@ -29,7 +30,7 @@ pub async fn set_alias(
     reg: web::Data<Registry>,
     Tenant(ctx): Tenant,
     path: web::Path<(String, String)>,
-    body: web::Json<SetAlias>,
+    body: Json<SetAlias>,
 ) -> ApiResult<HttpResponse> {
     let (model, alias) = path.into_inner();
     Ok(HttpResponse::Ok().json(
@@ -40,7 +41,7 @@ pub async fn set_alias(
 
 #[utoipa::path(delete, path = "/v1/registry/models/{model}/aliases/{alias}", tag = "registry",
     security(("bearer" = [])),
-    params(("model" = String, Path, description = "Model name"), ("alias" = String, Path, description = "Alias")),
+    params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("alias" = String, Path, description = "Alias", pattern = "^[a-z][a-z0-9_-]{0,63}$")),
     responses((status = 200, description = "The model with its aliases", body = ModelView),
         (status = 404, description = "No such alias", body = Problem, content_type = "application/problem+json")))]
 pub async fn delete_alias(

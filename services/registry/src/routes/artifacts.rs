@@ -22,7 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// declared sha256/size; otherwise nothing is kept.
 #[utoipa::path(put, path = "/v1/registry/models/{model}/versions/{version}/artifact", tag = "registry",
     security(("bearer" = [])),
-    params(("model" = String, Path, description = "Model name"), ("version" = i64, Path, description = "Version number")),
+    params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("version" = i64, Path, description = "Version number", minimum = 1)),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 200, description = "Stored and verified; the version is ready", body = VersionView),
         (status = 409, description = "The version is not pending", body = Problem, content_type = "application/problem+json"),
@@ -44,7 +44,7 @@ pub async fn upload(
 /// Streams the uploaded artifact back.
 #[utoipa::path(get, path = "/v1/registry/models/{model}/versions/{version}/artifact", tag = "registry",
     security(("bearer" = [])),
-    params(("model" = String, Path, description = "Model name"), ("version" = i64, Path, description = "Version number")),
+    params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("version" = i64, Path, description = "Version number", minimum = 1)),
     responses((status = 200, description = "The bytes", body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 404, description = "No uploaded artifact", body = Problem, content_type = "application/problem+json")))]
 pub async fn download(

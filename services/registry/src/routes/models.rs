@@ -5,6 +5,7 @@ use crate::service::{ModelListParams, Registry};
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
 use llmops_core::error::Problem;
+use llmops_core::http::Json;
 use llmops_core::http::Tenant;
 use llmops_core::pagination::Page;
 
@@ -31,7 +32,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub async fn create_model(
     reg: web::Data<Registry>,
     Tenant(ctx): Tenant,
-    body: web::Json<NewModel>,
+    body: Json<NewModel>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(reg.create_model(&ctx, body.into_inner()).await?))
 }
@@ -49,7 +50,7 @@ pub async fn list_models(
 }
 
 #[utoipa::path(get, path = "/v1/registry/models/{model}", tag = "registry",
-    security(("bearer" = [])), params(("model" = String, Path, description = "Model name")),
+    security(("bearer" = [])), params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses((status = 200, description = "The model", body = ModelView),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_model(
@@ -62,7 +63,7 @@ pub async fn get_model(
 
 /// Changes description, tags or promotion gates.
 #[utoipa::path(patch, path = "/v1/registry/models/{model}", tag = "registry",
-    security(("bearer" = [])), params(("model" = String, Path, description = "Model name")),
+    security(("bearer" = [])), params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     request_body = ModelPatch,
     responses((status = 200, description = "The model", body = ModelView),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json")))]
@@ -70,7 +71,7 @@ pub async fn update_model(
     reg: web::Data<Registry>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
-    body: web::Json<ModelPatch>,
+    body: Json<ModelPatch>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(reg.update_model(&ctx, &path, body.into_inner()).await?))
 }
@@ -78,7 +79,7 @@ pub async fn update_model(
 /// Deletes a model with its versions and uploaded artifacts; refused (409)
 /// while any alias is set.
 #[utoipa::path(delete, path = "/v1/registry/models/{model}", tag = "registry",
-    security(("bearer" = [])), params(("model" = String, Path, description = "Model name")),
+    security(("bearer" = [])), params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     responses((status = 204, description = "Deleted"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "An alias is live", body = Problem, content_type = "application/problem+json")))]
@@ -93,7 +94,7 @@ pub async fn delete_model(
 
 /// Resolves `name@alias`, `name@3` or `mv_…` to a version.
 #[utoipa::path(get, path = "/v1/registry/resolve/{reference}", tag = "registry",
-    security(("bearer" = [])), params(("reference" = String, Path, description = "`name@alias`, `name@3` or `mv_…`")),
+    security(("bearer" = [])), params(("reference" = String, Path, description = "`name@alias`, `name@3` or `mv_…`", pattern = "^(mv_[0-7][0-9a-hjkmnp-tv-z]{25}|[A-Za-z0-9][A-Za-z0-9._-]{0,127}@([a-z][a-z0-9_-]{0,63}|[1-9][0-9]{0,17}))$")),
     responses((status = 200, description = "The version", body = crate::domain::VersionView),
         (status = 404, description = "Nothing by that reference", body = Problem, content_type = "application/problem+json")))]
 pub async fn resolve(

@@ -6,6 +6,7 @@ use crate::service::Registry;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
 use llmops_core::error::Problem;
+use llmops_core::http::Json;
 use llmops_core::http::Tenant;
 use llmops_core::pagination::{ListParams, Page};
 
@@ -27,7 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// artifact is uploaded, or `ready` at once for an `artifact_uri` with a
 /// declared checksum.
 #[utoipa::path(post, path = "/v1/registry/models/{model}/versions", tag = "registry",
-    security(("bearer" = [])), params(("model" = String, Path, description = "Model name")),
+    security(("bearer" = [])), params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")),
     request_body = NewVersion,
     responses((status = 201, description = "Created", body = VersionView),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
@@ -36,14 +37,14 @@ pub async fn create_version(
     reg: web::Data<Registry>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
-    body: web::Json<NewVersion>,
+    body: Json<NewVersion>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Created().json(reg.create_version(&ctx, &path, body.into_inner()).await?))
 }
 
 /// Lists versions by number (`after` is a version number).
 #[utoipa::path(get, path = "/v1/registry/models/{model}/versions", tag = "registry",
-    security(("bearer" = [])), params(("model" = String, Path, description = "Model name"), ListParams),
+    security(("bearer" = [])), params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100), ("after" = Option<i64>, Query, description = "The last version number of the previous page")),
     responses((status = 200, description = "A page of versions", body = inline(Page<VersionView>))))]
 pub async fn list_versions(
     reg: web::Data<Registry>,
@@ -56,7 +57,7 @@ pub async fn list_versions(
 
 #[utoipa::path(get, path = "/v1/registry/models/{model}/versions/{version}", tag = "registry",
     security(("bearer" = [])),
-    params(("model" = String, Path, description = "Model name"), ("version" = i64, Path, description = "Version number")),
+    params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("version" = i64, Path, description = "Version number", minimum = 1)),
     responses((status = 200, description = "The version, with its lineage", body = VersionView),
         (status = 404, description = "No such version", body = Problem, content_type = "application/problem+json")))]
 pub async fn get_version(
@@ -71,7 +72,7 @@ pub async fn get_version(
 /// Changes description and tags; metrics while `pending`; archives.
 #[utoipa::path(patch, path = "/v1/registry/models/{model}/versions/{version}", tag = "registry",
     security(("bearer" = [])),
-    params(("model" = String, Path, description = "Model name"), ("version" = i64, Path, description = "Version number")),
+    params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("version" = i64, Path, description = "Version number", minimum = 1)),
     request_body = VersionPatch,
     responses((status = 200, description = "The version", body = VersionView),
         (status = 409, description = "Not allowed in this state", body = Problem, content_type = "application/problem+json")))]
@@ -79,7 +80,7 @@ pub async fn update_version(
     reg: web::Data<Registry>,
     Tenant(ctx): Tenant,
     path: web::Path<(String, String)>,
-    body: web::Json<VersionPatch>,
+    body: Json<VersionPatch>,
 ) -> ApiResult<HttpResponse> {
     let (model, n) = path.into_inner();
     let view = reg
@@ -90,7 +91,7 @@ pub async fn update_version(
 
 /// The model's audit trail: versions, alias moves (who, when, from, to, forced).
 #[utoipa::path(get, path = "/v1/registry/models/{model}/events", tag = "registry",
-    security(("bearer" = [])), params(("model" = String, Path, description = "Model name"), ListParams),
+    security(("bearer" = [])), params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100), ("after" = Option<llmops_core::ids::RegistryEventId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of events, oldest first", body = inline(Page<EventView>))))]
 pub async fn list_events(
     reg: web::Data<Registry>,
