@@ -8,6 +8,7 @@ use llmops_core::ids::{ApiKeyId, TenantId};
 use llmops_core::pagination::ListParams;
 use llmops_core::tenancy::store::{self, NewApiKey, NewPlan, NewTenant, TenantStatus};
 use llmops_core::{ApiError, Scope};
+use llmops_gateway::logwriter::LogWriter;
 use llmops_gateway::{app, openapi};
 use llmops_migrations::{Migrator, MigratorTrait};
 use std::process::ExitCode;
@@ -143,16 +144,19 @@ enum PlansCmd {
     },
 }
 
-fn init_tracing(cfg: &Config) {
+/// Logs to stderr through a writer thread; returns it, to flush at exit.
+fn init_tracing(cfg: &Config) -> LogWriter {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = LogWriter::start();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer.clone());
     let _ = match cfg.log_format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    writer
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
@@ -190,10 +194,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_tracing(&cfg);
+    let log = init_tracing(&cfg);
     let result = match cli.command {
         Command::Serve { services } => {
             if services != "all" {
+                log.flush();
                 eprintln!(
                     "error: --services {services}: running services as separate deployments is not implemented yet; use --services all"
                 );
@@ -209,6 +214,7 @@ pub fn main() -> ExitCode {
             Err(e) => Err(e.into()),
         },
     };
+    log.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => report(&e),

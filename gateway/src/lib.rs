@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod extract;
+pub mod logwriter;
 pub mod middleware;
 pub mod openapi;
 pub mod ratelimit;
