@@ -178,6 +178,23 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
         .app_data(path_config())
+        // Routes are tried in order and a pattern with parameters costs a
+        // regex match: the inference routes (static) come first, the
+        // Swagger UI's catch-all last.
+        .service(
+            web::scope("/v1")
+                .wrap(from_fn(authenticate))
+                .configure(llmops_serving::routes::configure)
+                .configure(routes::v1)
+                .configure(llmops_billing::routes::configure)
+                .configure(llmops_registry::routes::configure),
+        )
+        .service(
+            web::scope("/admin/v1")
+                .wrap(from_fn(operator_only))
+                .configure(routes::admin)
+                .configure(llmops_billing::routes::configure_admin),
+        )
         .configure(routes::health::configure)
         .route(
             "/docs",
@@ -190,20 +207,6 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         .service(
             SwaggerUi::new("/docs/{_:.*}")
                 .external_url_unchecked("/openapi.json", openapi::document()),
-        )
-        .service(
-            web::scope("/v1")
-                .wrap(from_fn(authenticate))
-                .configure(routes::v1)
-                .configure(llmops_registry::routes::configure)
-                .configure(llmops_serving::routes::configure)
-                .configure(llmops_billing::routes::configure),
-        )
-        .service(
-            web::scope("/admin/v1")
-                .wrap(from_fn(operator_only))
-                .configure(routes::admin)
-                .configure(llmops_billing::routes::configure_admin),
         );
 }
 

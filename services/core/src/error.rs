@@ -48,15 +48,26 @@ pub struct LimitHeaders {
 
 impl LimitHeaders {
     pub fn to_headers(&self) -> [(HeaderName, HeaderValue); 3] {
-        let name = |what: &str| {
-            HeaderName::from_bytes(format!("x-ratelimit-{what}-{}", self.dimension).as_bytes())
-                .unwrap_or(header::WARNING)
+        // Names are static: this runs for every answer.
+        let [limit, remaining, reset] = if self.dimension == "tokens" {
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ]
+        } else {
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ]
         };
+        let name = HeaderName::from_static;
         [
-            (name("limit"), HeaderValue::from(self.limit)),
-            (name("remaining"), HeaderValue::from(self.remaining)),
+            (name(limit), HeaderValue::from(self.limit)),
+            (name(remaining), HeaderValue::from(self.remaining)),
             (
-                name("reset"),
+                name(reset),
                 HeaderValue::from_str(&format_reset(self.reset))
                     .unwrap_or(HeaderValue::from_static("0s")),
             ),

@@ -137,6 +137,17 @@ pub struct RecordOutcome {
 #[async_trait::async_trait]
 pub trait UsageSink: Send + Sync {
     async fn record(&self, events: &[UsageEvent]) -> Result<RecordOutcome, UsageError>;
+
+    /// Hands events over to be committed without waiting for the commit,
+    /// for a producer that has nothing to do with the outcome (a call's
+    /// settlement). Waits only while the ledger's queue is full, so a
+    /// ledger that falls behind slows producers down instead of letting
+    /// work pile up in memory. Submitted events are committed like recorded
+    /// ones, and before a graceful shutdown ends; a crash may lose them, as
+    /// it may lose events whose `record` had not returned.
+    async fn submit(&self, events: Vec<UsageEvent>) -> Result<(), UsageError> {
+        self.record(&events).await.map(|_| ())
+    }
 }
 
 /// Appends to the `usage_events` table, ignoring ids already there.
@@ -245,7 +256,8 @@ impl UsageSink for DbUsageSink {
 
 struct Pending {
     events: Vec<UsageEvent>,
-    done: tokio::sync::oneshot::Sender<Result<RecordOutcome, UsageError>>,
+    /// `None` for submitted events: nobody waits for them.
+    done: Option<tokio::sync::oneshot::Sender<Result<RecordOutcome, UsageError>>>,
 }
 
 /// Group commit in front of the ledger: concurrent `record` calls are
@@ -288,14 +300,19 @@ async fn flusher(
         let Some(first) = first else { return };
         let mut batch = vec![first];
         let mut count = batch[0].events.len();
-        let deadline = tokio::time::Instant::now() + linger;
+        // Let a batch gather without being woken by each producer: sleep
+        // the linger, then take what came meanwhile (one wake-up a batch,
+        // not one per event, which cost the request path a thread hand-off).
+        if !stop.is_cancelled() {
+            tokio::time::sleep(linger).await;
+        }
         while count < max_batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(p)) => {
+            match rx.try_recv() {
+                Ok(p) => {
                     count += p.events.len();
                     batch.push(p);
                 }
-                _ => break,
+                Err(_) => break,
             }
         }
         let all: Vec<UsageEvent> = batch
@@ -325,7 +342,9 @@ async fn flusher(
         let slices: Vec<&[UsageEvent]> = batch.iter().map(|p| p.events.as_slice()).collect();
         let outcomes = attribute(&slices, &inserted);
         for (p, outcome) in batch.into_iter().zip(outcomes) {
-            let _ = p.done.send(Ok(outcome));
+            if let Some(done) = p.done {
+                let _ = done.send(Ok(outcome));
+            }
         }
     }
 }
@@ -343,10 +362,23 @@ impl UsageSink for GroupCommitSink {
         self.tx
             .send(Pending {
                 events: events.to_vec(),
-                done,
+                done: Some(done),
             })
             .await
             .map_err(|_| UsageError::Closed)?;
         wait.await.map_err(|_| UsageError::Closed)?
+    }
+
+    async fn submit(&self, events: Vec<UsageEvent>) -> Result<(), UsageError> {
+        for e in &events {
+            e.validate()?;
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .send(Pending { events, done: None })
+            .await
+            .map_err(|_| UsageError::Closed)
     }
 }

@@ -22,6 +22,9 @@ pub enum ModelBackend {
     /// Any OpenAI-compatible HTTP server (vLLM, TGI, a hosted API).
     OpenAi {
         base_url: String,
+        /// `{base_url}/chat/completions` and `/completions`, parsed once.
+        chat_url: Box<reqwest::Url>,
+        completions_url: Box<reqwest::Url>,
         api_key: Option<Secret<String>>,
         model: String,
     },
@@ -71,8 +74,16 @@ pub fn from_entry(e: &CatalogEntry) -> Result<CatalogModel, String> {
                 .clone()
                 .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
                 .ok_or_else(|| format!("catalog `{}`: openai needs an http(s) base_url", e.id))?;
+            let base_url = base_url.trim_end_matches('/').to_string();
+            let url = |path: &str| {
+                reqwest::Url::parse(&format!("{base_url}/{path}"))
+                    .map(Box::new)
+                    .map_err(|err| format!("catalog `{}`: base_url: {err}", e.id))
+            };
             ModelBackend::OpenAi {
-                base_url: base_url.trim_end_matches('/').to_string(),
+                chat_url: url("chat/completions")?,
+                completions_url: url("completions")?,
+                base_url,
                 api_key: e.api_key.clone(),
                 model,
             }

@@ -29,8 +29,21 @@ pub(crate) struct Inner {
     budget: Arc<dyn TokenBudget>,
     pub(crate) usage: Arc<dyn UsageSink>,
     tasks: TaskTracker,
-    /// Client of OpenAI-compatible upstreams.
-    http: reqwest::Client,
+}
+
+thread_local! {
+    /// Client of OpenAI-compatible upstreams, one per thread: a connection
+    /// is driven by the runtime that opened it, so each HTTP worker keeps
+    /// its own pool instead of waiting on another worker's thread.
+    static HTTP: reqwest::Client = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap_or_default();
+}
+
+fn http() -> reqwest::Client {
+    HTTP.with(Clone::clone)
 }
 
 /// What a `Serving` is built from.
@@ -109,6 +122,36 @@ fn sse(value: &impl serde::Serialize) -> Bytes {
     ))
 }
 
+/// What an OpenAI-compatible upstream is asked (streamed, with usage).
+#[derive(serde::Serialize)]
+struct UpstreamRequest<'a> {
+    model: &'a str,
+    max_tokens: u32,
+    temperature: f32,
+    top_p: f32,
+    stream: bool,
+    stream_options: IncludeUsage,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<i64>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<UpstreamMessage<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prompt: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct IncludeUsage {
+    include_usage: bool,
+}
+
+#[derive(serde::Serialize)]
+struct UpstreamMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
 /// Settles a generation once: usage events and the token reconciliation,
 /// also when the client goes away mid-stream (on drop).
 struct Settlement {
@@ -149,9 +192,11 @@ impl Settlement {
         });
     }
 
-    fn settle(&mut self) {
+    /// The settlement's work: the token reconciliation and the usage
+    /// events (`None` once done).
+    fn work(&mut self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         if self.done {
-            return;
+            return None;
         }
         self.done = true;
         let s = self.serving.clone();
@@ -162,7 +207,7 @@ impl Settlement {
             self.completion_tokens,
             self.usage_source,
         );
-        s.0.tasks.clone().spawn(async move {
+        Some(async move {
             let used = p.saturating_add(c);
             if used < reserved {
                 s.0.budget.refund(&ctx, reserved - used).await;
@@ -182,7 +227,23 @@ impl Settlement {
                 ],
             )
             .await;
-        });
+        })
+    }
+
+    /// Settles as part of the answer: the response ends once its usage is
+    /// handed to the ledger, so a ledger that falls behind slows answers
+    /// down (bounded memory) instead of piling up settlements.
+    async fn settle_now(&mut self) {
+        if let Some(work) = self.work() {
+            work.await;
+        }
+    }
+
+    /// Settles in the background (the client went away mid-answer).
+    fn settle(&mut self) {
+        if let Some(work) = self.work() {
+            self.serving.0.tasks.clone().spawn(work);
+        }
     }
 }
 
@@ -205,11 +266,6 @@ impl Serving {
             budget: p.budget,
             usage: p.usage,
             tasks: TaskTracker::new(),
-            http: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_secs(5))
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap_or_default(),
         }))
     }
 
@@ -321,7 +377,10 @@ impl Serving {
                 })
             })
             .collect();
-        if let Err(e) = self.0.usage.record(&events).await {
+        // Handed over without waiting for their commit (the client has, or
+        // is about to have, its answer); waits only for room in the
+        // ledger's queue.
+        if let Err(e) = self.0.usage.submit(events).await {
             tracing::error!(error = %e, request = id, "usage events not recorded");
         }
     }
@@ -408,43 +467,46 @@ impl Serving {
                 Ok(triton.generate(model, g).await?.boxed())
             }
             ModelBackend::OpenAi {
-                base_url,
+                chat_url,
+                completions_url,
                 api_key,
                 model,
+                ..
             } => {
-                let mut body = serde_json::json!({
-                    "model": model,
-                    "max_tokens": g.max_tokens,
-                    "temperature": g.temperature,
-                    "top_p": g.top_p,
-                    "stream": true,
-                    "stream_options": {"include_usage": true},
-                });
-                if let Some(seed) = g.seed {
-                    body["seed"] = seed.into();
-                }
-                if !g.stop.is_empty() {
-                    body["stop"] = serde_json::json!(g.stop);
-                }
-                let (path, prompt) = match &g.messages {
-                    Some(turns) => {
-                        body["messages"] = turns
-                            .iter()
-                            .map(|(r, c)| serde_json::json!({"role": r, "content": c}))
-                            .collect();
-                        ("chat/completions", Prompt::Chat(turns.clone()))
-                    }
-                    None => {
-                        body["prompt"] = g.prompt.clone().into();
-                        ("completions", Prompt::Text(g.prompt.clone()))
-                    }
+                let (url, prompt, messages) = match &g.messages {
+                    Some(turns) => (
+                        chat_url,
+                        Prompt::Chat(turns.clone()),
+                        Some(
+                            turns
+                                .iter()
+                                .map(|(role, content)| UpstreamMessage { role, content })
+                                .collect(),
+                        ),
+                    ),
+                    None => (completions_url, Prompt::Text(g.prompt.clone()), None),
                 };
+                let body = UpstreamRequest {
+                    model,
+                    max_tokens: g.max_tokens,
+                    temperature: g.temperature,
+                    top_p: g.top_p,
+                    stream: true,
+                    stream_options: IncludeUsage {
+                        include_usage: true,
+                    },
+                    seed: g.seed,
+                    stop: &g.stop,
+                    prompt: messages.is_none().then_some(g.prompt.as_str()),
+                    messages,
+                };
+                let body = serde_json::to_vec(&body).map_err(ApiError::internal)?;
                 let res = crate::upstream::post_streaming(
-                    &self.0.http,
-                    &format!("{base_url}/{path}"),
+                    &http(),
+                    url,
                     api_key.as_ref().map(|k| k.expose().as_str()),
                     &m.id,
-                    &body,
+                    body.into(),
                 )
                 .await?;
                 Ok(crate::upstream::steps(
@@ -645,7 +707,7 @@ impl Serving {
             settlement.completion_tokens,
         );
         let booked = usage(settlement.prompt_tokens, settlement.completion_tokens);
-        settlement.settle();
+        settlement.settle_now().await;
         Ok((text, finish, booked))
     }
 
@@ -867,8 +929,9 @@ impl Serving {
                 base_url,
                 api_key,
                 model: up,
+                ..
             } => crate::upstream::embed(
-                &self.0.http,
+                &http(),
                 base_url,
                 api_key.as_ref().map(|k| k.expose().as_str()),
                 &model.id,
@@ -902,18 +965,14 @@ impl Serving {
             self.0.budget.charge(ctx, tokens - reserved).await;
         }
         let id = format!("emb-{}", ulid::Ulid::new().to_string().to_lowercase());
-        let s = self.clone();
-        let (ctx2, model_id) = (ctx.clone(), model.id.clone());
-        self.0.tasks.spawn(async move {
-            s.record(
-                &ctx2,
-                &id,
-                &model_id,
-                source,
-                &[(Meter::EMBEDDING_TOKENS, tokens), (Meter::REQUESTS, 1)],
-            )
-            .await;
-        });
+        self.record(
+            ctx,
+            &id,
+            &model.id,
+            source,
+            &[(Meter::EMBEDDING_TOKENS, tokens), (Meter::REQUESTS, 1)],
+        )
+        .await;
         let data = vectors
             .into_iter()
             .enumerate()
@@ -1048,7 +1107,7 @@ where
                         st.first_token,
                         step.completion_tokens,
                     );
-                    st.settlement.settle();
+                    st.settlement.settle_now().await;
                 }
                 Some((Ok(Bytes::from(out)), st))
             }
@@ -1060,12 +1119,12 @@ where
                 st.sent_done = true;
                 let problem = llmops_core::error::Problem::from_error(&e);
                 let body = serde_json::json!({"error": {"message": problem.detail, "type": problem.code, "code": problem.code}});
-                st.settlement.settle();
+                st.settlement.settle_now().await;
                 Some((Ok(sse(&body)), st))
             }
             None => {
                 st.finished = true;
-                st.settlement.settle();
+                st.settlement.settle_now().await;
                 Some((Ok(Bytes::new()), st))
             }
         }

@@ -21,10 +21,10 @@ fn unavailable(model: &str, why: impl std::fmt::Display) -> ApiError {
 /// generated yet (connection errors, 429 and 5xx answers).
 pub async fn post_streaming(
     client: &reqwest::Client,
-    url: &str,
+    url: &reqwest::Url,
     api_key: Option<&str>,
     model: &str,
-    body: &serde_json::Value,
+    body: bytes::Bytes,
 ) -> Result<reqwest::Response, ApiError> {
     let mut last = None;
     for attempt in 0..ATTEMPTS {
@@ -32,8 +32,9 @@ pub async fn post_streaming(
             tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt - 1))).await;
         }
         let mut req = client
-            .post(url)
-            .json(body)
+            .post(url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone())
             .timeout(Duration::from_secs(600));
         if let Some(k) = api_key {
             req = req.bearer_auth(k);
@@ -157,6 +158,50 @@ pub fn steps(
                 })
             })
             .boxed()
+    }
+}
+
+/// One event of an OpenAI stream, read without building a JSON tree
+/// (strings are borrowed from the line unless they hold escapes).
+#[derive(serde::Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<UsageNums>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsageNums {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+impl UsageNums {
+    fn pair(&self) -> Option<(u32, u32)> {
+        let n = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+        Some((
+            n(self.prompt_tokens?),
+            n(self.completion_tokens.unwrap_or(0)),
+        ))
     }
 }
 
@@ -303,34 +348,35 @@ fn sse_steps(
                     let last = st.call.counted(st.usage, &st.text, finish);
                     return Some((Ok(last), st));
                 }
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(data) else {
+                let Ok(chunk) = serde_json::from_str::<Chunk<'_>>(data) else {
                     continue;
                 };
-                if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+                if let Some(err) = &chunk.error {
                     let e = bad_answer(
                         &st.call.model,
                         format!("sent an error event: {}", error_message(err)),
                     );
                     return Some((st.fail(e), st));
                 }
-                if let Some(u) = usage_of(&v) {
+                if let Some(u) = chunk.usage.as_ref().and_then(UsageNums::pair) {
                     st.usage = Some(u);
                 }
-                let Some(choice) = v["choices"].as_array().and_then(|c| c.first()) else {
+                let Some(choice) = chunk.choices.as_ref().and_then(|c| c.first()) else {
                     continue;
                 };
                 st.saw_choice = true;
-                if let Some(f) = choice["finish_reason"].as_str() {
+                if let Some(f) = &choice.finish_reason {
                     st.finish = Some(f.to_string());
                 }
                 let text = if st.call.is_chat() {
-                    choice["delta"]["content"].as_str()
+                    choice.delta.as_ref().and_then(|d| d.content.as_deref())
                 } else {
-                    choice["text"].as_str()
+                    choice.text.as_deref()
                 };
                 if let Some(t) = text.filter(|t| !t.is_empty()) {
                     st.text.push_str(t);
-                    return Some((Ok(text_step(t.to_string())), st));
+                    let step = text_step(t.to_string());
+                    return Some((Ok(step), st));
                 }
                 continue;
             }
@@ -362,12 +408,14 @@ pub async fn embed(
 ) -> Result<(Vec<Vec<f32>>, u32, UsageSource), ApiError> {
     let body =
         serde_json::json!({"model": upstream_model, "input": texts, "encoding_format": "float"});
+    let url = reqwest::Url::parse(&format!("{base_url}/embeddings"))
+        .map_err(|e| unavailable(model, format!("bad base_url: {e}")))?;
     let res = post_streaming(
         client,
-        &format!("{base_url}/embeddings"),
+        &url,
         api_key,
         model,
-        &body,
+        bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
     )
     .await?;
     let v: serde_json::Value = res

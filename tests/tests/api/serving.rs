@@ -140,13 +140,17 @@ async fn token_limits_refuse_with_headers() {
         json!({"model": "smollm2-135m-instruct", "max_tokens": max, "temperature": 0,
                "messages": [{"role": "user", "content": "Hi"}]})
     };
-    let res = app
-        .post("/v1/chat/completions", &key, &req(200))
+    // A streamed call holds its reservation while it runs (what it did
+    // not use comes back when it ends, before its last bytes).
+    let mut streamed = req(200);
+    streamed["stream"] = json!(true);
+    let running = app
+        .post("/v1/chat/completions", &key, &streamed)
         .await
         .unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(header(&res, "x-ratelimit-limit-tokens"), "300");
-    let remaining: u32 = header(&res, "x-ratelimit-remaining-tokens")
+    assert_eq!(running.status(), 200);
+    assert_eq!(header(&running, "x-ratelimit-limit-tokens"), "300");
+    let remaining: u32 = header(&running, "x-ratelimit-remaining-tokens")
         .parse()
         .unwrap();
     assert!(remaining < 100, "the reservation was spent: {remaining}");
@@ -164,6 +168,12 @@ async fn token_limits_refuse_with_headers() {
         .await
         .unwrap();
     problem(res, 422, "validation_error").await.unwrap();
+    // Once the streamed call ends, its unused tokens are back.
+    let body = running.text().await.unwrap();
+    assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
+    let res = app.get("/v1/tenant", &key).await.unwrap();
+    let after: u32 = header(&res, "x-ratelimit-remaining-tokens").parse().unwrap();
+    assert!(after > remaining + 100, "refunded: {after} after {remaining}");
 }
 
 /// A client that disconnects mid-stream is billed only for what was produced.
