@@ -5,7 +5,7 @@
 #
 #   benches/billing.sh [tenants=200]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd -P "$(dirname "$0")/.."
 . scripts/lib.sh
 n=${1:-200}
 work=$(mktemp -d /tmp/llmops-bench.XXXXXX)
@@ -18,8 +18,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-cargo build --locked --release --bin llmops >&2
-bin="$CARGO_TARGET_DIR/release/llmops"
+bench_binary
+bin="$BENCH_BIN"
 start_pg "$work/pg"
 py=$(stripe_python)
 sport=$(free_port)

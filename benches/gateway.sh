@@ -5,7 +5,7 @@
 #
 #   benches/gateway.sh [connections=64] [duration_s=20] [threads=1]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd -P "$(dirname "$0")/.."
 . scripts/lib.sh
 
 conns=${1:-64}
@@ -24,9 +24,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "building release binary"
-cargo build --locked --release --bin llmops >&2
-bin="$CARGO_TARGET_DIR/release/llmops"
+bench_binary
+bin="$BENCH_BIN"
 
 start_pg "$work/pg"
 export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=127.0.0.1:0 \

@@ -4,8 +4,10 @@
 # the same Triton (tritonclient), same prompt and settings, 20 runs each.
 #
 #   benches/inference.sh [runs=20]
+#
+# TRITON_URL=http://host:port uses a running Triton instead of starting one.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd -P "$(dirname "$0")/.."
 . scripts/lib.sh
 runs=${1:-20}
 work=$(mktemp -d /tmp/llmops-bench.XXXXXX)
@@ -19,10 +21,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cargo build --locked --release --bin llmops >&2
-bin="$CARGO_TARGET_DIR/release/llmops"
+bench_binary
+bin="$BENCH_BIN"
 start_pg "$work/pg"
-start_triton "$work/triton"
+if [ -n "${TRITON_URL:-}" ]; then
+  log "using the Triton at $TRITON_URL"
+else
+  start_triton "$work/triton"
+fi
 export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=127.0.0.1:0 \
        LLMOPS_TRITON_URL="$TRITON_URL" LLMOPS_LOG_FORMAT=json
 key=$("$bin" tenants create --name bench --admin-email bench@bench.test --plan standard \

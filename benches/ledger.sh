@@ -5,7 +5,7 @@
 #
 #   benches/ledger.sh [connections=16] [duration_s=15]
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd -P "$(dirname "$0")/.."
 . scripts/lib.sh
 conns=${1:-16}
 duration=${2:-15}
@@ -19,8 +19,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-cargo build --locked --release --bin llmops >&2
-bin="$CARGO_TARGET_DIR/release/llmops"
+bench_binary
+bin="$BENCH_BIN"
 start_pg "$work/pg"
 export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=127.0.0.1:0 \
        LLMOPS_OPERATOR_TOKEN=bench-operator-token-0123456789 LLMOPS_LOG_FORMAT=json

@@ -173,6 +173,68 @@ ensure_nginx() {
   [ -x /usr/sbin/nginx ] || apt_install nginx-light >/dev/null
 }
 
+# The load generators of benches/ (their smoke runs are tests).
+ensure_load_tools() {
+  command -v wrk >/dev/null && command -v hey >/dev/null || apt_install wrk hey >/dev/null
+}
+
+# bench_binary: builds `llmops` in the profile LLMOPS_PROFILE names
+# (release unless set; `dev` is the shared debug build, for smoke runs whose
+# figures mean nothing) and sets BENCH_BIN.
+bench_binary() {
+  local profile=${LLMOPS_PROFILE:-release} dir
+  dir=$profile
+  [ "$profile" = dev ] && dir=debug
+  log "building the $profile binary"
+  cargo build --locked --profile "$profile" --bin llmops >&2
+  BENCH_BIN="$CARGO_TARGET_DIR/$dir/llmops"
+}
+
+# start_upstream_nginx DIR: nginx answering every POST to
+# /v1/chat/completions with a fixed streamed chat completion (5 + 1 tokens,
+# `[DONE]`), as fast as nginx answers: the upstream of the overhead and soak
+# benchmarks. Sets UPSTREAM_URL (…/v1) and UPSTREAM_PID.
+start_upstream_nginx() {
+  local dir=$1
+  ensure_nginx
+  mkdir -p "$dir"
+  local port; port=$(free_port)
+  local chunk='{"id":"chatcmpl-up","object":"chat.completion.chunk","created":1,"model":"up","choices":[{"index":0,"delta":{"role":"assistant","content":"ok"},"finish_reason":"stop"}]}'
+  local usage='{"id":"chatcmpl-up","object":"chat.completion.chunk","created":1,"model":"up","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6}}'
+  cat >"$dir/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_buffer_size 1m;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$port;
+    location /v1/chat/completions {
+      default_type text/event-stream;
+      return 200 'data: $chunk\n\ndata: $usage\n\ndata: [DONE]\n\n';
+    }
+  }
+}
+NGINX
+  /usr/sbin/nginx -p "$dir" -c "$dir/nginx.conf" &
+  UPSTREAM_PID=$!
+  local i
+  for i in $(seq 1 50); do
+    curl -sf -o /dev/null -X POST "http://127.0.0.1:$port/v1/chat/completions" && break
+    sleep 0.1
+  done
+  UPSTREAM_URL="http://127.0.0.1:$port/v1"
+}
+
 # contract_python: a Python with schemathesis and openapi-spec-validator
 # (the OpenAPI contract checks); prints its path.
 contract_python() {

@@ -7,8 +7,11 @@
 # progress in ~/.cache/llmops/triton-start.log).
 # Configure with llmops.toml or LLMOPS_* variables; LLMOPS_TRITON_URL=""
 # runs without models, and a URL of yours uses your Triton instead.
+# The binary is the debug build that scripts/test.sh and scripts/llmops use
+# too (one build for all three); LLMOPS_PROFILE=release runs an optimised
+# build instead (a second, longer build: for benchmarks and real load).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd -P "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/llmops/target}"
 mkdir -p "$HOME/.cache/llmops"
 
@@ -22,4 +25,4 @@ elif [ -z "$LLMOPS_TRITON_URL" ]; then
   unset LLMOPS_TRITON_URL
 fi
 
-cargo run --locked --release --bin llmops -- serve "$@"
+scripts/llmops serve "$@"

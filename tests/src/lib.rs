@@ -40,6 +40,23 @@ macro_rules! on_both_backends {
     )*};
 }
 
+/// Removes what `cargo test` put in this process's environment for the test
+/// binary (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, …) and `LLMOPS_*`, from a
+/// command that runs cargo or the project's scripts: build scripts that
+/// watch those variables would otherwise see them change and rebuild half
+/// the dependency tree.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    for (k, _) in std::env::vars() {
+        let cargo_set = (k.starts_with("CARGO_") || k == "CARGO" || k == "OUT_DIR")
+            && k != "CARGO_HOME"
+            && k != "CARGO_TARGET_DIR";
+        if cargo_set || k.starts_with("LLMOPS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
 

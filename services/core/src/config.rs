@@ -189,7 +189,15 @@ impl Config {
         let file = std::env::var("LLMOPS_CONFIG").unwrap_or_else(|_| "llmops.toml".into());
         let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("LLMOPS_").ignore(&["config"]))
+            // Variables of the scripts and the CLI, not configuration keys.
+            .merge(Env::prefixed("LLMOPS_").ignore(&[
+                "config",
+                "profile",
+                "admin_password",
+                "bin",
+                "cache",
+                "triton_venv",
+            ]))
             .extract()
             .map_err(Box::new)?;
         cfg.validate()?;

@@ -2,6 +2,7 @@
 //! One test binary (one link) with a module per area.
 
 mod auth;
+mod benches;
 mod billing;
 mod budget;
 mod contract;
@@ -12,6 +13,7 @@ mod ledger;
 mod ops;
 mod periods;
 mod ratelimit;
+mod readme;
 mod registry;
 mod serving;
 mod stripe;

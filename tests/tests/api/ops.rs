@@ -58,7 +58,7 @@ async fn openapi_document_matches_the_checked_in_file() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert!(
         served == file,
-        "openapi/openapi.json is stale: regenerate it with `cargo run -q --bin llmops -- openapi > openapi/openapi.json`"
+        "openapi/openapi.json is stale: regenerate it with `scripts/llmops openapi > openapi/openapi.json`"
     );
     assert!(served["openapi"].as_str().unwrap().starts_with("3.1"));
     // Every route the API serves is described, with its errors.

@@ -172,8 +172,13 @@ async fn token_limits_refuse_with_headers() {
     let body = running.text().await.unwrap();
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
     let res = app.get("/v1/tenant", &key).await.unwrap();
-    let after: u32 = header(&res, "x-ratelimit-remaining-tokens").parse().unwrap();
-    assert!(after > remaining + 100, "refunded: {after} after {remaining}");
+    let after: u32 = header(&res, "x-ratelimit-remaining-tokens")
+        .parse()
+        .unwrap();
+    assert!(
+        after > remaining + 100,
+        "refunded: {after} after {remaining}"
+    );
 }
 
 /// A client that disconnects mid-stream is billed only for what was produced.

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The gateway's own overhead on the inference path, side by side in one run:
+# POST /v1/chat/completions straight to an upstream that answers at once
+# (nginx, a fixed streamed completion) and through `llmops serve` (API-key
+# auth, request/token/concurrency limits, catalog, upstream call, usage
+# metering into the ledger), on SQLite (embedded defaults) and on
+# PostgreSQL.
+#
+# - fixed rate: hey at RATE requests/s (CONNS connections, each at
+#   RATE/CONNS/s) for SECONDS: p50, p90, p99 and the p99 the gateway adds;
+# - saturation: wrk with 64 connections for SECONDS: requests/s.
+#
+#   benches/overhead.sh [rate=5000] [seconds=10] [conns=50]
+#
+# BEFORE=/path/to/an/older/llmops adds its rows to the same run (before vs
+# after on the same machine, same load). LLMOPS_PROFILE=dev measures the
+# debug build (a smoke run; figures are meaningless).
+set -euo pipefail
+cd -P "$(dirname "$0")/.."
+. scripts/lib.sh
+rate=${1:-5000}
+seconds=${2:-10}
+conns=${3:-50}
+per_conn=$(( (rate + conns - 1) / conns ))
+command -v hey >/dev/null || apt_install hey >/dev/null
+command -v wrk >/dev/null || apt_install wrk >/dev/null
+
+bench_binary
+after="$BENCH_BIN"
+
+work=$(mktemp -d /tmp/llmops-bench.XXXXXX)
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  stop_pg "$work/pg"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+start_upstream_nginx "$work/nginx"
+pids+=("$UPSTREAM_PID")
+start_pg "$work/pg"
+body='{"model":"instant","messages":[{"role":"user","content":"hi"}],"max_tokens":8}'
+printf '[[catalog]]\nid = "instant"\nkind = "chat"\nbackend = "openai"\nbase_url = "%s"\n' "$UPSTREAM_URL" >"$work/llmops.toml"
+
+# hey at the fixed rate: "p50 p90 p99 (ms) rps non-2xx"
+fixed() {
+  local url=$1 auth=$2 out
+  out=$(hey -z "${seconds}s" -c "$conns" -q "$per_conn" -m POST -T application/json \
+        -H "Authorization: Bearer $auth" -d "$body" "$url")
+  echo "$out" | awk '
+    /Requests\/sec/ { rps = $2 }
+    / 50% in/ { p50 = $3 } / 90% in/ { p90 = $3 } / 99% in/ { p99 = $3 }
+    /^\s*\[[0-9]+\]/ { code = substr($1, 2, 3); if (code !~ /^2/) bad += $2 }
+    END { printf "%.2f %.2f %.2f %.0f %d\n", p50 * 1000, p90 * 1000, p99 * 1000, rps, bad }'
+}
+
+# wrk at saturation: "rps p50 p99 (ms)"
+saturate() {
+  local url=$1 auth=$2
+  cat >"$work/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '$body'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $auth"
+LUA
+  wrk -t 1 -c 64 -d "${seconds}s" --latency -s "$work/post.lua" "$url" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    /Requests\/sec/ { rps = $2 } $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
+    END { printf "%.0f %.2f %.2f\n", rps, p50, p99 }'
+}
+
+# serve BIN DBURL NAME: starts llmops on the database; sets URL, KEY.
+serve() {
+  local bin=$1 db=$2 name=$3
+  export LLMOPS_CONFIG="$work/llmops.toml" LLMOPS_DATABASE_URL="$db" LLMOPS_DATA_DIR="$work/data-$name" \
+         LLMOPS_LISTEN=127.0.0.1:0 LLMOPS_LOG_FORMAT=json
+  "$bin" plans create --id bench --requests-per-minute 10000000 --tokens-per-minute 1000000000 \
+    --concurrent-requests 100000 >/dev/null
+  KEY=$("$bin" tenants create --name "bench-$name" --admin-email "bench@$name.test" --plan bench \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+  "$bin" serve >"$work/$name.out" 2>"$work/$name.log" &
+  SERVER=$!
+  pids+=("$SERVER")
+  local i
+  for i in $(seq 1 100); do grep -q "listening on" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
+  URL="$(sed -n 's/^llmops listening on //p' "$work/$name.out" | head -n 1)/v1/chat/completions"
+  curl -sf "$URL" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -d "$body" >/dev/null
+}
+
+rows=()
+row() { rows+=("$(printf '%-28s %8s %8s %8s %9s %8s %6s %10s' "$@")"); }
+
+direct="$UPSTREAM_URL/chat/completions"
+log "direct to the upstream at $rate/s"
+read -r d50 d90 d99 drps dbad < <(fixed "$direct" none)
+read -r sd sp50 sp99 < <(saturate "$direct" none)
+row "direct (nginx)" "$d50" "$d90" "$d99" "-" "$drps" "$dbad" "$sd"
+
+bins=("after:$after")
+[ -n "${BEFORE:-}" ] && bins=("before:$BEFORE" "${bins[@]}")
+for entry in "${bins[@]}"; do
+  label=${entry%%:*}
+  bin=${entry#*:}
+  for db in sqlite postgres; do
+    name="$label-$db"
+    if [ "$db" = sqlite ]; then dburl="sqlite://$work/data-$name/llmops.db?mode=rwc"; mkdir -p "$work/data-$name"
+    else
+      dbname="bench_${label}"
+      as_pg "$PG_BIN/psql" -h "$work/pg" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE $dbname" >/dev/null
+      dburl="postgres://postgres@127.0.0.1:$PG_PORT/$dbname"
+    fi
+    serve "$bin" "$dburl" "$name"
+    log "$name at $rate/s"
+    read -r g50 g90 g99 grps gbad < <(fixed "$URL" "$KEY")
+    read -r sg sgp50 sgp99 < <(saturate "$URL" "$KEY")
+    added=$(awk -v a="$g99" -v b="$d99" 'BEGIN { printf "%.2f", a - b }')
+    row "gateway $name" "$g50" "$g90" "$g99" "$added" "$grps" "$gbad" "$sg"
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+  done
+done
+
+echo
+echo "POST /v1/chat/completions: fixed rate $rate/s ($conns connections, ${seconds} s, hey); saturation: wrk, 64 connections"
+printf '%-28s %8s %8s %8s %9s %8s %6s %10s\n' "" "p50 ms" "p90 ms" "p99 ms" "+p99 ms" "req/s" "non2xx" "max req/s"
+for r in "${rows[@]}"; do echo "$r"; done

@@ -1,0 +1,86 @@
+//! Every benchmark script runs, in a smoke run: the shared debug build
+//! (`LLMOPS_PROFILE=dev`), a second or two of load, and its report checked
+//! for the figures it promises. The figures of a debug build under test load
+//! mean nothing; that the scripts still work is the point (a documented
+//! command that fails on first use is a bug).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Runs `benches/<script> <args…>`; returns its stdout (fails the test
+/// with both outputs when it fails).
+fn bench(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cmd = Command::new(root.join("benches").join(script));
+    llmops_tests::clean_env(&mut cmd)
+        .args(args)
+        .env("LLMOPS_PROFILE", "dev");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "benches/{script} failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn overhead_prints_direct_and_gateway_rows_on_both_databases() {
+    let out = bench("overhead.sh", &["200", "1", "10"], &[]);
+    for row in [
+        "direct (nginx)",
+        "gateway after-sqlite",
+        "gateway after-postgres",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no `{row}` row:\n{out}"));
+        let cols: Vec<&str> = line[row.len()..].split_whitespace().collect();
+        // p50 p90 p99 +p99 req/s non2xx max-req/s; no request failed.
+        assert_eq!(cols.len(), 7, "{line}");
+        assert_eq!(cols[5], "0", "non-2xx answers: {line}");
+        assert!(cols[0].parse::<f64>().is_ok_and(|v| v > 0.0), "{line}");
+    }
+}
+
+#[test]
+fn soak_prints_rss_through_every_phase() {
+    let out = bench("soak.sh", &["2", "1"], &[]);
+    for phase in [
+        "GET /v1/tenant done",
+        "chat done",
+        "chat stream done",
+        "idle",
+    ] {
+        assert!(
+            out.lines().any(|l| l.starts_with(phase)),
+            "no `{phase}`:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn gateway_ledger_and_billing_benches_report() {
+    let out = bench("gateway.sh", &["8", "1"], &[]);
+    assert!(
+        out.contains("GET /v1/tenant on PostgreSQL") && out.contains("non-2xx 0"),
+        "{out}"
+    );
+    let out = bench("ledger.sh", &["2", "1"], &[]);
+    assert!(out.contains("events/s acknowledged"), "{out}");
+    let out = bench("billing.sh", &["2"], &[]);
+    assert!(out.contains("2 invoices pushed to localstripe"), "{out}");
+}
+
+#[test]
+fn inference_bench_measures_both_paths() {
+    let triton = std::env::var("TEST_TRITON_URL").expect("TEST_TRITON_URL (scripts/test.sh)");
+    let out = bench("inference.sh", &["1"], &[("TRITON_URL", triton)]);
+    assert!(out.contains("gateway") && out.contains("direct"), "{out}");
+}
