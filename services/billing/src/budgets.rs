@@ -209,6 +209,11 @@ impl Billing {
                 .0
                 .timestamp()
                 .to_string();
+            // Known to be notified for this period (here or by another
+            // replica): nothing to do, and no write on every request.
+            if b.notified_period.as_deref() == Some(period.as_str()) {
+                return Ok(());
+            }
             // One notification per period across replicas: whoever flips the marker sends it.
             let claimed = entity::Entity::update_many()
                 .col_expr(entity::Column::NotifiedPeriod, Expr::value(period.clone()))
@@ -222,6 +227,7 @@ impl Billing {
                 .await?
                 .rows_affected
                 == 1;
+            self.remember_notified(tenant, &period);
             if claimed {
                 let body = serde_json::json!({
                     "type": "budget.threshold_reached", "tenant_id": tenant.to_string(), "period": period,

@@ -631,6 +631,15 @@ impl Billing {
         Ok(v)
     }
 
+    /// The cached budget of `tenant` was notified for `period`.
+    pub(crate) fn remember_notified(&self, tenant: TenantId, period: &str) {
+        if let Ok(mut c) = self.spend_cache.lock()
+            && let Some((_, Some(state))) = c.get_mut(&tenant)
+        {
+            state.budget.notified_period = Some(period.to_string());
+        }
+    }
+
     pub(crate) fn forget_spend(&self, tenant: TenantId) {
         if let Ok(mut c) = self.spend_cache.lock() {
             c.remove(&tenant);
