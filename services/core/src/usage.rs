@@ -162,6 +162,9 @@ impl DbUsageSink {
     }
 }
 
+/// Rows of the largest insert statement.
+const CHUNK: usize = 256;
+
 /// Inserts events, skipping ids already recorded (or repeated in the
 /// batch); returns the ids this call inserted.
 async fn insert_new(
@@ -171,7 +174,24 @@ async fn insert_new(
     use sea_orm::sea_query::{OnConflict, Query};
     let now = Utc::now();
     let mut inserted = std::collections::HashSet::new();
-    for chunk in events.chunks(500) {
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<&UsageEvent> = events
+        .iter()
+        .filter(|e| seen.insert(e.id.as_str()))
+        .collect();
+    let mut rest = &unique[..];
+    while !rest.is_empty() {
+        // Statements of a few fixed sizes (256 rows, then powers of two):
+        // the driver caches prepared statements by their text, and every
+        // distinct row count was a new, large statement cached on every
+        // connection (hundreds of MB under load), prepared anew each time.
+        let n = if rest.len() >= CHUNK {
+            CHUNK
+        } else {
+            1 << (usize::BITS - 1 - rest.len().leading_zeros())
+        };
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
         let mut q = Query::insert();
         q.into_table(usage_event::Entity)
             .columns([
@@ -189,13 +209,7 @@ async fn insert_new(
                     .to_owned(),
             )
             .returning_col(usage_event::Column::Id);
-        let mut seen = std::collections::HashSet::new();
-        let mut any = false;
         for e in chunk {
-            if !seen.insert(e.id.as_str()) {
-                continue;
-            }
-            any = true;
             q.values_panic([
                 e.id.clone().into(),
                 e.tenant_id.to_string().into(),
@@ -207,9 +221,6 @@ async fn insert_new(
                 e.occurred_at.into(),
                 now.into(),
             ]);
-        }
-        if !any {
-            continue;
         }
         let stmt = db.get_database_backend().build(&q);
         for row in db.query_all_raw(stmt).await? {
