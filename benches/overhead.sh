@@ -7,7 +7,8 @@
 # PostgreSQL.
 #
 # - fixed rate: hey at RATE requests/s (CONNS connections, each at
-#   RATE/CONNS/s) for SECONDS: p50, p90, p99 and the p99 the gateway adds;
+#   RATE/CONNS/s) for SECONDS: p50, p90, p99 and the p99 the gateway adds
+#   over a direct run made just before it (after a warm-up run);
 # - saturation: wrk with 64 connections for SECONDS: requests/s.
 #
 #   benches/overhead.sh [rate=5000] [seconds=10] [conns=50]
@@ -93,11 +94,6 @@ rows=()
 row() { rows+=("$(printf '%-28s %8s %8s %8s %9s %8s %6s %10s' "$@")"); }
 
 direct="$UPSTREAM_URL/chat/completions"
-log "direct to the upstream at $rate/s"
-read -r d50 d90 d99 drps dbad < <(fixed "$direct" none)
-read -r sd sp50 sp99 < <(saturate "$direct" none)
-row "direct (nginx)" "$d50" "$d90" "$d99" "-" "$drps" "$dbad" "$sd"
-
 bins=("after:$after")
 [ -n "${BEFORE:-}" ] && bins=("before:$BEFORE" "${bins[@]}")
 for entry in "${bins[@]}"; do
@@ -112,10 +108,16 @@ for entry in "${bins[@]}"; do
       dburl="postgres://postgres@127.0.0.1:$PG_PORT/$dbname"
     fi
     serve "$bin" "$dburl" "$name"
-    log "$name at $rate/s"
+    # Each gateway run is measured right after a direct run, and compared
+    # with it: the machine's own noise moves both.
+    log "$name at $rate/s, direct then through the gateway"
+    fixed "$URL" "$KEY" >/dev/null
+    read -r d50 d90 d99 drps dbad < <(fixed "$direct" none)
     read -r g50 g90 g99 grps gbad < <(fixed "$URL" "$KEY")
-    read -r sg sgp50 sgp99 < <(saturate "$URL" "$KEY")
+    read -r sd _ _ < <(saturate "$direct" none)
+    read -r sg _ _ < <(saturate "$URL" "$KEY")
     added=$(awk -v a="$g99" -v b="$d99" 'BEGIN { printf "%.2f", a - b }')
+    row "direct (for $name)" "$d50" "$d90" "$d99" "-" "$drps" "$dbad" "$sd"
     row "gateway $name" "$g50" "$g90" "$g99" "$added" "$grps" "$gbad" "$sg"
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
   done

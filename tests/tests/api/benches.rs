@@ -33,8 +33,9 @@ fn bench(script: &str, args: &[&str], env: &[(&str, String)]) -> String {
 fn overhead_prints_direct_and_gateway_rows_on_both_databases() {
     let out = bench("overhead.sh", &["200", "1", "10"], &[]);
     for row in [
-        "direct (nginx)",
+        "direct (for after-sqlite)",
         "gateway after-sqlite",
+        "direct (for after-postgres)",
         "gateway after-postgres",
     ] {
         let line = out
