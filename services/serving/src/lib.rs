@@ -8,9 +8,11 @@
 
 pub mod catalog;
 pub mod deployments;
+mod embeddings;
 pub mod openai;
 pub mod routes;
 pub mod service;
+mod settlement;
 pub mod tokens;
 pub mod triton;
 pub mod upstream;

@@ -3,6 +3,7 @@
 
 use crate::catalog::{CatalogModel, ModelBackend, ModelKind};
 use crate::openai::*;
+use crate::settlement::{Settlement, observe, openai_finish, sse, stream_sse, usage};
 use crate::tokens::UsageSource;
 use crate::triton::{Generation, GenerationStep, Triton};
 use crate::upstream::{Call, Prompt};
@@ -21,14 +22,14 @@ pub(crate) struct Inner {
     pub(crate) db: Option<llmops_core::db::Db>,
     pub(crate) registry: Option<Arc<dyn llmops_registry::RegistryClient>>,
     pub(crate) meter_window: std::time::Duration,
-    spend_guard: Option<Arc<dyn llmops_core::limits::SpendGuard>>,
-    triton: Option<Triton>,
+    pub(crate) spend_guard: Option<Arc<dyn llmops_core::limits::SpendGuard>>,
+    pub(crate) triton: Option<Triton>,
     /// Catalog models Triton reported ready at the last poll.
     ready: std::sync::RwLock<std::collections::HashSet<String>>,
     catalog: Vec<CatalogModel>,
-    budget: Arc<dyn TokenBudget>,
+    pub(crate) budget: Arc<dyn TokenBudget>,
     pub(crate) usage: Arc<dyn UsageSink>,
-    tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
 }
 
 thread_local! {
@@ -42,7 +43,7 @@ thread_local! {
         .unwrap_or_default();
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     HTTP.with(Clone::clone)
 }
 
@@ -63,7 +64,7 @@ pub struct ServingParts {
 
 /// Cheap to clone; shared by every worker.
 #[derive(Clone)]
-pub struct Serving(Arc<Inner>);
+pub struct Serving(pub(crate) Arc<Inner>);
 
 /// A generation in progress or done.
 pub enum Reply<T> {
@@ -107,19 +108,12 @@ fn check_penalties(presence: Option<f32>, frequency: Option<f32>) -> ApiResult<(
 }
 
 /// A generous estimate of a text's tokens, for reservations only.
-fn estimate_tokens(text: &str) -> u32 {
+pub(crate) fn estimate_tokens(text: &str) -> u32 {
     u32::try_from(text.len() / 3 + 8).unwrap_or(u32::MAX)
 }
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
-}
-
-fn sse(value: &impl serde::Serialize) -> Bytes {
-    Bytes::from(format!(
-        "data: {}\n\n",
-        serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
-    ))
 }
 
 /// What an OpenAI-compatible upstream is asked (streamed, with usage).
@@ -150,107 +144,6 @@ struct IncludeUsage {
 struct UpstreamMessage<'a> {
     role: &'a str,
     content: &'a str,
-}
-
-/// Settles a generation once: usage events and the token reconciliation,
-/// also when the client goes away mid-stream (on drop).
-struct Settlement {
-    serving: Serving,
-    ctx: TenantCtx,
-    id: String,
-    model: String,
-    /// When the call started (before its backend was opened).
-    started: Instant,
-    reserved: u32,
-    prompt_tokens: u32,
-    completion_tokens: u32,
-    usage_source: UsageSource,
-    done: bool,
-}
-
-impl Settlement {
-    /// Takes the counts a step carries.
-    fn update(&mut self, step: &GenerationStep) {
-        self.prompt_tokens = step.prompt_tokens;
-        self.completion_tokens = step.completion_tokens;
-        self.usage_source = step.usage_source;
-    }
-
-    /// A call that failed before its client got anything: nothing is
-    /// booked and the whole reservation goes back.
-    fn abandon(&mut self) {
-        self.prompt_tokens = 0;
-        self.completion_tokens = 0;
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let s = self.serving.clone();
-        let (ctx, reserved) = (self.ctx.clone(), self.reserved);
-        s.0.tasks.clone().spawn(async move {
-            s.0.budget.refund(&ctx, reserved).await;
-        });
-    }
-
-    /// The settlement's work: the token reconciliation and the usage
-    /// events (`None` once done).
-    fn work(&mut self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
-        if self.done {
-            return None;
-        }
-        self.done = true;
-        let s = self.serving.clone();
-        let ctx = self.ctx.clone();
-        let (id, model, reserved) = (self.id.clone(), self.model.clone(), self.reserved);
-        let (p, c, source) = (
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.usage_source,
-        );
-        Some(async move {
-            let used = p.saturating_add(c);
-            if used < reserved {
-                s.0.budget.refund(&ctx, reserved - used).await;
-            } else if used > reserved {
-                // Already served: spend the difference, even past the limit.
-                s.0.budget.charge(&ctx, used - reserved).await;
-            }
-            s.record(
-                &ctx,
-                &id,
-                &model,
-                source,
-                &[
-                    (Meter::INPUT_TOKENS, p),
-                    (Meter::OUTPUT_TOKENS, c),
-                    (Meter::REQUESTS, 1),
-                ],
-            )
-            .await;
-        })
-    }
-
-    /// Settles as part of the answer: the response ends once its usage is
-    /// handed to the ledger, so a ledger that falls behind slows answers
-    /// down (bounded memory) instead of piling up settlements.
-    async fn settle_now(&mut self) {
-        if let Some(work) = self.work() {
-            work.await;
-        }
-    }
-
-    /// Settles in the background (the client went away mid-answer).
-    fn settle(&mut self) {
-        if let Some(work) = self.work() {
-            self.serving.0.tasks.clone().spawn(work);
-        }
-    }
-}
-
-impl Drop for Settlement {
-    fn drop(&mut self) {
-        self.settle();
-    }
 }
 
 impl Serving {
@@ -351,7 +244,7 @@ impl Serving {
 
     /// Books a call's usage. Token counts the gateway made itself (the
     /// backend reported none) say so in a `usage_source` dimension.
-    async fn record(
+    pub(crate) async fn record(
         &self,
         ctx: &TenantCtx,
         id: &str,
@@ -386,7 +279,12 @@ impl Serving {
     }
 
     /// The model a request names: a shared one, or a deployment of the tenant.
-    async fn target(&self, ctx: &TenantCtx, id: &str, kind: ModelKind) -> ApiResult<CatalogModel> {
+    pub(crate) async fn target(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        kind: ModelKind,
+    ) -> ApiResult<CatalogModel> {
         let not_found = || {
             ApiError::not_found(format!(
                 "model `{}`",
@@ -412,7 +310,7 @@ impl Serving {
 
     /// 402 once the tenant's budget is spent: checked after the request is
     /// known to be valid, before anything is reserved or run.
-    async fn check_budget(&self, ctx: &TenantCtx) -> ApiResult<()> {
+    pub(crate) async fn check_budget(&self, ctx: &TenantCtx) -> ApiResult<()> {
         match &self.0.spend_guard {
             Some(guard) => guard.check(ctx).await,
             None => Ok(()),
@@ -420,7 +318,7 @@ impl Serving {
     }
 
     /// The Triton client, 503 when a model of the catalog is not ready.
-    fn triton_for(&self, m: &CatalogModel) -> ApiResult<&Triton> {
+    pub(crate) fn triton_for(&self, m: &CatalogModel) -> ApiResult<&Triton> {
         let triton = self
             .0
             .triton
@@ -881,253 +779,4 @@ impl Serving {
         let body = stream_sse(steps, settlement, include_usage, Bytes::new(), chunk);
         Ok(Reply::Stream(body, headers))
     }
-
-    pub async fn embed(
-        &self,
-        ctx: &TenantCtx,
-        req: EmbeddingRequest,
-    ) -> ApiResult<(EmbeddingList, LimitHeaders)> {
-        ctx.require(Scope::Inference)?;
-        let model = &self.target(ctx, &req.model, ModelKind::Embedding).await?;
-        let texts = req.input.into_vec();
-        if texts.is_empty() || texts.len() > 2048 {
-            return Err(ApiError::validation("input", "give 1 to 2048 inputs"));
-        }
-        if texts.iter().any(String::is_empty) {
-            return Err(ApiError::validation(
-                "input",
-                "inputs must not be empty strings",
-            ));
-        }
-        if req.dimensions.is_some_and(|d| d != 384) {
-            return Err(ApiError::validation(
-                "dimensions",
-                "this model has 384 dimensions",
-            ));
-        }
-        let base64 = match req.encoding_format.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
-            Some(_) => return Err(ApiError::validation("encoding_format", "float or base64")),
-        };
-        self.check_budget(ctx).await?;
-        let reserved = texts
-            .iter()
-            .map(|t| estimate_tokens(t))
-            .fold(0u32, u32::saturating_add);
-        let headers = self.0.budget.reserve(ctx, reserved).await?;
-        let started = Instant::now();
-        let result = match &model.backend {
-            ModelBackend::Triton { model: name } => match self.triton_for(model) {
-                Ok(t) => t
-                    .embed(name, &texts)
-                    .await
-                    .map(|(v, counts)| (v, counts, UsageSource::Backend)),
-                Err(e) => Err(e),
-            },
-            ModelBackend::OpenAi {
-                base_url,
-                api_key,
-                model: up,
-                ..
-            } => crate::upstream::embed(
-                &http(),
-                base_url,
-                api_key.as_ref().map(|k| k.expose().as_str()),
-                &model.id,
-                up,
-                &texts,
-                &model.counter,
-            )
-            .await
-            .map(|(v, total, source)| {
-                // Upstreams report one total; spread is not needed for billing.
-                let mut counts = vec![0i64; v.len()];
-                if let Some(first) = counts.first_mut() {
-                    *first = i64::from(total);
-                }
-                (v, counts, source)
-            }),
-        };
-        let (vectors, counts, source) = match result {
-            Ok(v) => v,
-            Err(e) => {
-                self.0.budget.refund(ctx, reserved).await;
-                return Err(e);
-            }
-        };
-        metrics::histogram!("llm_request_duration_seconds", "model" => model.id.clone())
-            .record(started.elapsed().as_secs_f64());
-        let tokens: u32 = counts.iter().map(|c| u32::try_from(*c).unwrap_or(0)).sum();
-        if tokens < reserved {
-            self.0.budget.refund(ctx, reserved - tokens).await;
-        } else if tokens > reserved {
-            self.0.budget.charge(ctx, tokens - reserved).await;
-        }
-        let id = format!("emb-{}", ulid::Ulid::new().to_string().to_lowercase());
-        self.record(
-            ctx,
-            &id,
-            &model.id,
-            source,
-            &[(Meter::EMBEDDING_TOKENS, tokens), (Meter::REQUESTS, 1)],
-        )
-        .await;
-        let data = vectors
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| Embedding {
-                object: "embedding",
-                index: i as u32,
-                embedding: if base64 {
-                    use base64::Engine;
-                    let bytes: Vec<u8> = v.iter().flat_map(|f| f.to_le_bytes()).collect();
-                    EmbeddingVector::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
-                } else {
-                    EmbeddingVector::Float(v)
-                },
-            })
-            .collect();
-        Ok((
-            EmbeddingList {
-                object: "list",
-                data,
-                model: model.id.clone(),
-                usage: EmbeddingUsage {
-                    prompt_tokens: tokens,
-                    total_tokens: tokens,
-                },
-            },
-            headers,
-        ))
-    }
-}
-
-fn usage(p: u32, c: u32) -> Usage {
-    Usage {
-        prompt_tokens: p,
-        completion_tokens: c,
-        total_tokens: p + c,
-    }
-}
-
-fn openai_finish(f: &str) -> String {
-    match f {
-        "length" => "length".into(),
-        _ => "stop".into(),
-    }
-}
-
-fn observe(model: &str, started: Instant, first_token: Option<Instant>, tokens: u32) {
-    let elapsed = started.elapsed().as_secs_f64();
-    metrics::histogram!("llm_request_duration_seconds", "model" => model.to_string())
-        .record(elapsed);
-    if let Some(t) = first_token {
-        metrics::histogram!("llm_time_to_first_token_seconds", "model" => model.to_string())
-            .record(t.duration_since(started).as_secs_f64());
-    }
-    if elapsed > 0.0 && tokens > 0 {
-        metrics::histogram!("llm_tokens_per_second", "model" => model.to_string())
-            .record(f64::from(tokens) / elapsed);
-    }
-    metrics::counter!("llm_output_tokens_total", "model" => model.to_string())
-        .increment(u64::from(tokens));
-}
-
-/// Turns generation steps into server-sent events. The settlement travels
-/// with the stream: when the client disconnects, the stream (and the gRPC
-/// call, which cancels the generation on Triton) is dropped and the tokens
-/// produced so far are booked.
-fn stream_sse<F>(
-    steps: impl Stream<Item = Result<GenerationStep, ApiError>> + Send + 'static,
-    settlement: Settlement,
-    include_usage: bool,
-    first: Bytes,
-    chunk: F,
-) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + 'static>>
-where
-    F: Fn(String, Option<String>) -> serde_json::Value + 'static,
-{
-    struct State<S, F> {
-        steps: std::pin::Pin<Box<S>>,
-        settlement: Settlement,
-        chunk: F,
-        include_usage: bool,
-        first_token: Option<Instant>,
-        finished: bool,
-        sent_done: bool,
-    }
-    let state = State {
-        steps: Box::pin(steps),
-        settlement,
-        chunk,
-        include_usage,
-        first_token: None,
-        finished: false,
-        sent_done: false,
-    };
-    let head = futures_util::stream::iter((!first.is_empty()).then_some(Ok(first)));
-    let body = futures_util::stream::unfold(state, |mut st| async move {
-        if st.sent_done {
-            return None;
-        }
-        if st.finished {
-            st.sent_done = true;
-            return Some((Ok(Bytes::from_static(b"data: [DONE]\n\n")), st));
-        }
-        match st.steps.next().await {
-            Some(Ok(step)) => {
-                st.settlement.update(&step);
-                if st.first_token.is_none() && !step.text.is_empty() {
-                    st.first_token = Some(Instant::now());
-                }
-                let mut out = Vec::new();
-                if !step.text.is_empty() {
-                    out.extend_from_slice(&sse(&(st.chunk)(step.text, None)));
-                }
-                if !step.finish_reason.is_empty() {
-                    st.finished = true;
-                    out.extend_from_slice(&sse(&(st.chunk)(
-                        String::new(),
-                        Some(openai_finish(&step.finish_reason)),
-                    )));
-                    if st.include_usage {
-                        let u =
-                            serde_json::to_value(usage(step.prompt_tokens, step.completion_tokens))
-                                .unwrap_or_default();
-                        // OpenAI's usage chunk: the chunk's envelope, no choices.
-                        let mut last = (st.chunk)(String::new(), None);
-                        last["choices"] = serde_json::json!([]);
-                        last["usage"] = u;
-                        out.extend_from_slice(&sse(&last));
-                    }
-                    observe(
-                        &st.settlement.model,
-                        st.settlement.started,
-                        st.first_token,
-                        step.completion_tokens,
-                    );
-                    st.settlement.settle_now().await;
-                }
-                Some((Ok(Bytes::from(out)), st))
-            }
-            Some(Err(e)) => {
-                // An error event ends the stream: no `[DONE]` after it, so a
-                // client that ignores error events still sees an unfinished
-                // answer rather than a complete one.
-                st.finished = true;
-                st.sent_done = true;
-                let problem = llmops_core::error::Problem::from_error(&e);
-                let body = serde_json::json!({"error": {"message": problem.detail, "type": problem.code, "code": problem.code}});
-                st.settlement.settle_now().await;
-                Some((Ok(sse(&body)), st))
-            }
-            None => {
-                st.finished = true;
-                st.settlement.settle_now().await;
-                Some((Ok(Bytes::new()), st))
-            }
-        }
-    });
-    Box::pin(head.chain(body))
 }
