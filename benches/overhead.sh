@@ -6,9 +6,10 @@
 # metering into the ledger), on SQLite (embedded defaults) and on
 # PostgreSQL.
 #
-# - fixed rate: hey at RATE requests/s (CONNS connections, each at
-#   RATE/CONNS/s) for SECONDS: p50, p90, p99 and the p99 the gateway adds
-#   over a direct run made just before it (after a warm-up run);
+# - fixed rate: oha at RATE requests/s, evenly spaced over CONNS
+#   connections, for SECONDS, latency counted from when each request was
+#   due: p50, p90, p99 and the p99 the gateway adds over a direct run made
+#   just before it (after a warm-up run);
 # - saturation: wrk with 64 connections for SECONDS: requests/s.
 #
 #   benches/overhead.sh [rate=5000] [seconds=10] [conns=50]
@@ -23,7 +24,8 @@ rate=${1:-5000}
 seconds=${2:-10}
 conns=${3:-50}
 per_conn=$(( (rate + conns - 1) / conns ))
-command -v hey >/dev/null || apt_install hey >/dev/null
+tool=${FIXED_TOOL:-oha}
+if [ "$tool" = oha ]; then ensure_oha; else command -v hey >/dev/null || apt_install hey >/dev/null; fi
 command -v wrk >/dev/null || apt_install wrk >/dev/null
 
 bench_binary
@@ -45,9 +47,28 @@ start_pg "$work/pg"
 body='{"model":"instant","messages":[{"role":"user","content":"hi"}],"max_tokens":8}'
 printf '[[catalog]]\nid = "instant"\nkind = "chat"\nbackend = "openai"\nbase_url = "%s"\n' "$UPSTREAM_URL" >"$work/llmops.toml"
 
-# hey at the fixed rate: "p50 p90 p99 (ms) rps non-2xx"
+# The fixed rate: "p50 p90 p99 (ms) rps non-2xx". oha spaces requests
+# evenly (one rate for all connections, latency measured from when each
+# request was due); hey (FIXED_TOOL=hey) ticks its connections in step,
+# which sends bursts of CONNS requests.
 fixed() {
   local url=$1 auth=$2 out
+  if [ "$tool" = oha ]; then
+    out=$("$OHA" -z "${seconds}s" -c "$conns" -q "$rate" --latency-correction --no-tui \
+          --output-format json -m POST -T application/json \
+          -H "Authorization: Bearer $auth" -d "$body" "$url")
+    echo "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+p = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+# Requests still in flight when the duration ends are aborted by oha, not
+# failed by the server.
+errors = {e: n for e, n in r.get("errorDistribution", {}).items() if "deadline" not in e}
+bad = sum(n for c, n in codes.items() if not c.startswith("2")) + sum(errors.values())
+print("%.2f %.2f %.2f %.0f %d" % (p["p50"] * 1000, p["p90"] * 1000, p["p99"] * 1000, r["summary"]["requestsPerSec"], bad))'
+    return
+  fi
   out=$(hey -z "${seconds}s" -c "$conns" -q "$per_conn" -m POST -T application/json \
         -H "Authorization: Bearer $auth" -d "$body" "$url")
   echo "$out" | awk '
@@ -124,6 +145,6 @@ for entry in "${bins[@]}"; do
 done
 
 echo
-echo "POST /v1/chat/completions: fixed rate $rate/s ($conns connections, ${seconds} s, hey); saturation: wrk, 64 connections"
+echo "POST /v1/chat/completions: fixed rate $rate/s ($conns connections, ${seconds} s, $tool); saturation: wrk, 64 connections"
 printf '%-28s %8s %8s %8s %9s %8s %6s %10s\n' "" "p50 ms" "p90 ms" "p99 ms" "+p99 ms" "req/s" "non2xx" "max req/s"
 for r in "${rows[@]}"; do echo "$r"; done

@@ -190,6 +190,18 @@ bench_binary() {
   BENCH_BIN="$CARGO_TARGET_DIR/$dir/llmops"
 }
 
+# ensure_oha: oha (an HTTP load generator that holds a fixed request rate
+# with evenly spaced requests), built once into ~/.cache/llmops/tools (about
+# 7 minutes on 2 cores the first time). Sets OHA.
+ensure_oha() {
+  local root="$HOME/.cache/llmops/tools/oha-1.16.0"
+  OHA="$root/bin/oha"
+  [ -x "$OHA" ] && return
+  log "building oha 1.16.0 into $root (once)"
+  CARGO_TARGET_DIR="$HOME/.cache/llmops/tools/oha-build" cargo install oha --version 1.16.0 --locked --root "$root" >&2
+  rm -rf "$HOME/.cache/llmops/tools/oha-build"
+}
+
 # start_upstream_nginx DIR: nginx answering every POST to
 # /v1/chat/completions with a fixed streamed chat completion (5 + 1 tokens,
 # `[DONE]`), as fast as nginx answers: the upstream of the overhead and soak
