@@ -14,6 +14,7 @@ mod m20261128_000005_budgets;
 mod m20261128_000006_stripe_events;
 mod m20261128_000007_stripe_push;
 mod m20261128_000008_plan_changes;
+mod m20261201_000009_training_jobs;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_stripe_events::Migration),
             Box::new(m20261128_000007_stripe_push::Migration),
             Box::new(m20261128_000008_plan_changes::Migration),
+            Box::new(m20261201_000009_training_jobs::Migration),
         ]
     }
 }

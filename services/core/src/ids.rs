@@ -155,6 +155,11 @@ define_id!(
     InvoiceId, "inv", "invoice"
 );
 
+define_id!(
+    /// A training job id (fine-tune, quantize, distill, evaluate), `ftjob_…`.
+    JobId, "ftjob", "training job"
+);
+
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {
     format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

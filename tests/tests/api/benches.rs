@@ -80,6 +80,21 @@ fn gateway_ledger_and_billing_benches_report() {
 }
 
 #[test]
+fn queue_bench_claims_every_job_on_both_databases() {
+    let out = bench("queue.sh", &["2", "40"], &[]);
+    for db in ["postgres:", "sqlite:"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(db))
+            .unwrap_or_else(|| panic!("no `{db}` line:\n{out}"));
+        assert!(
+            line.contains("40 claimed") && line.contains("claims/s"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn inference_bench_measures_both_paths() {
     let triton = std::env::var("TEST_TRITON_URL").expect("TEST_TRITON_URL (scripts/test.sh)");
     let out = bench("inference.sh", &["1"], &[("TRITON_URL", triton)]);

@@ -1,0 +1,17 @@
+//! `llmops-training`: fine-tuning and the other model-producing jobs
+//! (quantize, distill, evaluate) over one durable queue.
+//!
+//! This first part is the queue: jobs claimed under expiring leases,
+//! renewed by heartbeats, fenced by attempt number, retried with back-off,
+//! cancelled or paused through the heartbeat; claims ordered by weighted
+//! fair share between tenants, priority within a tenant, and per-tenant
+//! quotas on concurrent devices. The API, executors and recipes build on it.
+
+pub mod job;
+pub mod policy;
+pub mod queue;
+
+pub use queue::{
+    Capacity, Control, Finish, JobKind, JobRow, JobStatus, Lease, NewJob, Queue, QueueConfig,
+    QueueError,
+};
