@@ -5,8 +5,11 @@
 //! renewed by heartbeats, fenced by attempt number, retried with back-off,
 //! cancelled or paused through the heartbeat; claims ordered by weighted
 //! fair share between tenants, priority within a tenant, and per-tenant
-//! quotas on concurrent devices. The API, executors and recipes build on it.
+//! quotas on concurrent devices. Also the streaming validator of
+//! chat-format training files (`dataset`). The API, executors and recipes
+//! build on these.
 
+pub mod dataset;
 pub mod job;
 pub mod policy;
 pub mod queue;
