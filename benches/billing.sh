@@ -32,10 +32,9 @@ export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=
        LLMOPS_BILLING_AUTO_CLOSE=false LLMOPS_STRIPE_API_KEY=sk_test_bench \
        LLMOPS_STRIPE_API_BASE="http://127.0.0.1:$sport"
 "$bin" migrate >/dev/null
-"$bin" serve >"$work/serve.out" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^llmops listening on //p' "$work/serve.out" | head -n 1)
+start_llmops "$bin" "$work/serve"
+server=$LLMOPS_PID
+url=$LLMOPS_BASE
 export URL="$url" OP="$op" N="$n"
 python3 - <<'PY'
 import json, os, time, urllib.request

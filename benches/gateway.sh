@@ -31,17 +31,12 @@ start_pg "$work/pg"
 export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=127.0.0.1:0 \
        LLMOPS_OPERATOR_TOKEN=bench-operator-token-0123456789 LLMOPS_LOG_FORMAT=json
 "$bin" migrate >/dev/null
-# A plan whose limits the benchmark does not reach: it measures the limiter's
-# cost, not its refusals.
-"$bin" plans create --id bench --requests-per-minute 10000000 --tokens-per-minute 1000000000 \
-  --concurrent-requests 100000 >/dev/null
-key=$("$bin" tenants create --name bench --admin-email bench@bench.test --plan bench \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+# It measures the limiter's cost, not its refusals.
+key=$(roomy_tenant "$bin" bench)
 
-"$bin" serve >"$work/serve.out" 2>"$work/serve.log" &
-server_pid=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^llmops listening on //p' "$work/serve.out" | head -n 1)
+start_llmops "$bin" "$work/serve"
+server_pid=$LLMOPS_PID
+url=$LLMOPS_BASE
 log "server at $url (pid $server_pid)"
 
 curl -sf "$url/v1/tenant" -H "Authorization: Bearer $key" >/dev/null

@@ -33,9 +33,8 @@ export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=
        LLMOPS_TRITON_URL="$TRITON_URL" LLMOPS_LOG_FORMAT=json
 key=$("$bin" tenants create --name bench --admin-email bench@bench.test --plan standard \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-"$bin" serve >"$work/serve.out" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^llmops listening on //p' "$work/serve.out" | head -n 1)
+start_llmops "$bin" "$work/serve"
+server=$LLMOPS_PID
+url=$LLMOPS_BASE
 "$(sdk_python)" benches/ttft.py gateway "$url/v1" "$key" "$runs"
 "$HOME/.cache/llmops/triton-venv/bin/python" benches/ttft.py direct "${TRITON_URL#http://}" "$runs"

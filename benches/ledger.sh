@@ -26,10 +26,9 @@ export LLMOPS_DATABASE_URL="$PG_URL" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=
        LLMOPS_OPERATOR_TOKEN=bench-operator-token-0123456789 LLMOPS_LOG_FORMAT=json
 tenant=$("$bin" tenants create --name bench --admin-email bench@bench.test \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["tenant_id"])')
-"$bin" serve >"$work/serve.out" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^llmops listening on //p' "$work/serve.out" | head -n 1)
+start_llmops "$bin" "$work/serve"
+server=$LLMOPS_PID
+url=$LLMOPS_BASE
 cat >"$work/ingest.lua" <<LUA
 local counter = 0
 local thread_tag = tostring(math.random(1, 1000000000))

@@ -98,16 +98,11 @@ serve() {
   local bin=$1 db=$2 name=$3
   export LLMOPS_CONFIG="$work/llmops.toml" LLMOPS_DATABASE_URL="$db" LLMOPS_DATA_DIR="$work/data-$name" \
          LLMOPS_LISTEN=127.0.0.1:0 LLMOPS_LOG_FORMAT=json
-  "$bin" plans create --id bench --requests-per-minute 10000000 --tokens-per-minute 1000000000 \
-    --concurrent-requests 100000 >/dev/null
-  KEY=$("$bin" tenants create --name "bench-$name" --admin-email "bench@$name.test" --plan bench \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-  "$bin" serve >"$work/$name.out" 2>"$work/$name.log" &
-  SERVER=$!
+  KEY=$(roomy_tenant "$bin" "bench-$name")
+  start_llmops "$bin" "$work/$name"
+  SERVER=$LLMOPS_PID
   pids+=("$SERVER")
-  local i
-  for i in $(seq 1 100); do grep -q "listening on" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
-  URL="$(sed -n 's/^llmops listening on //p' "$work/$name.out" | head -n 1)/v1/chat/completions"
+  URL="$LLMOPS_BASE/v1/chat/completions"
   curl -sf "$URL" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -d "$body" >/dev/null
 }
 

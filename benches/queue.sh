@@ -13,9 +13,6 @@ cd -P "$(dirname "$0")/.."
 . scripts/lib.sh
 workers=${1:-4}
 jobs=${2:-2000}
-profile=${LLMOPS_PROFILE:-release}
-dir=$profile
-[ "$profile" = dev ] && dir=debug
 work=$(mktemp -d /tmp/llmops-bench.XXXXXX)
 chmod 755 "$work"
 cleanup() {
@@ -23,9 +20,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-log "building the queue bench ($profile)"
-cargo build --locked --profile "$profile" -p llmops-training --example queue_bench >&2
-bench="$CARGO_TARGET_DIR/$dir/examples/queue_bench"
+bench_build -p llmops-training --example queue_bench
+bench="$BENCH_DIR/examples/queue_bench"
 start_pg "$work/pg"
 "$bench" "$PG_URL" "$workers" "$jobs"
 "$bench" "sqlite://$work/queue.db?mode=rwc" "$workers" "$jobs"

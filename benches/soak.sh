@@ -37,15 +37,11 @@ start_upstream_nginx "$work/nginx"
 pids+=("$UPSTREAM_PID")
 printf '[[catalog]]\nid = "instant"\nkind = "chat"\nbackend = "openai"\nbase_url = "%s"\n' "$UPSTREAM_URL" >"$work/llmops.toml"
 export LLMOPS_CONFIG="$work/llmops.toml" LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=127.0.0.1:0
-"$bin" plans create --id soak --requests-per-minute 10000000 --tokens-per-minute 1000000000 \
-  --concurrent-requests 100000 >/dev/null
-key=$("$bin" tenants create --name soak --admin-email soak@soak.test --plan soak \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
-"$bin" serve >"$work/serve.out" 2>"$work/serve.log" &
-server=$!
+key=$(roomy_tenant "$bin" soak)
+start_llmops "$bin" "$work/serve"
+server=$LLMOPS_PID
 pids+=("$server")
-for _ in $(seq 1 100); do grep -q "listening on" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-base=$(sed -n 's/^llmops listening on //p' "$work/serve.out" | head -n 1)
+base=$LLMOPS_BASE
 
 rss_mb() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$server/status"; }
 

@@ -182,12 +182,42 @@ ensure_load_tools() {
 # (release unless set; `dev` is the shared debug build, for smoke runs whose
 # figures mean nothing) and sets BENCH_BIN.
 bench_binary() {
-  local profile=${LLMOPS_PROFILE:-release} dir
-  dir=$profile
-  [ "$profile" = dev ] && dir=debug
-  log "building the $profile binary"
-  cargo build --locked --profile "$profile" --bin llmops >&2
-  BENCH_BIN="$CARGO_TARGET_DIR/$dir/llmops"
+  bench_build --bin llmops
+  BENCH_BIN="$BENCH_DIR/llmops"
+}
+
+# bench_build CARGO_TARGET_ARGS…: builds those targets in the profile
+# LLMOPS_PROFILE names (release unless set) and sets BENCH_DIR to the
+# directory the profile's binaries land in.
+bench_build() {
+  local profile=${LLMOPS_PROFILE:-release}
+  log "building $* ($profile)"
+  cargo build --locked --profile "$profile" "$@" >&2
+  BENCH_DIR="$CARGO_TARGET_DIR/$profile"
+  [ "$profile" = dev ] && BENCH_DIR="$CARGO_TARGET_DIR/debug"
+  return 0
+}
+
+# roomy_tenant BIN NAME: a plan whose limits no benchmark reaches (the
+# limiter still runs on every request, it never refuses) and a tenant NAME
+# on it; prints the tenant's API key.
+roomy_tenant() {
+  local bin=$1 name=$2
+  "$bin" plans create --id roomy --requests-per-minute 10000000 --tokens-per-minute 1000000000 \
+    --concurrent-requests 100000 >/dev/null
+  "$bin" tenants create --name "$name" --admin-email "bench@$name.test" --plan roomy \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])'
+}
+
+# start_llmops BIN PREFIX: `BIN serve` in the background, stdout to
+# PREFIX.out and stderr to PREFIX.log; waits until it listens. Sets
+# LLMOPS_PID and LLMOPS_BASE (http://127.0.0.1:port).
+start_llmops() {
+  local bin=$1 prefix=$2 i
+  "$bin" serve >"$prefix.out" 2>"$prefix.log" &
+  LLMOPS_PID=$!
+  for i in $(seq 1 100); do grep -q "listening on" "$prefix.out" 2>/dev/null && break; sleep 0.1; done
+  LLMOPS_BASE=$(sed -n 's/^llmops listening on //p' "$prefix.out" | head -n 1)
 }
 
 # ensure_oha: oha (an HTTP load generator that holds a fixed request rate
