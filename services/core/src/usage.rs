@@ -360,13 +360,18 @@ async fn flusher(
     }
 }
 
+/// Validates events before they are queued; false when there are none.
+fn worth_queueing(events: &[UsageEvent]) -> Result<bool, UsageError> {
+    for e in events {
+        e.validate()?;
+    }
+    Ok(!events.is_empty())
+}
+
 #[async_trait::async_trait]
 impl UsageSink for GroupCommitSink {
     async fn record(&self, events: &[UsageEvent]) -> Result<RecordOutcome, UsageError> {
-        for e in events {
-            e.validate()?;
-        }
-        if events.is_empty() {
+        if !worth_queueing(events)? {
             return Ok(RecordOutcome::default());
         }
         let (done, wait) = tokio::sync::oneshot::channel();
@@ -381,10 +386,7 @@ impl UsageSink for GroupCommitSink {
     }
 
     async fn submit(&self, events: Vec<UsageEvent>) -> Result<(), UsageError> {
-        for e in &events {
-            e.validate()?;
-        }
-        if events.is_empty() {
+        if !worth_queueing(&events)? {
             return Ok(());
         }
         self.tx
