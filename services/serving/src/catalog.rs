@@ -21,10 +21,11 @@ pub enum ModelBackend {
     Triton { model: String },
     /// Any OpenAI-compatible HTTP server (vLLM, TGI, a hosted API).
     OpenAi {
-        base_url: String,
-        /// `{base_url}/chat/completions` and `/completions`, parsed once.
+        /// `{base_url}/chat/completions`, `/completions` and
+        /// `/embeddings`, parsed once.
         chat_url: Box<reqwest::Url>,
         completions_url: Box<reqwest::Url>,
+        embeddings_url: Box<reqwest::Url>,
         api_key: Option<Secret<String>>,
         model: String,
     },
@@ -74,7 +75,7 @@ pub fn from_entry(e: &CatalogEntry) -> Result<CatalogModel, String> {
                 .clone()
                 .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
                 .ok_or_else(|| format!("catalog `{}`: openai needs an http(s) base_url", e.id))?;
-            let base_url = base_url.trim_end_matches('/').to_string();
+            let base_url = base_url.trim_end_matches('/');
             let url = |path: &str| {
                 reqwest::Url::parse(&format!("{base_url}/{path}"))
                     .map(Box::new)
@@ -83,7 +84,7 @@ pub fn from_entry(e: &CatalogEntry) -> Result<CatalogModel, String> {
             ModelBackend::OpenAi {
                 chat_url: url("chat/completions")?,
                 completions_url: url("completions")?,
-                base_url,
+                embeddings_url: url("embeddings")?,
                 api_key: e.api_key.clone(),
                 model,
             }

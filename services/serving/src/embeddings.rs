@@ -55,13 +55,13 @@ impl Serving {
                 Err(e) => Err(e),
             },
             ModelBackend::OpenAi {
-                base_url,
+                embeddings_url,
                 api_key,
                 model: up,
                 ..
             } => crate::upstream::embed(
                 &http(),
-                base_url,
+                embeddings_url,
                 api_key.as_ref().map(|k| k.expose().as_str()),
                 &model.id,
                 up,

@@ -399,7 +399,7 @@ fn sse_steps(
 /// them (the upstream's `usage`, or this gateway when it gave none).
 pub async fn embed(
     client: &reqwest::Client,
-    base_url: &str,
+    url: &reqwest::Url,
     api_key: Option<&str>,
     model: &str,
     upstream_model: &str,
@@ -408,11 +408,9 @@ pub async fn embed(
 ) -> Result<(Vec<Vec<f32>>, u32, UsageSource), ApiError> {
     let body =
         serde_json::json!({"model": upstream_model, "input": texts, "encoding_format": "float"});
-    let url = reqwest::Url::parse(&format!("{base_url}/embeddings"))
-        .map_err(|e| unavailable(model, format!("bad base_url: {e}")))?;
     let res = post_streaming(
         client,
-        &url,
+        url,
         api_key,
         model,
         bytes::Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
