@@ -23,4 +23,14 @@ pub trait TokenBudget: Send + Sync {
     /// Spends `tokens` already used beyond the reservation, even past the
     /// limit (the next requests wait for it).
     async fn charge(&self, ctx: &TenantCtx, tokens: u32);
+    /// Settles a reservation once the tokens `used` are known: refunds
+    /// what was reserved but not used, or charges what was used beyond it
+    /// (already served, so even past the limit).
+    async fn settle(&self, ctx: &TenantCtx, reserved: u32, used: u32) {
+        if used < reserved {
+            self.refund(ctx, reserved - used).await;
+        } else if used > reserved {
+            self.charge(ctx, used - reserved).await;
+        }
+    }
 }

@@ -88,11 +88,7 @@ impl Serving {
         metrics::histogram!("llm_request_duration_seconds", "model" => model.id.clone())
             .record(started.elapsed().as_secs_f64());
         let tokens: u32 = counts.iter().map(|c| u32::try_from(*c).unwrap_or(0)).sum();
-        if tokens < reserved {
-            self.0.budget.refund(ctx, reserved - tokens).await;
-        } else if tokens > reserved {
-            self.0.budget.charge(ctx, tokens - reserved).await;
-        }
+        self.0.budget.settle(ctx, reserved, tokens).await;
         let id = format!("emb-{}", ulid::Ulid::new().to_string().to_lowercase());
         self.record(
             ctx,

@@ -75,13 +75,7 @@ impl Settlement {
             self.usage_source,
         );
         Some(async move {
-            let used = p.saturating_add(c);
-            if used < reserved {
-                s.0.budget.refund(&ctx, reserved - used).await;
-            } else if used > reserved {
-                // Already served: spend the difference, even past the limit.
-                s.0.budget.charge(&ctx, used - reserved).await;
-            }
+            s.0.budget.settle(&ctx, reserved, p.saturating_add(c)).await;
             s.record(
                 &ctx,
                 &id,
