@@ -54,6 +54,14 @@ fn job(tenant: TenantId, gpus: u32, priority: i32, max_attempts: u32) -> NewJob 
     }
 }
 
+/// Enqueues a CPU job; its id.
+async fn add(q: &Queue, tenant: TenantId, gpus: u32, priority: i32, max_attempts: u32) -> JobId {
+    let j = job(tenant, gpus, priority, max_attempts);
+    let id = j.id;
+    q.enqueue(j).await.unwrap();
+    id
+}
+
 fn fast() -> QueueConfig {
     QueueConfig {
         lease: Duration::from_millis(400),
@@ -80,9 +88,7 @@ async fn concurrent_workers_never_run_the_same_attempt(backend: Backend) {
     let tenants: Vec<TenantId> = (0..3).map(|_| TenantId::new()).collect();
     let mut ids = BTreeSet::new();
     for i in 0..90 {
-        let j = job(tenants[i % 3], 1, 0, 3);
-        ids.insert(j.id);
-        q.enqueue(j).await.unwrap();
+        ids.insert(add(&q, tenants[i % 3], 1, 0, 3).await);
     }
     let claims = Arc::new(Mutex::new(Vec::new()));
     let mut workers = Vec::new();
@@ -145,9 +151,7 @@ async fn an_expired_lease_requeues_the_job_and_fences_the_stale_worker(backend: 
     let (q, _db, _tdb) = setup(backend, fast()).await;
     let tenant = TenantId::new();
     let cpu = Capacity::of("cpu", 1);
-    let j = job(tenant, 1, 0, 2);
-    let id = j.id;
-    q.enqueue(j).await.unwrap();
+    let id = add(&q, tenant, 1, 0, 2).await;
     let first = q.claim("w1", &cpu, &Unlimited).await.unwrap().unwrap();
     assert_eq!((first.job_id, first.attempt), (id, 1));
     // Held: nobody else can take it while the lease lives.
@@ -173,9 +177,7 @@ async fn an_expired_lease_requeues_the_job_and_fences_the_stale_worker(backend: 
     assert!(row.started_at.is_some() && row.finished_at.is_some());
 
     // A job whose every attempt's worker went silent fails, visibly.
-    let j = job(tenant, 1, 0, 2);
-    let id = j.id;
-    q.enqueue(j).await.unwrap();
+    let id = add(&q, tenant, 1, 0, 2).await;
     for attempt in 1..=2 {
         let l = q.claim("w", &cpu, &Unlimited).await.unwrap().unwrap();
         assert_eq!(l.attempt, attempt);
@@ -191,9 +193,7 @@ async fn retryable_failures_back_off_up_to_the_maximum(backend: Backend) {
     let (q, _db, _tdb) = setup(backend, fast()).await;
     let tenant = TenantId::new();
     let cpu = Capacity::of("cpu", 1);
-    let j = job(tenant, 1, 0, 2);
-    let id = j.id;
-    q.enqueue(j).await.unwrap();
+    let id = add(&q, tenant, 1, 0, 2).await;
     let l = q.claim("w", &cpu, &Unlimited).await.unwrap().unwrap();
     let failed = Finish::Failed {
         error: "node lost".into(),
@@ -214,9 +214,7 @@ async fn retryable_failures_back_off_up_to_the_maximum(backend: Backend) {
     // The last attempt's failure is final, retryable or not.
     assert_eq!(q.finish(&l, failed).await.unwrap(), JobStatus::Failed);
 
-    let j = job(tenant, 1, 0, 5);
-    let id = j.id;
-    q.enqueue(j).await.unwrap();
+    let id = add(&q, tenant, 1, 0, 5).await;
     let l = q.claim("w", &cpu, &Unlimited).await.unwrap().unwrap();
     let fatal = Finish::Failed {
         error: "training file has no assistant turn".into(),
@@ -232,9 +230,7 @@ async fn cancel_and_pause_reach_a_running_attempt_through_its_heartbeat(backend:
     let cpu = Capacity::of("cpu", 1);
 
     // Queued: cancelled at once, never claimed.
-    let j = job(tenant, 1, 0, 3);
-    let id = j.id;
-    q.enqueue(j).await.unwrap();
+    let id = add(&q, tenant, 1, 0, 3).await;
     assert!(matches!(
         q.cancel(other, id).await,
         Err(QueueError::NotFound)
@@ -251,9 +247,7 @@ async fn cancel_and_pause_reach_a_running_attempt_through_its_heartbeat(backend:
     ));
 
     // Running: the next heartbeat says stop.
-    let j = job(tenant, 1, 0, 3);
-    let id = j.id;
-    q.enqueue(j).await.unwrap();
+    let id = add(&q, tenant, 1, 0, 3).await;
     let l = q.claim("w", &cpu, &Unlimited).await.unwrap().unwrap();
     assert_eq!(q.heartbeat(&l).await.unwrap(), Control::Continue);
     let row = q.cancel(tenant, id).await.unwrap();
@@ -266,9 +260,7 @@ async fn cancel_and_pause_reach_a_running_attempt_through_its_heartbeat(backend:
 
     // Pause: queued at once; running through the heartbeat; resume
     // queues it again for a new attempt.
-    let j = job(tenant, 1, 0, 3);
-    let id = j.id;
-    q.enqueue(j).await.unwrap();
+    let id = add(&q, tenant, 1, 0, 3).await;
     assert_eq!(q.pause(tenant, id).await.unwrap().status, JobStatus::Paused);
     assert!(q.claim("w", &cpu, &Unlimited).await.unwrap().is_none());
     assert_eq!(
@@ -300,19 +292,10 @@ async fn claims_follow_fair_share_priority_quota_and_capacity(backend: Backend) 
     let (q, _db, _tdb) = setup(backend, QueueConfig::default()).await;
     let (a, b) = (TenantId::new(), TenantId::new());
     let cpu = Capacity::of("cpu", 1);
-    let enqueue = |tenant, priority| {
-        let j = job(tenant, 1, priority, 3);
-        let id = j.id;
-        let q = q.clone();
-        async move {
-            q.enqueue(j).await.unwrap();
-            id
-        }
-    };
-    let a1 = enqueue(a, 0).await;
-    let a2 = enqueue(a, 0).await;
-    let a3 = enqueue(a, 9).await;
-    let b1 = enqueue(b, 0).await;
+    let a1 = add(&q, a, 1, 0, 3).await;
+    let a2 = add(&q, a, 1, 0, 3).await;
+    let a3 = add(&q, a, 1, 9, 3).await;
+    let b1 = add(&q, b, 1, 0, 3).await;
     let mut quotas = StaticQuotas::default();
     quotas.max.insert((a.to_string(), "cpu".into()), 2);
 
@@ -344,12 +327,7 @@ async fn claims_follow_fair_share_priority_quota_and_capacity(backend: Backend) 
     assert_eq!(q.get(a, a2).await.unwrap().wait_reason, None);
 
     // Capacity: a 2-device job needs a worker with 2 free devices of its type.
-    let big = {
-        let j = job(b, 2, 0, 3);
-        let id = j.id;
-        q.enqueue(j).await.unwrap();
-        id
-    };
+    let big = add(&q, b, 2, 0, 3).await;
     assert!(q.claim("w", &cpu, &Unlimited).await.unwrap().is_none());
     assert!(
         q.claim("w", &Capacity::of("h100", 8), &Unlimited)
