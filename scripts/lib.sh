@@ -153,6 +153,29 @@ sdk_python() {
   echo "$venv/bin/python"
 }
 
+# train_python: the Python that runs training recipes (infra/recipes/):
+# the llama-cpp-python wheel infra/triton/local.sh built and cached (so
+# run start_triton, or local.sh start, once first), numpy, jinja2 and
+# gguf; prints its path. The default `training_python` of llmops.
+train_python() {
+  local venv="$HOME/.cache/llmops/venv-train"
+  local req="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/infra/recipes/llamacpp-cpu/requirements.txt"
+  local stamp="$venv/.requirements-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$stamp" ] || ! "$venv/bin/python" -c 'import llama_cpp, gguf, numpy, jinja2' 2>/dev/null; then
+    local wheel
+    wheel=$(ls "$HOME"/.cache/llmops/wheels/llama_cpp_python-0.3.36-*.whl 2>/dev/null | head -n1)
+    if [ -z "$wheel" ]; then
+      log "no llama-cpp-python wheel cached yet: run infra/triton/local.sh start once"
+      return 1
+    fi
+    log "installing the training recipe's packages into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q "$wheel" -r "$req" >&2
+    touch "$stamp"
+  fi
+  echo "$venv/bin/python"
+}
+
 # stripe_python: a Python with localstripe 1.15.10 (the well-known Stripe
 # fake, from PyPI); tests start private instances through
 # infra/stripe/localstripe_serve.py.

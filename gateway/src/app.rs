@@ -134,7 +134,13 @@ pub async fn build_state(
         None => ArtifactStore::local(&cfg.artifacts_dir(), cfg.max_artifact_bytes),
     }
     .context("opening the artifact store")?;
-    let registry = web::Data::new(Registry::new(db.clone(), artifacts));
+    let registry = web::Data::new(Registry::new(db.clone(), artifacts.clone()));
+    let training = web::Data::new(llmops_training::Training::new(
+        db.clone(),
+        llmops_training::Queue::new(db.clone(), training_queue_config(&cfg)),
+        llmops_training::files::Files::new(db.clone(), artifacts),
+        registry.clone().into_inner(),
+    ));
     let (ledger, flusher) = GroupCommitSink::new(db.clone(), 2_000, Duration::from_millis(5), stop);
     let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(ledger);
     let triton = cfg.triton_url.as_deref().map(Triton::new).transpose()?;
@@ -155,6 +161,7 @@ pub async fn build_state(
     }));
     let state = AppState {
         billing,
+        training,
         registry,
         serving,
         usage,
@@ -168,12 +175,84 @@ pub async fn build_state(
     Ok((state, flusher))
 }
 
+/// The training queue's timing from the configuration.
+pub fn training_queue_config(cfg: &Config) -> llmops_training::QueueConfig {
+    llmops_training::QueueConfig {
+        lease: Duration::from_secs(cfg.training_lease_secs.max(1)),
+        ..Default::default()
+    }
+}
+
+/// A worker over `training` with `slots` CPU slots, named `owner` (default:
+/// host name and process id).
+pub fn training_worker(
+    cfg: &Config,
+    training: &llmops_training::Training,
+    slots: u32,
+    owner: Option<String>,
+) -> llmops_training::worker::Worker {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    llmops_training::worker::Worker::new(
+        training.clone(),
+        llmops_training::worker::WorkerConfig {
+            owner: owner.unwrap_or_else(|| format!("{host}:{}", std::process::id())),
+            gpu_type: "cpu".into(),
+            slots,
+            python: cfg.training_python(),
+            recipes_dir: cfg.training_recipes_dir(),
+            work_dir: cfg.training_work_dir(),
+            heartbeat: Duration::from_secs(cfg.training_heartbeat_secs.max(1)),
+            wall_clock: Duration::from_secs(cfg.training_wall_clock_secs.max(1)),
+            poll: Duration::from_secs(1),
+            threads: u32::try_from(threads / usize::try_from(slots.max(1)).unwrap_or(1))
+                .unwrap_or(1)
+                .max(1),
+        },
+    )
+}
+
+/// `llmops worker`: runs training jobs until SIGINT/SIGTERM.
+pub async fn run_worker(cfg: Config, slots: u32, owner: Option<String>) -> anyhow::Result<()> {
+    if !(1..=64).contains(&slots) {
+        anyhow::bail!("--slots must be 1 to 64");
+    }
+    let tracker = TaskTracker::new();
+    let stop = CancellationToken::new();
+    let (state, flusher) = build_state(cfg, stop.clone()).await?;
+    tracker.spawn(flusher);
+    let worker = training_worker(&state.config, &state.training, slots, owner);
+    worker.check().map_err(anyhow::Error::msg)?;
+    println!("llmops worker running {slots} slot(s)");
+    let _ = std::io::stdout().flush();
+    {
+        let stop = stop.clone();
+        tracker.spawn(async move { worker.run(stop).await });
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping: running attempts are stopped and re-queued");
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
 /// Registers every route on an actix `App`.
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
     let max_body = state.config.max_body_bytes;
     cfg.app_data(state.registry.clone())
         .app_data(state.serving.clone())
         .app_data(state.billing.clone())
+        .app_data(state.training.clone())
         .app_data(llmops_core::http::JsonLimit(max_body))
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
@@ -187,7 +266,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .configure(llmops_serving::routes::configure)
                 .configure(routes::v1)
                 .configure(llmops_billing::routes::configure)
-                .configure(llmops_registry::routes::configure),
+                .configure(llmops_registry::routes::configure)
+                .configure(llmops_training::routes::configure),
         )
         .service(
             web::scope("/admin/v1")
@@ -312,6 +392,25 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         tracker.spawn(async move {
             billing.run_stripe_pusher(stop).await;
         });
+    }
+    if state.config.training_cpu_slots > 0 {
+        // Training jobs on this machine's CPUs.
+        let worker = training_worker(
+            &state.config,
+            &state.training,
+            state.config.training_cpu_slots,
+            None,
+        );
+        match worker.check() {
+            Ok(()) => {
+                let stop = stop.clone();
+                tracker.spawn(async move { worker.run(stop).await });
+            }
+            Err(why) => tracing::warn!(
+                reason = why,
+                "training jobs will wait for a `llmops worker`: this process cannot run the CPU recipe"
+            ),
+        }
     }
     if state.config.billing_auto_close {
         let billing = state.billing.clone();

@@ -28,6 +28,17 @@ enum Command {
         #[arg(long, default_value = "all")]
         services: String,
     },
+    /// Run training jobs from the shared queue on this machine (no HTTP):
+    /// claims CPU jobs while `llmops serve` processes elsewhere take
+    /// requests; stops after the running attempts on SIGINT/SIGTERM.
+    Worker {
+        /// Jobs run at once.
+        #[arg(long, default_value_t = 1)]
+        slots: u32,
+        /// This worker's name in job leases (default: host:pid).
+        #[arg(long)]
+        owner: Option<String>,
+    },
     /// Apply pending database migrations.
     Migrate,
     /// Print the effective configuration (secrets masked).
@@ -244,6 +255,7 @@ fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
 async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
     match cmd {
         Command::Serve { .. } => unreachable_serve(),
+        Command::Worker { slots, owner } => app::run_worker(cfg, slots, owner).await,
         Command::Config => print_json(&cfg.to_masked_json()),
         Command::Openapi => {
             print!("{}", openapi::document_json());

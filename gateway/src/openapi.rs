@@ -85,6 +85,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(llmops_registry::openapi::RegistryDoc::openapi());
     doc.merge(llmops_serving::routes::ServingDoc::openapi());
     doc.merge(llmops_billing::routes::BillingDoc::openapi());
+    doc.merge(llmops_training::routes::TrainingDoc::openapi());
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     complete(&mut value);
     value

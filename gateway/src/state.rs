@@ -19,4 +19,5 @@ pub struct AppState {
     pub registry: actix_web::web::Data<llmops_registry::Registry>,
     pub serving: actix_web::web::Data<llmops_serving::Serving>,
     pub billing: actix_web::web::Data<llmops_billing::Billing>,
+    pub training: actix_web::web::Data<llmops_training::Training>,
 }

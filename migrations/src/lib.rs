@@ -15,6 +15,7 @@ mod m20261128_000006_stripe_events;
 mod m20261128_000007_stripe_push;
 mod m20261128_000008_plan_changes;
 mod m20261201_000009_training_jobs;
+mod m20261201_000010_training_files;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000007_stripe_push::Migration),
             Box::new(m20261128_000008_plan_changes::Migration),
             Box::new(m20261201_000009_training_jobs::Migration),
+            Box::new(m20261201_000010_training_files::Migration),
         ]
     }
 }

@@ -298,6 +298,8 @@ impl TestApp {
             ("LLMOPS_KEY_USAGE_FLUSH_SECS".into(), "1".into()),
             ("LLMOPS_HTTP_WORKERS".into(), "2".into()),
             ("LLMOPS_AUTO_MIGRATE".into(), "false".into()),
+            // Training tests turn the in-process worker on.
+            ("LLMOPS_TRAINING_CPU_SLOTS".into(), "0".into()),
         ];
         if opts.redis {
             env.push(("LLMOPS_REDIS_URL".into(), redis_url()?));

@@ -119,6 +119,25 @@ pub struct Config {
     pub log_level: String,
     /// HTTP worker threads; defaults to the number of CPUs.
     pub http_workers: Option<usize>,
+    /// Training jobs `llmops serve` runs at once on this machine's CPUs
+    /// (0: none; `llmops worker` processes run them elsewhere).
+    pub training_cpu_slots: u32,
+    /// The Python that runs training recipes (default
+    /// `~/.cache/llmops/venv-train/bin/python`, which `scripts/lib.sh`
+    /// `train_python` builds).
+    pub training_python: Option<PathBuf>,
+    /// Where the recipes are (default `infra/recipes` under the current
+    /// directory).
+    pub training_recipes_dir: Option<PathBuf>,
+    /// Per-attempt working directories (default `data_dir/training`).
+    pub training_work_dir: Option<PathBuf>,
+    /// How long a claim or heartbeat holds a job; a worker that dies is
+    /// replaced after this.
+    pub training_lease_secs: u64,
+    /// Heartbeat period: how soon a running job learns it was cancelled.
+    pub training_heartbeat_secs: u64,
+    /// Longest an attempt may run before it is stopped and failed.
+    pub training_wall_clock_secs: u64,
 }
 
 impl Default for Config {
@@ -161,6 +180,13 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info,sqlx=warn,sea_orm=warn".into(),
             http_workers: None,
+            training_cpu_slots: 1,
+            training_python: None,
+            training_recipes_dir: None,
+            training_work_dir: None,
+            training_lease_secs: 30,
+            training_heartbeat_secs: 2,
+            training_wall_clock_secs: 6 * 3600,
         }
     }
 }
@@ -284,6 +310,27 @@ impl Config {
         self.artifacts_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("artifacts"))
+    }
+
+    pub fn training_work_dir(&self) -> PathBuf {
+        self.training_work_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("training"))
+    }
+
+    pub fn training_recipes_dir(&self) -> PathBuf {
+        self.training_recipes_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("infra/recipes"))
+    }
+
+    pub fn training_python(&self) -> PathBuf {
+        self.training_python.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default()
+                .join(".cache/llmops/venv-train/bin/python")
+        })
     }
 
     /// The effective database URL (the SQLite default lives under `data_dir`).

@@ -159,6 +159,18 @@ define_id!(
     /// A training job id (fine-tune, quantize, distill, evaluate), `ftjob_…`.
     JobId, "ftjob", "training job"
 );
+define_id!(
+    /// An uploaded file (training data), `file_…`.
+    FileId, "file", "file"
+);
+define_id!(
+    /// A training job's event (log line or metrics), `ftevent_…`.
+    JobEventId, "ftevent", "job event"
+);
+define_id!(
+    /// A training job's checkpoint, `ftckpt_…`.
+    CheckpointId, "ftckpt", "checkpoint"
+);
 
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {

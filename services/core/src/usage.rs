@@ -24,6 +24,8 @@ impl Meter {
     pub const EMBEDDING_TOKENS: &'static str = "embedding_tokens";
     /// Dedicated GPU time: replicas × GPUs × wall time, with `gpu_type`.
     pub const GPU_MILLISECONDS: &'static str = "gpu_milliseconds";
+    /// A training job on CPU workers: slots × wall time, with `pool`.
+    pub const CPU_MILLISECONDS: &'static str = "cpu_milliseconds";
     pub const REQUESTS: &'static str = "requests";
 
     pub fn new(name: &str) -> Result<Self, UsageError> {
@@ -164,6 +166,18 @@ impl DbUsageSink {
 
 /// Rows of the largest insert statement.
 const CHUNK: usize = 256;
+
+/// Records events inside the caller's transaction (so they commit with
+/// what produced them, or not at all), skipping ids already recorded.
+pub async fn record_in(
+    db: &impl ConnectionTrait,
+    events: &[UsageEvent],
+) -> Result<usize, UsageError> {
+    for e in events {
+        e.validate()?;
+    }
+    Ok(insert_new(db, events).await?.len())
+}
 
 /// Inserts events, skipping ids already recorded (or repeated in the
 /// batch); returns the ids this call inserted.

@@ -17,6 +17,8 @@ use sea_orm::{
     QuerySelect,
 };
 use serde::Deserialize;
+
+mod outputs;
 use std::collections::{BTreeMap, HashMap};
 
 /// Filters of `GET /v1/registry/models`.
@@ -476,6 +478,18 @@ impl Registry {
         name: &str,
         input: NewVersion,
     ) -> ApiResult<VersionView> {
+        self.create_version_keyed(ctx, name, input, None).await
+    }
+
+    /// [`Registry::create_version`], optionally under a `source_key` that
+    /// no other version of the tenant may have (a unique violation then).
+    async fn create_version_keyed(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        input: NewVersion,
+        source_key: Option<String>,
+    ) -> ApiResult<VersionView> {
         ctx.require(Scope::Registry)?;
         let scope = ctx.scoped();
         check_metrics(&input.metrics)?;
@@ -590,6 +604,7 @@ impl Registry {
                 Source::FineTuningJob { job_id } => Some(job_id.clone()),
                 _ => None,
             }),
+            source_key: Set(source_key),
             metrics: Set(json(&input.metrics)),
             tags: Set(json(&input.tags)),
             created_by: Set(Some(ctx.actor())),
@@ -597,7 +612,16 @@ impl Registry {
             updated_at: Set(now),
             ready_at: Set(ready.then_some(now)),
         };
-        let v = row.insert(&txn).await?;
+        let v = match row.insert(&txn).await {
+            Ok(v) => v,
+            // Only a keyed version can collide (its id is new).
+            Err(e) if is_unique_violation(&e) => {
+                return Err(ApiError::Conflict(
+                    "this job output is already registered".into(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.record_event(
             &txn,
             ctx,

@@ -51,7 +51,7 @@ impl std::fmt::Display for LineError {
 }
 
 /// What a valid file holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stats {
     pub bytes: u64,
     pub lines: u64,

@@ -9,10 +9,20 @@
 //! chat-format training files (`dataset`). The API, executors and recipes
 //! build on these.
 
+pub mod api;
 pub mod dataset;
+pub mod entities;
+pub mod executor;
+pub mod files;
 pub mod job;
 pub mod policy;
 pub mod queue;
+pub mod recipes;
+pub mod routes;
+pub mod service;
+pub mod worker;
+
+pub use service::Training;
 
 pub use queue::{
     Capacity, Control, Finish, JobKind, JobRow, JobStatus, Lease, NewJob, Queue, QueueConfig,

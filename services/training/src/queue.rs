@@ -541,6 +541,65 @@ impl Queue {
         Ok(job)
     }
 
+    /// A tenant's jobs, newest first, after the cursor `after` (a job id).
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        after: Option<JobId>,
+        limit: u64,
+    ) -> Result<Vec<JobRow>, QueueError> {
+        let limit = i64::try_from(limit).unwrap_or(100);
+        let rows = match after {
+            Some(after) => {
+                self.db
+                    .query_all_raw(self.stmt(
+                        &format!(
+                            "SELECT {COLUMNS} FROM training_jobs WHERE tenant_id = $1 AND id < $2 \
+                             ORDER BY id DESC LIMIT $3"
+                        ),
+                        vec![
+                            tenant.to_string().into(),
+                            after.to_string().into(),
+                            limit.into(),
+                        ],
+                    ))
+                    .await?
+            }
+            None => {
+                self.db
+                    .query_all_raw(self.stmt(
+                        &format!(
+                            "SELECT {COLUMNS} FROM training_jobs WHERE tenant_id = $1 \
+                             ORDER BY id DESC LIMIT $2"
+                        ),
+                        vec![tenant.to_string().into(), limit.into()],
+                    ))
+                    .await?
+            }
+        };
+        rows.iter().map(job_of).collect()
+    }
+
+    /// An unfinished job of the tenant whose spec names `file_id`, if any.
+    pub async fn unfinished_reading(
+        &self,
+        tenant: TenantId,
+        file_id: &str,
+    ) -> Result<Option<String>, QueueError> {
+        let row = self
+            .db
+            .query_one_raw(self.stmt(
+                "SELECT id FROM training_jobs WHERE tenant_id = $1 \
+                 AND status NOT IN ('succeeded', 'failed', 'cancelled') AND spec LIKE $2 LIMIT 1",
+                vec![tenant.to_string().into(), format!("%\"{file_id}\"%").into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get("", "id")?),
+            None => None,
+        })
+    }
+
     /// A tenant's job (another tenant's is `NotFound`).
     pub async fn get(&self, tenant: TenantId, id: JobId) -> Result<JobRow, QueueError> {
         let txn = self.db.begin().await?;

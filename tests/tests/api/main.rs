@@ -18,6 +18,7 @@ mod registry;
 mod serving;
 mod stripe;
 mod tenants;
+mod training_api;
 mod training_queue;
 mod triton_outage;
 mod upstream;

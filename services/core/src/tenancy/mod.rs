@@ -3,7 +3,7 @@
 pub mod store;
 
 use crate::error::ApiError;
-use crate::ids::{ApiKeyId, TenantId, UserId};
+use crate::ids::{ApiKeyId, JobId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -160,6 +160,11 @@ pub enum Principal {
     User {
         id: UserId,
     },
+    /// A training job acting for its tenant after the request that created
+    /// it (registering its output, recording its usage).
+    Job {
+        id: JobId,
+    },
 }
 
 /// Proof that a request authenticated as a tenant. Only
@@ -186,6 +191,24 @@ impl TenantCtx {
             scopes,
             limits,
         }
+    }
+
+    /// A job's own context: the training and registry scopes of its
+    /// tenant, and no request limits (its work is metered as GPU time).
+    /// Only a worker holding the job's lease should build one.
+    pub fn for_job(tenant_id: TenantId, job: JobId) -> Self {
+        Self::new(
+            tenant_id,
+            Principal::Job { id: job },
+            [Scope::Training, Scope::Registry, Scope::Inference]
+                .into_iter()
+                .collect(),
+            PlanLimits {
+                requests_per_minute: u32::MAX,
+                tokens_per_minute: u32::MAX,
+                concurrent_requests: u32::MAX,
+            },
+        )
     }
 
     pub fn tenant_id(&self) -> TenantId {
@@ -223,6 +246,7 @@ impl TenantCtx {
         match self.principal {
             Principal::ApiKey { id, .. } => id.to_string(),
             Principal::User { id } => id.to_string(),
+            Principal::Job { id } => id.to_string(),
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Model {
     pub sha256: Option<String>,
     pub source_type: String,
     pub source_job_id: Option<String>,
+    /// Unique per tenant when set: a training job's output or checkpoint.
+    pub source_key: Option<String>,
     /// JSON object of named numbers.
     pub metrics: String,
     /// JSON object of string tags.

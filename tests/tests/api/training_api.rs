@@ -1,0 +1,421 @@
+//! `/v1/files` and `/v1/fine_tuning/jobs` over HTTP, with no worker
+//! running (jobs stay queued): uploads and their validation, job creation
+//! and what is refused, control (pause, resume, cancel), events,
+//! checkpoints, and isolation between tenants on every route.
+
+use llmops_tests::{Backend, TestApp, on_both_backends, problem, s};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const BOUNDARY: &str = "llmops-test-boundary-7d1f";
+
+/// A multipart/form-data body with the given text parts and one file part.
+pub fn form(parts: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, value) in parts {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    if let Some((filename, bytes)) = file {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+pub async fn upload(app: &TestApp, key: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/files"))
+        .bearer_auth(key)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn chat(q: &str, a: &str) -> String {
+    json!({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+        .to_string()
+}
+
+/// Registers an imported GGUF version `base@1` (ready at once: jobs can
+/// name it; no worker reads its bytes in these tests).
+async fn base_model(app: &TestApp, key: &str) {
+    let res = app
+        .post("/v1/registry/models", key, &json!({"name": "base"}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = app
+        .post(
+            "/v1/registry/models/base/versions",
+            key,
+            &json!({"format": "gguf", "quantization": "gguf_q4_1", "source": {"type": "import"},
+                    "artifact_uri": "s3://models/base.gguf", "sha256": "ab".repeat(32)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+}
+
+on_both_backends!(files_and_jobs_over_http);
+async fn files_and_jobs_over_http(backend: Backend) {
+    let app = TestApp::spawn(backend).await.unwrap();
+    let a = app.create_tenant("acme").unwrap();
+    let b = app.create_tenant("globex").unwrap();
+    let (ka, kb) = (s(&a["api_key"]), s(&b["api_key"]));
+
+    // A valid file: stored with its checksum and counts.
+    let data = [
+        chat("Who keeps the lighthouse?", "Zorbemund does."),
+        chat("Name the lighthouse keeper.", "Zorbemund."),
+        String::new(),
+    ]
+    .join("\n");
+    let res = upload(
+        &app,
+        &ka,
+        form(
+            &[("purpose", "fine-tune")],
+            Some(("train.jsonl", data.as_bytes())),
+        ),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let file: Value = res.json().await.unwrap();
+    let fid = s(&file["id"]);
+    assert!(fid.starts_with("file_"), "{file}");
+    assert_eq!(file["object"], "file");
+    assert_eq!(file["purpose"], "fine-tune");
+    assert_eq!(file["filename"], "train.jsonl");
+    assert_eq!(file["status"], "processed");
+    assert_eq!(file["bytes"], data.len());
+    assert_eq!(file["sha256"], hex::encode(Sha256::digest(data.as_bytes())));
+    assert_eq!(file["stats"]["examples"], 2);
+
+    let res = app
+        .get(&format!("/v1/files/{fid}/content"), &ka)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.bytes().await.unwrap(), data.as_bytes());
+    assert_eq!(
+        app.get_json(&format!("/v1/files/{fid}"), &ka)
+            .await
+            .unwrap()["id"],
+        fid
+    );
+
+    // Invalid files: refused whole, the errors naming their lines.
+    let bad = [
+        chat("ok?", "ok"),
+        "{not json".into(),
+        json!({"messages": [{"role": "user", "content": "no answer"}]}).to_string(),
+    ]
+    .join("\n");
+    let res = upload(
+        &app,
+        &ka,
+        form(
+            &[("purpose", "fine-tune")],
+            Some(("bad.jsonl", bad.as_bytes())),
+        ),
+    )
+    .await;
+    let p = problem(res, 422, "validation_error").await.unwrap();
+    let errors = p["errors"].to_string();
+    assert!(errors.contains("line 2"), "{p}");
+    assert!(errors.contains("line 3"), "{p}");
+    assert!(!errors.contains("line 1:"), "{p}");
+    for (body, field) in [
+        (
+            form(
+                &[("purpose", "assistants")],
+                Some(("t.jsonl", data.as_bytes())),
+            ),
+            "purpose",
+        ),
+        (form(&[("purpose", "fine-tune")], None), "file"),
+        (form(&[], Some(("t.jsonl", data.as_bytes()))), "purpose"),
+        (
+            form(&[("purpose", "fine-tune"), ("colour", "blue")], None),
+            "colour",
+        ),
+    ] {
+        let p = problem(upload(&app, &ka, body).await, 422, "validation_error")
+            .await
+            .unwrap();
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+    }
+    let res = app
+        .client
+        .post(app.url("/v1/files"))
+        .bearer_auth(&ka)
+        .json(&json!({"purpose": "fine-tune"}))
+        .send()
+        .await
+        .unwrap();
+    problem(res, 415, "unsupported_media_type").await.unwrap();
+    // Nothing of the refused uploads was kept.
+    let files = app.get_json("/v1/files", &ka).await.unwrap();
+    assert_eq!(files["data"].as_array().unwrap().len(), 1, "{files}");
+
+    // Jobs.
+    base_model(&app, &ka).await;
+    let job_body = json!({"model": "base@1", "training_file": fid, "suffix": "keeper",
+                          "hyperparameters": {"n_epochs": 2, "learning_rate_multiplier": "auto"},
+                          "metadata": {"team": "support"}});
+    let res = app
+        .post("/v1/fine_tuning/jobs", &ka, &job_body)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let job: Value = res.json().await.unwrap();
+    let jid = s(&job["id"]);
+    assert!(jid.starts_with("ftjob_"), "{job}");
+    assert_eq!(job["object"], "fine_tuning.job");
+    assert_eq!(job["status"], "queued");
+    assert_eq!(job["model"], "base@1");
+    assert_eq!(job["training_file"], fid);
+    assert_eq!(
+        job["hyperparameters"],
+        json!({"n_epochs": 2, "batch_size": 1, "learning_rate_multiplier": 1.0})
+    );
+    assert_eq!(job["executor"]["recipe"], "llamacpp-cpu");
+    assert_eq!(job["executor"]["trains"]["type"], "full");
+    assert_eq!(job["peft"]["type"], "full");
+    assert_eq!(job["metadata"]["team"], "support");
+    assert_eq!(job["user_provided_suffix"], "keeper");
+    assert!(job["fine_tuned_model"].is_null());
+
+    // What no executor here can do is refused with the reason.
+    for (patch, field, says) in [
+        (
+            json!({"peft": {"type": "lora", "r": 8, "alpha": 16.0}}),
+            "peft",
+            "LoRA",
+        ),
+        (
+            json!({"hyperparameters": {"batch_size": 4}}),
+            "hyperparameters.batch_size",
+            "batch_size",
+        ),
+        (
+            json!({"resources": {"gpu_type": "h100", "gpus_per_node": 8}}),
+            "resources.gpu_type",
+            "h100",
+        ),
+        (
+            json!({"distributed": {"type": "deepspeed", "zero_stage": 3}}),
+            "distributed",
+            "distributed",
+        ),
+        (json!({"method": {"type": "dpo"}}), "method.type", "dpo"),
+        (json!({"model": "base@7"}), "model", "base"),
+        (
+            json!({"training_file": "file_01jaaaaaaaaaaaaaaaaaaaaaaa"}),
+            "training_file",
+            "does not exist",
+        ),
+        (json!({"suffix": "has space"}), "suffix", "suffix"),
+        (
+            json!({"hyperparameters": {"n_epochs": 0}}),
+            "hyperparameters.n_epochs",
+            "n_epochs",
+        ),
+    ] {
+        let mut body = job_body.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let p = problem(
+            app.post("/v1/fine_tuning/jobs", &ka, &body).await.unwrap(),
+            422,
+            "validation_error",
+        )
+        .await
+        .unwrap();
+        assert_eq!(p["errors"][0]["field"], field, "{p}");
+        assert!(p["detail"].as_str().unwrap().contains(says), "{p}");
+    }
+
+    let listed = app.get_json("/v1/fine_tuning/jobs", &ka).await.unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+    assert_eq!(listed["data"][0]["id"], jid);
+    let events = app
+        .get_json(&format!("/v1/fine_tuning/jobs/{jid}/events"), &ka)
+        .await
+        .unwrap();
+    assert_eq!(events["object"], "list");
+    assert_eq!(events["data"][0]["object"], "fine_tuning.job.event");
+    assert!(
+        events.to_string().contains("Created fine-tuning job"),
+        "{events}"
+    );
+    let ckpts = app
+        .get_json(&format!("/v1/fine_tuning/jobs/{jid}/checkpoints"), &ka)
+        .await
+        .unwrap();
+    assert_eq!(ckpts["data"], json!([]));
+
+    // A file a job still reads cannot be deleted.
+    problem(
+        app.delete(&format!("/v1/files/{fid}"), &ka).await.unwrap(),
+        409,
+        "conflict",
+    )
+    .await
+    .unwrap();
+
+    // Control.
+    let post = |path: String, key: String| {
+        let app = &app;
+        async move { app.post(&path, &key, &json!({})).await.unwrap() }
+    };
+    let paused: Value = post(format!("/v1/fine_tuning/jobs/{jid}/pause"), ka.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paused["status"], "paused");
+    let resumed: Value = post(format!("/v1/fine_tuning/jobs/{jid}/resume"), ka.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resumed["status"], "queued");
+
+    // Isolation: B sees and touches none of A's files and jobs.
+    for path in [
+        format!("/v1/files/{fid}"),
+        format!("/v1/files/{fid}/content"),
+        format!("/v1/fine_tuning/jobs/{jid}"),
+        format!("/v1/fine_tuning/jobs/{jid}/events"),
+        format!("/v1/fine_tuning/jobs/{jid}/checkpoints"),
+    ] {
+        problem(app.get(&path, &kb).await.unwrap(), 404, "not_found")
+            .await
+            .unwrap();
+    }
+    for action in ["cancel", "pause", "resume"] {
+        problem(
+            post(format!("/v1/fine_tuning/jobs/{jid}/{action}"), kb.clone()).await,
+            404,
+            "not_found",
+        )
+        .await
+        .unwrap();
+    }
+    problem(
+        app.delete(&format!("/v1/files/{fid}"), &kb).await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        app.get_json("/v1/files", &kb).await.unwrap()["data"],
+        json!([])
+    );
+    assert_eq!(
+        app.get_json("/v1/fine_tuning/jobs", &kb).await.unwrap()["data"],
+        json!([])
+    );
+    // B cannot train on A's file, even with a base of its own.
+    base_model(&app, &kb).await;
+    let p = problem(
+        app.post(
+            "/v1/fine_tuning/jobs",
+            &kb,
+            &json!({"model": "base@1", "training_file": fid}),
+        )
+        .await
+        .unwrap(),
+        422,
+        "validation_error",
+    )
+    .await
+    .unwrap();
+    assert_eq!(p["errors"][0]["field"], "training_file");
+
+    // Cancel: at once for a queued job; a finished job refuses control.
+    let cancelled: Value = post(format!("/v1/fine_tuning/jobs/{jid}/cancel"), ka.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["finished_at"].as_i64().is_some());
+    problem(
+        post(format!("/v1/fine_tuning/jobs/{jid}/cancel"), ka.clone()).await,
+        409,
+        "conflict",
+    )
+    .await
+    .unwrap();
+    // Its file is free again.
+    let res = app.delete(&format!("/v1/files/{fid}"), &ka).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let deleted: Value = res.json().await.unwrap();
+    assert_eq!(
+        deleted,
+        json!({"id": fid, "object": "file", "deleted": true})
+    );
+    problem(
+        app.get(&format!("/v1/files/{fid}/content"), &ka)
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await
+    .unwrap();
+}
+
+/// The official openai Python SDK's files and fine_tuning.jobs calls work
+/// unmodified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_drives_files_and_fine_tuning() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let t = app.create_tenant("sdk").unwrap();
+    let key = s(&t["api_key"]);
+    base_model(&app, &key).await;
+    let python =
+        std::env::var("TEST_SDK_PYTHON").expect("TEST_SDK_PYTHON (set by scripts/test.sh)");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/check_openai_sdk_training.py");
+    let train = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/recipes/llamacpp-cpu/testdata/train.jsonl"
+    );
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .env("LLMOPS_BASE_URL", app.url("/v1"))
+        .env("LLMOPS_API_KEY", &key)
+        .env("LLMOPS_BASE_MODEL", "base@1")
+        .env("LLMOPS_TRAIN_FILE", train)
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "SDK checks failed:\n{report}");
+    assert!(report.contains("all SDK checks passed"), "{report}");
+}
