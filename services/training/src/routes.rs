@@ -20,23 +20,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::resource("/files/{file_id}")
-            .route(web::get().to(get_file))
+            .route(web::get().to(retrieve_file))
             .route(web::delete().to(delete_file)),
     )
-    .service(web::resource("/files/{file_id}/content").route(web::get().to(file_content)))
+    .service(web::resource("/files/{file_id}/content").route(web::get().to(download_file)))
     .service(
         web::resource("/fine_tuning/jobs")
-            .route(web::post().to(create_job))
-            .route(web::get().to(list_jobs)),
+            .route(web::post().to(create_fine_tuning_job))
+            .route(web::get().to(list_fine_tuning_jobs)),
     )
-    .service(web::resource("/fine_tuning/jobs/{job_id}").route(web::get().to(get_job)))
-    .service(web::resource("/fine_tuning/jobs/{job_id}/cancel").route(web::post().to(cancel_job)))
-    .service(web::resource("/fine_tuning/jobs/{job_id}/pause").route(web::post().to(pause_job)))
-    .service(web::resource("/fine_tuning/jobs/{job_id}/resume").route(web::post().to(resume_job)))
-    .service(web::resource("/fine_tuning/jobs/{job_id}/events").route(web::get().to(list_events)))
+    .service(
+        web::resource("/fine_tuning/jobs/{job_id}").route(web::get().to(retrieve_fine_tuning_job)),
+    )
+    .service(
+        web::resource("/fine_tuning/jobs/{job_id}/cancel")
+            .route(web::post().to(cancel_fine_tuning_job)),
+    )
+    .service(
+        web::resource("/fine_tuning/jobs/{job_id}/pause")
+            .route(web::post().to(pause_fine_tuning_job)),
+    )
+    .service(
+        web::resource("/fine_tuning/jobs/{job_id}/resume")
+            .route(web::post().to(resume_fine_tuning_job)),
+    )
+    .service(
+        web::resource("/fine_tuning/jobs/{job_id}/events")
+            .route(web::get().to(list_fine_tuning_events)),
+    )
     .service(
         web::resource("/fine_tuning/jobs/{job_id}/checkpoints")
-            .route(web::get().to(list_checkpoints)),
+            .route(web::get().to(list_fine_tuning_checkpoints)),
     );
 }
 
@@ -45,7 +59,8 @@ fn multipart_error(e: actix_multipart::MultipartError) -> ApiError {
 }
 
 /// The multipart form of `POST /v1/files`.
-#[derive(utoipa::ToSchema)]
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct FileUpload {
     /// Chat-format JSONL: one `{"messages": [...]}` example per line.
@@ -166,7 +181,7 @@ pub async fn list_files(
     params(("file_id" = llmops_core::ids::FileId, Path, description = "The file")),
     responses((status = 200, description = "The file", body = FileObject),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_file(
+pub async fn retrieve_file(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -195,7 +210,7 @@ pub async fn delete_file(
     params(("file_id" = llmops_core::ids::FileId, Path, description = "The file")),
     responses((status = 200, description = "The bytes", body = Vec<u8>, content_type = "application/octet-stream"),
         (status = 404, description = "No such file", body = Problem, content_type = "application/problem+json")))]
-pub async fn file_content(
+pub async fn download_file(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -214,7 +229,7 @@ pub async fn file_content(
     security(("bearer" = [])), request_body = CreateJob,
     responses((status = 200, description = "Queued", body = JobView),
         (status = 422, description = "Invalid, or not something an executor here can train (the reason says which)", body = Problem, content_type = "application/problem+json")))]
-pub async fn create_job(
+pub async fn create_fine_tuning_job(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     body: Json<CreateJob>,
@@ -228,7 +243,7 @@ pub async fn create_job(
     params(("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
         ("after" = Option<llmops_core::ids::JobId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of jobs", body = inline(Page<JobView>))))]
-pub async fn list_jobs(
+pub async fn list_fine_tuning_jobs(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     q: web::Query<ListParams>,
@@ -241,7 +256,7 @@ pub async fn list_jobs(
     params(("job_id" = llmops_core::ids::JobId, Path, description = "The job")),
     responses((status = 200, description = "The job", body = JobView),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
-pub async fn get_job(
+pub async fn retrieve_fine_tuning_job(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -257,7 +272,7 @@ pub async fn get_job(
     responses((status = 200, description = "Cancelled, or cancelling (a running job)", body = JobView),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has finished", body = Problem, content_type = "application/problem+json")))]
-pub async fn cancel_job(
+pub async fn cancel_fine_tuning_job(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -273,7 +288,7 @@ pub async fn cancel_job(
     responses((status = 200, description = "Paused, or pausing", body = JobView),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has finished", body = Problem, content_type = "application/problem+json")))]
-pub async fn pause_job(
+pub async fn pause_fine_tuning_job(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -289,7 +304,7 @@ pub async fn pause_job(
     responses((status = 200, description = "Queued again", body = JobView),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job has finished", body = Problem, content_type = "application/problem+json")))]
-pub async fn resume_job(
+pub async fn resume_fine_tuning_job(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -305,7 +320,7 @@ pub async fn resume_job(
         ("after" = Option<llmops_core::ids::JobEventId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of events", body = inline(Page<EventView>)),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
-pub async fn list_events(
+pub async fn list_fine_tuning_events(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -322,7 +337,7 @@ pub async fn list_events(
         ("after" = Option<llmops_core::ids::CheckpointId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of checkpoints", body = inline(Page<CheckpointView>)),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
-pub async fn list_checkpoints(
+pub async fn list_fine_tuning_checkpoints(
     svc: web::Data<Training>,
     Tenant(ctx): Tenant,
     path: web::Path<String>,
@@ -336,18 +351,19 @@ pub async fn list_checkpoints(
     paths(
         upload_file,
         list_files,
-        get_file,
+        retrieve_file,
         delete_file,
-        file_content,
-        create_job,
-        list_jobs,
-        get_job,
-        cancel_job,
-        pause_job,
-        resume_job,
-        list_events,
-        list_checkpoints,
+        download_file,
+        create_fine_tuning_job,
+        list_fine_tuning_jobs,
+        retrieve_fine_tuning_job,
+        cancel_fine_tuning_job,
+        pause_fine_tuning_job,
+        resume_fine_tuning_job,
+        list_fine_tuning_events,
+        list_fine_tuning_checkpoints,
     ),
+    components(schemas(crate::files::SortOrder)),
     tags((name = "training", description = "Training files and fine-tuning jobs (OpenAI-compatible, extended)"))
 )]
 pub struct TrainingDoc;
