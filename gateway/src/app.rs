@@ -183,14 +183,15 @@ pub fn training_queue_config(cfg: &Config) -> llmops_training::QueueConfig {
     }
 }
 
-/// A worker over `training` with `slots` CPU slots, named `owner` (default:
-/// host name and process id).
+/// A training worker with `slots` CPU slots, named `owner` (default: host
+/// name and process id); tenants over budget start no job.
 pub fn training_worker(
-    cfg: &Config,
-    training: &llmops_training::Training,
+    state: &AppState,
     slots: u32,
     owner: Option<String>,
 ) -> llmops_training::worker::Worker {
+    let cfg = &state.config;
+    let spend: Arc<dyn llmops_core::limits::SpendGuard> = state.billing.clone().into_inner();
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
@@ -198,7 +199,7 @@ pub fn training_worker(
         .map(|n| n.get())
         .unwrap_or(2);
     llmops_training::worker::Worker::new(
-        training.clone(),
+        state.training.get_ref().clone(),
         llmops_training::worker::WorkerConfig {
             owner: owner.unwrap_or_else(|| format!("{host}:{}", std::process::id())),
             gpu_type: "cpu".into(),
@@ -213,6 +214,7 @@ pub fn training_worker(
                 .unwrap_or(1)
                 .max(1),
         },
+        Some(spend),
     )
 }
 
@@ -225,7 +227,7 @@ pub async fn run_worker(cfg: Config, slots: u32, owner: Option<String>) -> anyho
     let stop = CancellationToken::new();
     let (state, flusher) = build_state(cfg, stop.clone()).await?;
     tracker.spawn(flusher);
-    let worker = training_worker(&state.config, &state.training, slots, owner);
+    let worker = training_worker(&state, slots, owner);
     worker.check().map_err(anyhow::Error::msg)?;
     println!("llmops worker running {slots} slot(s)");
     let _ = std::io::stdout().flush();
@@ -273,7 +275,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
             web::scope("/admin/v1")
                 .wrap(from_fn(operator_only))
                 .configure(routes::admin)
-                .configure(llmops_billing::routes::configure_admin),
+                .configure(llmops_billing::routes::configure_admin)
+                .configure(llmops_training::admin::configure_admin),
         )
         .configure(routes::health::configure)
         .route(
@@ -395,12 +398,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if state.config.training_cpu_slots > 0 {
         // Training jobs on this machine's CPUs.
-        let worker = training_worker(
-            &state.config,
-            &state.training,
-            state.config.training_cpu_slots,
-            None,
-        );
+        let worker = training_worker(&state, state.config.training_cpu_slots, None);
         match worker.check() {
             Ok(()) => {
                 let stop = stop.clone();

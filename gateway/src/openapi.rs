@@ -86,6 +86,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(llmops_serving::routes::ServingDoc::openapi());
     doc.merge(llmops_billing::routes::BillingDoc::openapi());
     doc.merge(llmops_training::routes::TrainingDoc::openapi());
+    doc.merge(llmops_training::admin::TrainingAdminDoc::openapi());
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     complete(&mut value);
     value

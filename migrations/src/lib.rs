@@ -16,6 +16,7 @@ mod m20261128_000007_stripe_push;
 mod m20261128_000008_plan_changes;
 mod m20261201_000009_training_jobs;
 mod m20261201_000010_training_files;
+mod m20261201_000011_gpu_pools;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000008_plan_changes::Migration),
             Box::new(m20261201_000009_training_jobs::Migration),
             Box::new(m20261201_000010_training_files::Migration),
+            Box::new(m20261201_000011_gpu_pools::Migration),
         ]
     }
 }

@@ -229,7 +229,10 @@ impl Files {
         }
         .limit()?;
         if p.purpose.as_ref().is_some_and(|x| x.chars().count() > 64) {
-            return Err(ApiError::validation("purpose", "purpose is at most 64 characters"));
+            return Err(ApiError::validation(
+                "purpose",
+                "purpose is at most 64 characters",
+            ));
         }
         if let Some(purpose) = &p.purpose
             && purpose != PURPOSE

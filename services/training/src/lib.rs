@@ -9,6 +9,7 @@
 //! chat-format training files (`dataset`). The API, executors and recipes
 //! build on these.
 
+pub mod admin;
 pub mod api;
 pub mod dataset;
 pub mod entities;
@@ -16,6 +17,7 @@ pub mod executor;
 pub mod files;
 pub mod job;
 pub mod policy;
+pub mod pools;
 pub mod queue;
 pub mod recipes;
 pub mod routes;

@@ -51,6 +51,11 @@ pub trait Quotas: Send + Sync {
     fn weight(&self, _tenant: &str) -> u32 {
         1
     }
+    /// Why the tenant may start no job now (`budget`: its spending limit
+    /// is reached), if so.
+    fn blocked(&self, _tenant: &str) -> Option<&'static str> {
+        None
+    }
 }
 
 /// No quotas, equal weights.
@@ -68,6 +73,8 @@ pub struct StaticQuotas {
     /// (tenant, GPU type) → most devices at once.
     pub max: BTreeMap<(String, String), u32>,
     pub weights: BTreeMap<String, u32>,
+    /// Tenants that may start nothing, and why.
+    pub blocked: BTreeMap<String, &'static str>,
 }
 
 impl Quotas for StaticQuotas {
@@ -79,6 +86,10 @@ impl Quotas for StaticQuotas {
 
     fn weight(&self, tenant: &str) -> u32 {
         self.weights.get(tenant).copied().unwrap_or(1).max(1)
+    }
+
+    fn blocked(&self, tenant: &str) -> Option<&'static str> {
+        self.blocked.get(tenant).copied()
     }
 }
 

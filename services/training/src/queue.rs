@@ -166,11 +166,18 @@ impl Queue {
         }
         let mut running = self.running(&txn, now).await?;
         let order = policy::order(&candidates, &running, quotas);
-        let mut quota_waits = Vec::new();
+        let mut waits: Vec<(String, &'static str)> = Vec::new();
         let mut claimed = None;
         for i in order {
             let c = &candidates[i];
+            if c.status == "queued"
+                && let Some(reason) = quotas.blocked(&c.tenant_id)
+            {
+                waits.push((c.id.clone(), reason));
+                continue;
+            }
             if capacity.0.get(&c.gpu_type).copied().unwrap_or(0) < c.gpus {
+                waits.push((c.id.clone(), "capacity"));
                 continue;
             }
             if c.status == "running" && c.attempt >= c.max_attempts {
@@ -188,7 +195,7 @@ impl Queue {
                 running = self.running(&txn, now).await?;
             }
             if !policy::within_quota(c, &running, quotas) {
-                quota_waits.push(c.id.clone());
+                waits.push((c.id.clone(), "quota"));
                 continue;
             }
             if let Some(lease) = self.take(&txn, c, owner, now).await? {
@@ -196,11 +203,11 @@ impl Queue {
                 break;
             }
         }
-        for id in quota_waits {
+        for (id, reason) in waits {
             txn.execute_raw(self.stmt(
-                "UPDATE training_jobs SET wait_reason = 'quota' WHERE id = $1 AND status = 'queued' \
-                 AND (wait_reason IS NULL OR wait_reason <> 'quota')",
-                vec![id.into()],
+                "UPDATE training_jobs SET wait_reason = $2 WHERE id = $1 AND status = 'queued' \
+                 AND (wait_reason IS NULL OR wait_reason <> $2)",
+                vec![id.into(), reason.into()],
             ))
             .await?;
         }
@@ -456,6 +463,32 @@ impl Queue {
             return Err(QueueError::Stale);
         }
         Ok(status)
+    }
+
+    /// Gives a claimed job back untouched, as if the claim had not been
+    /// made (its attempt is not counted), waiting for `reason`.
+    pub async fn unclaim(&self, lease: &Lease, reason: &str) -> Result<(), QueueError> {
+        let _turn = self.write_turn().await;
+        let r = self
+            .db
+            .execute_raw(self.stmt(
+                "UPDATE training_jobs SET status = 'queued', attempt = attempt - 1, lease_owner = NULL, \
+                   lease_until_ms = NULL, wait_reason = $4, updated_at = $5, \
+                   started_at = CASE WHEN attempt = 1 THEN NULL ELSE started_at END \
+                 WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'",
+                vec![
+                    lease.job_id.to_string().into(),
+                    lease.attempt.into(),
+                    lease.owner.clone().into(),
+                    reason.into(),
+                    Utc::now().into(),
+                ],
+            ))
+            .await?;
+        if r.rows_affected() != 1 {
+            return Err(QueueError::Stale);
+        }
+        Ok(())
     }
 
     /// Cancels a tenant's job: at once unless it is running; a running

@@ -13,6 +13,10 @@ use llmops_core::ApiError;
 
 /// The CPU recipe: llama.cpp's own training API (full tensors).
 pub const CPU_RECIPE: &str = "llamacpp-cpu";
+/// The GPU recipe: PyTorch + PEFT (LoRA or full), DeepSpeed ZeRO when asked.
+pub const GPU_RECIPE: &str = "torch-peft";
+/// The GPU recipe's learning rate at multiplier 1 (LoRA).
+pub const GPU_BASE_LEARNING_RATE: f64 = 2e-4;
 /// Top blocks the CPU recipe trains when the job does not say.
 pub const CPU_DEFAULT_BLOCKS: u32 = 10;
 /// The CPU recipe's learning rate at multiplier 1.
@@ -54,7 +58,9 @@ fn hyperparameters(req: &CreateJob) -> Result<Hyperparameters, ApiError> {
     }
 }
 
-pub fn plan(req: &CreateJob) -> Result<Plan, ApiError> {
+/// Plans a job. `pool` is the largest pool of the job's GPU type as
+/// (devices per node, nodes), `None` when no pool has it (`cpu` needs none).
+pub fn plan(req: &CreateJob, pool: Option<(u32, u32)>) -> Result<Plan, ApiError> {
     if let Some(m) = &req.method {
         match m.kind {
             MethodType::Supervised => {}
@@ -110,13 +116,32 @@ pub fn plan(req: &CreateJob) -> Result<Plan, ApiError> {
     check_resources(&resources)?;
     let distributed = req.distributed.clone().unwrap_or(Distributed::None);
     if resources.gpu_type != "cpu" {
-        return Err(invalid(
-            "resources.gpu_type",
-            format!(
-                "no GPU pool offers `{}`: this deployment trains on CPU workers (`cpu`) only",
-                resources.gpu_type
-            ),
-        ));
+        let Some((per_node, nodes)) = pool else {
+            return Err(invalid(
+                "resources.gpu_type",
+                format!(
+                    "no GPU pool offers `{}` (the operator defines pools in /admin/v1/gpu_pools; `cpu` is built in)",
+                    resources.gpu_type
+                ),
+            ));
+        };
+        if resources.gpus_per_node > per_node || resources.nodes > nodes {
+            return Err(invalid(
+                "resources",
+                format!(
+                    "the largest `{}` pool has {nodes} node(s) of {per_node} GPU(s): the job can never fit",
+                    resources.gpu_type
+                ),
+            ));
+        }
+        return gpu_plan(
+            batch,
+            n_epochs,
+            multiplier,
+            req.peft.clone(),
+            resources,
+            distributed,
+        );
     }
     // The CPU recipe.
     if resources.devices() != 1 {
@@ -202,4 +227,128 @@ fn check_resources(r: &Resources) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+fn gpu_plan(
+    batch: Option<u32>,
+    n_epochs: u32,
+    multiplier: f64,
+    peft: Option<Peft>,
+    resources: Resources,
+    distributed: Distributed,
+) -> Result<Plan, ApiError> {
+    let peft = peft.unwrap_or(Peft::Lora {
+        r: 16,
+        alpha: 32.0,
+        dropout: 0.05,
+        target_modules: Vec::new(),
+    });
+    if let Peft::Lora {
+        r,
+        alpha,
+        dropout,
+        target_modules,
+    } = &peft
+        && !lora_ok(*r, *alpha, *dropout, target_modules)
+    {
+        return Err(invalid(
+            "peft",
+            "LoRA needs r 1 to 1024, alpha above 0 (at most 4096), dropout 0 to 0.9, at most 32 module names",
+        ));
+    }
+    let devices = resources.devices();
+    match &distributed {
+        Distributed::Deepspeed {
+            zero_stage,
+            offload_params,
+            ..
+        } => {
+            if !(1..=3).contains(zero_stage) {
+                return Err(invalid(
+                    "distributed.zero_stage",
+                    "zero_stage must be 1, 2 or 3",
+                ));
+            }
+            if *offload_params && *zero_stage != 3 {
+                return Err(invalid(
+                    "distributed.offload_params",
+                    "offloading parameters needs ZeRO stage 3",
+                ));
+            }
+        }
+        Distributed::Megatron {
+            tensor_parallel,
+            pipeline_parallel,
+        } => {
+            let model_parallel = tensor_parallel.saturating_mul(*pipeline_parallel);
+            if *tensor_parallel > resources.gpus_per_node {
+                return Err(invalid(
+                    "distributed.tensor_parallel",
+                    "tensor parallelism stays within a node: at most gpus_per_node",
+                ));
+            }
+            if model_parallel == 0 || !devices.is_multiple_of(model_parallel) {
+                return Err(invalid(
+                    "distributed",
+                    "tensor_parallel × pipeline_parallel must divide the job's devices",
+                ));
+            }
+        }
+        Distributed::None if devices > 1 => {
+            return Err(invalid(
+                "distributed",
+                "a job on several GPUs needs a distributed setting (deepspeed or megatron)",
+            ));
+        }
+        Distributed::None => {}
+    }
+    let batch = batch.unwrap_or(8);
+    let trains = match &peft {
+        Peft::Lora {
+            r,
+            alpha,
+            dropout,
+            target_modules,
+        } => serde_json::json!({
+            "type": "lora", "r": r, "alpha": alpha, "dropout": dropout,
+            "target_modules": target_modules,
+        }),
+        Peft::Full { trainable_blocks } => serde_json::json!({
+            "type": "full", "trainable_blocks": trainable_blocks.unwrap_or(0),
+        }),
+    };
+    Ok(Plan {
+        hyperparameters: ResolvedHyperparameters {
+            n_epochs,
+            batch_size: batch,
+            learning_rate_multiplier: multiplier,
+        },
+        learning_rate: GPU_BASE_LEARNING_RATE * multiplier,
+        executor: ExecutorPlan {
+            recipe: GPU_RECIPE.into(),
+            trains,
+            notes: vec![
+                "PyTorch + PEFT with transformers in bf16 on the pool's GPUs; runs on a `llmops worker --gpu-type` of the pool".to_string(),
+            ],
+        },
+        peft,
+        resources,
+        distributed,
+    })
+}
+
+fn lora_ok(r: u32, alpha: f64, dropout: f64, modules: &[String]) -> bool {
+    let module_ok = |m: &String| {
+        !m.is_empty()
+            && m.len() <= 64
+            && m.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._".contains(&b))
+    };
+    (1..=1024).contains(&r)
+        && alpha.is_finite()
+        && alpha > 0.0
+        && alpha <= 4096.0
+        && (0.0..=0.9).contains(&dropout)
+        && modules.len() <= 32
+        && modules.iter().all(module_ok)
 }

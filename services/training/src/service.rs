@@ -65,6 +65,7 @@ pub struct Training {
     queue: Queue,
     files: Files,
     registry: Arc<Registry>,
+    pools: crate::pools::Pools,
 }
 
 fn queue_error(e: QueueError) -> ApiError {
@@ -125,11 +126,16 @@ where
 impl Training {
     pub fn new(db: Db, queue: Queue, files: Files, registry: Arc<Registry>) -> Self {
         Self {
+            pools: crate::pools::Pools::new(db.clone()),
             db,
             queue,
             files,
             registry,
         }
+    }
+
+    pub fn pools(&self) -> &crate::pools::Pools {
+        &self.pools
     }
 
     pub fn files(&self) -> &Files {
@@ -208,7 +214,13 @@ impl Training {
                 "model must be 1 to 200 characters",
             ));
         }
-        let plan = recipes::plan(&req)?;
+        let gpu_type = req
+            .resources
+            .as_ref()
+            .map(|r| r.gpu_type.as_str())
+            .unwrap_or("cpu");
+        let pool = self.pools.largest(gpu_type).await?;
+        let plan = recipes::plan(&req, pool)?;
         fn missing<'a>(field: &'static str, id: &'a str) -> impl FnOnce(ApiError) -> ApiError + 'a {
             move |e: ApiError| match e {
                 ApiError::NotFound(_) => {

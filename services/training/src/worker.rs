@@ -13,7 +13,7 @@
 use crate::entities::checkpoint;
 use crate::executor::{self, Exit, RecipeLine, RecipeResult};
 use crate::job::{Capacity, Control, Finish, Lease, QueueError};
-use crate::policy::Unlimited;
+use crate::policy::StaticQuotas;
 use crate::service::{JobResult, JobSpec, Training, record_event};
 use llmops_core::TenantCtx;
 use llmops_core::db::{begin_write, is_unique_violation};
@@ -48,7 +48,13 @@ pub struct WorkerConfig {
 pub struct Worker {
     training: Training,
     cfg: WorkerConfig,
+    spend: Option<std::sync::Arc<dyn llmops_core::limits::SpendGuard>>,
+    /// Quotas, weights and budget blocks, read at most every few seconds.
+    admission: tokio::sync::Mutex<Option<(Instant, StaticQuotas)>>,
 }
+
+/// How long an admission snapshot is used.
+const ADMISSION_TTL: Duration = Duration::from_secs(3);
 
 /// How an attempt ended, before it is written.
 enum Outcome {
@@ -71,8 +77,38 @@ fn failed(error: impl Into<String>, retryable: bool) -> Outcome {
 }
 
 impl Worker {
-    pub fn new(training: Training, cfg: WorkerConfig) -> Self {
-        Self { training, cfg }
+    pub fn new(
+        training: Training,
+        cfg: WorkerConfig,
+        spend: Option<std::sync::Arc<dyn llmops_core::limits::SpendGuard>>,
+    ) -> Self {
+        Self {
+            training,
+            cfg,
+            spend,
+            admission: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The current admission snapshot (plans' quotas and weights, tenants
+    /// over budget).
+    async fn admission(&self) -> StaticQuotas {
+        let mut cached = self.admission.lock().await;
+        if let Some((at, q)) = cached.as_ref()
+            && at.elapsed() < ADMISSION_TTL
+        {
+            return q.clone();
+        }
+        match self.training.pools().admission(self.spend.as_ref()).await {
+            Ok(q) => {
+                *cached = Some((Instant::now(), q.clone()));
+                q
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading training quotas failed; using the last ones");
+                cached.as_ref().map(|(_, q)| q.clone()).unwrap_or_default()
+            }
+        }
     }
 
     /// Says why this worker cannot run its recipes, if it cannot.
@@ -107,10 +143,11 @@ impl Worker {
         let owner = format!("{}/{i}", self.cfg.owner);
         let capacity = Capacity::of(&self.cfg.gpu_type, 1);
         while !stop.is_cancelled() {
+            let quotas = self.admission().await;
             match self
                 .training
                 .queue()
-                .claim(&owner, &capacity, &Unlimited)
+                .claim(&owner, &capacity, &quotas)
                 .await
             {
                 Ok(Some(lease)) => {
@@ -153,6 +190,18 @@ impl Worker {
 
     /// Runs one attempt and writes its end.
     async fn attempt(&self, lease: Lease, stop: &CancellationToken) {
+        // The admission snapshot may be seconds old: a tenant whose budget
+        // ran out since starts nothing, and the claim does not count.
+        if let Some(spend) = &self.spend
+            && let Err(llmops_core::ApiError::BudgetExhausted(_)) = spend
+                .check(&TenantCtx::for_job(lease.tenant_id, lease.job_id))
+                .await
+        {
+            if let Err(e) = self.training.queue().unclaim(&lease, "budget").await {
+                tracing::warn!(error = %e, job = %lease.job_id, "giving back a job over budget failed");
+            }
+            return;
+        }
         let started = Instant::now();
         self.event(
             &lease,

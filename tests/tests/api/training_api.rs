@@ -397,7 +397,10 @@ async fn the_openai_sdk_drives_files_and_fine_tuning() {
     base_model(&app, &key).await;
     let python =
         std::env::var("TEST_SDK_PYTHON").expect("TEST_SDK_PYTHON (set by scripts/test.sh)");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/check_openai_sdk_training.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sdk/check_openai_sdk_training.py"
+    );
     let train = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../infra/recipes/llamacpp-cpu/testdata/train.jsonl"
@@ -418,4 +421,185 @@ async fn the_openai_sdk_drives_files_and_fine_tuning() {
     );
     assert!(out.status.success(), "SDK checks failed:\n{report}");
     assert!(report.contains("all SDK checks passed"), "{report}");
+}
+
+/// GPU pools decide which jobs can be accepted; a tenant over budget starts
+/// no job (it waits with the reason `budget`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_and_budgets_gate_jobs() {
+    let mut env = crate::training_lifecycle::worker_env();
+    env.extend([
+        ("LLMOPS_TRAINING_CPU_SLOTS".to_string(), "1".to_string()),
+        ("LLMOPS_BUDGET_CACHE_SECS".into(), "0".into()),
+    ]);
+    let app = TestApp::spawn_with(
+        Backend::Postgres,
+        llmops_tests::Options {
+            env,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (tid, key) = app
+        .tenant_on_plan("spender", 1000, 100_000, 10)
+        .await
+        .unwrap();
+    let admin = |m: reqwest::Method, path: &str, body: Value| {
+        let app = &app;
+        let path = path.to_string();
+        async move { crate::billing::admin(app, m, &path, &body).await }
+    };
+    let pool = json!({"id": "h100-spot", "gpu_type": "h100", "gpus_per_node": 8, "nodes": 2,
+                      "spot": true, "price_per_gpu_hour_minor": 250, "currency": "USD"});
+    let res = admin(
+        reqwest::Method::PUT,
+        "/admin/v1/gpu_pools/h100-spot",
+        pool.clone(),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        admin(reqwest::Method::GET, "/admin/v1/gpu_pools", json!({}))
+            .await
+            .json::<Value>()
+            .await
+            .unwrap(),
+        json!([pool])
+    );
+    let mut wrong = pool.clone();
+    wrong["id"] = json!("other");
+    problem(
+        admin(reqwest::Method::PUT, "/admin/v1/gpu_pools/h100-spot", wrong).await,
+        422,
+        "validation_error",
+    )
+    .await
+    .unwrap();
+    let res = admin(
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-spender/training_quotas",
+        json!({"weight": 2, "max_gpus": {"h100": 8, "cpu": 1}}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    problem(
+        admin(
+            reqwest::Method::PUT,
+            "/admin/v1/plans/nope/training_quotas",
+            json!({"weight": 1, "max_gpus": {}}),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await
+    .unwrap();
+
+    base_model(&app, &key).await;
+    let data = chat("Who keeps the lighthouse?", "Zorbemund does.");
+    let res = upload(
+        &app,
+        &key,
+        form(
+            &[("purpose", "fine-tune")],
+            Some(("t.jsonl", data.as_bytes())),
+        ),
+    )
+    .await;
+    let fid = s(&res.json::<Value>().await.unwrap()["id"]);
+
+    // A pool makes its GPU type trainable: LoRA with DeepSpeed on 2 × 8.
+    let res = app
+        .post(
+            "/v1/fine_tuning/jobs",
+            &key,
+            &json!({"model": "base@1", "training_file": fid,
+                    "peft": {"type": "lora", "r": 16, "alpha": 32.0, "target_modules": ["q_proj", "v_proj"]},
+                    "resources": {"gpu_type": "h100", "gpus_per_node": 8, "nodes": 2},
+                    "distributed": {"type": "deepspeed", "zero_stage": 3, "offload_optimizer": true}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let gpu_job: Value = res.json().await.unwrap();
+    assert_eq!(gpu_job["executor"]["recipe"], "torch-peft");
+    assert_eq!(gpu_job["executor"]["trains"]["type"], "lora");
+    // … but not larger than its largest pool.
+    let p = problem(
+        app.post(
+            "/v1/fine_tuning/jobs",
+            &key,
+            &json!({"model": "base@1", "training_file": fid,
+                    "resources": {"gpu_type": "h100", "gpus_per_node": 8, "nodes": 3},
+                    "distributed": {"type": "deepspeed", "zero_stage": 2}}),
+        )
+        .await
+        .unwrap(),
+        422,
+        "validation_error",
+    )
+    .await
+    .unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("never fit"), "{p}");
+
+    // Over budget: the CPU job waits, visibly, and never starts.
+    let pricing = json!({"currency": "USD", "components": [{"meter": "input_tokens", "mode": "graduated",
+        "description": "Input tokens", "tiers": [{"up_to": null, "rate": {"amount_minor": 1, "per": 1}}]}]});
+    let res = admin(
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-spender/pricing",
+        pricing,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .client
+        .put(app.url("/v1/billing/budget"))
+        .bearer_auth(&key)
+        .json(&json!({"limit_minor": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app
+        .admin_post(
+            "/admin/v1/usage/events",
+            &json!({"events": [{"id": "spent", "tenant_id": tid, "meter": "input_tokens", "quantity": 500,
+                                "dimensions": {}, "occurred_at": chrono::Utc::now().to_rfc3339()}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app
+        .post(
+            "/v1/fine_tuning/jobs",
+            &key,
+            &json!({"model": "base@1", "training_file": fid}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = s(&res.json::<Value>().await.unwrap()["id"]);
+    llmops_tests::eventually(std::time::Duration::from_secs(20), || async {
+        let j = app
+            .get_json(&format!("/v1/fine_tuning/jobs/{id}"), &key)
+            .await?;
+        // A claim made on a snapshot older than the spend is given back
+        // uncounted: the job may show `running` for an instant.
+        assert_eq!(j["finished_at"], Value::Null, "{j}");
+        Ok(j["wait_reason"] == "budget" && j["status"] == "queued")
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let j = app
+        .get_json(&format!("/v1/fine_tuning/jobs/{id}"), &key)
+        .await
+        .unwrap();
+    assert_eq!(
+        (j["status"].clone(), j["attempt"].clone()),
+        (json!("queued"), json!(0)),
+        "{j}"
+    );
 }
