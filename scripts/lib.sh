@@ -176,6 +176,18 @@ train_python() {
   echo "$venv/bin/python"
 }
 
+# kube_python: a Python with kubernetes-validate (Kubernetes' own schemas,
+# offline) for the tests of the Kubernetes executor's rendering.
+kube_python() {
+  local venv="$HOME/.cache/llmops/venv-kube"
+  if ! "$venv/bin/python" -c 'import kubernetes_validate' 2>/dev/null; then
+    log "installing kubernetes-validate into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0' >&2
+  fi
+  echo "$venv/bin/python"
+}
+
 # stripe_python: a Python with localstripe 1.15.10 (the well-known Stripe
 # fake, from PyPI); tests start private instances through
 # infra/stripe/localstripe_serve.py.

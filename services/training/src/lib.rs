@@ -16,6 +16,8 @@ pub mod entities;
 pub mod executor;
 pub mod files;
 pub mod job;
+pub mod kubernetes;
+pub mod launch;
 pub mod policy;
 pub mod pools;
 pub mod queue;
