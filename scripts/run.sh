@@ -7,6 +7,8 @@
 # progress in ~/.cache/llmops/triton-start.log).
 # Configure with llmops.toml or LLMOPS_* variables; LLMOPS_TRITON_URL=""
 # runs without models, and a URL of yours uses your Triton instead.
+# Fine-tuning jobs run in this process on one CPU slot (training_cpu_slots)
+# once the recipes' Python is installed (after Triton's first start).
 # The binary is the debug build that scripts/test.sh and scripts/llmops use
 # too (one build for all three); LLMOPS_PROFILE=release runs an optimised
 # build instead (a second, longer build: for benchmarks and real load).
@@ -19,7 +21,11 @@ if [ -z "${LLMOPS_TRITON_URL+set}" ]; then
   export LLMOPS_TRITON_URL="http://127.0.0.1:${TRITON_GRPC_PORT:-8001}"
   log="$HOME/.cache/llmops/triton-start.log"
   echo "[llmops] starting Triton in the background (log: $log)" >&2
-  (infra/triton/local.sh start >"$log" 2>&1 || echo "[llmops] Triton failed to start: see $log" >&2) &
+  # Then the training recipes' Python (from the llama-cpp-python wheel
+  # Triton's start built): the in-process worker starts claiming fine-tuning
+  # jobs once it exists.
+  (infra/triton/local.sh start >"$log" 2>&1 || echo "[llmops] Triton failed to start: see $log" >&2
+   bash -c '. scripts/lib.sh && train_python' >>"$log" 2>&1 || echo "[llmops] the training recipes' Python was not installed: see $log" >&2) &
   trap 'infra/triton/local.sh stop >/dev/null 2>&1 || true' EXIT
 elif [ -z "$LLMOPS_TRITON_URL" ]; then
   unset LLMOPS_TRITON_URL

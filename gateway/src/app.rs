@@ -399,16 +399,8 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     if state.config.training_cpu_slots > 0 {
         // Training jobs on this machine's CPUs.
         let worker = training_worker(&state, state.config.training_cpu_slots, None);
-        match worker.check() {
-            Ok(()) => {
-                let stop = stop.clone();
-                tracker.spawn(async move { worker.run(stop).await });
-            }
-            Err(why) => tracing::warn!(
-                reason = why,
-                "training jobs will wait for a `llmops worker`: this process cannot run the CPU recipe"
-            ),
-        }
+        let stop = stop.clone();
+        tracker.spawn(async move { worker.run(stop).await });
     }
     if state.config.billing_auto_close {
         let billing = state.billing.clone();

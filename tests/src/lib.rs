@@ -361,6 +361,33 @@ impl TestApp {
         Ok(self.command(args)?.output()?)
     }
 
+    /// Starts `llmops worker` on the same database (stderr to
+    /// `data/worker-<owner>.log`); waits until it says it runs.
+    pub fn start_worker(&self, owner: &str) -> Result<std::process::Child> {
+        let log = self.data.0.join(format!("worker-{owner}.log"));
+        let mut child = self
+            .command(&["worker", "--slots", "1", "--owner", owner])?
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("spawning llmops worker")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut lines = BufReader::new(stdout).lines();
+        match lines.next() {
+            Some(Ok(l)) if l.starts_with("llmops worker running") => {
+                std::thread::spawn(move || for _ in lines {});
+                Ok(child)
+            }
+            other => {
+                let _ = child.kill();
+                bail!(
+                    "worker did not start ({other:?}): {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            }
+        }
+    }
+
     /// Starts one more replica on the same database; returns its index.
     pub fn start_server(&mut self) -> Result<usize> {
         let log = self

@@ -30,13 +30,13 @@ pub enum RecipeLine {
     Metrics {
         step: i64,
         #[serde(default)]
-        epoch: Option<f64>,
+        epoch: Option<serde_json::Value>,
         data: serde_json::Map<String, serde_json::Value>,
     },
     Checkpoint {
         step: i64,
         #[serde(default)]
-        epoch: Option<f64>,
+        epoch: Option<serde_json::Value>,
         path: PathBuf,
         #[serde(default)]
         metrics: serde_json::Map<String, serde_json::Value>,

@@ -20,9 +20,9 @@ pub const GPU_BASE_LEARNING_RATE: f64 = 2e-4;
 /// Top blocks the CPU recipe trains when the job does not say.
 pub const CPU_DEFAULT_BLOCKS: u32 = 10;
 /// The CPU recipe's learning rate at multiplier 1.
-pub const CPU_BASE_LEARNING_RATE: f64 = 1e-4;
+pub const CPU_BASE_LEARNING_RATE: f64 = 4e-4;
 /// Epochs for `n_epochs: "auto"`.
-pub const AUTO_EPOCHS: u32 = 3;
+pub const AUTO_EPOCHS: u32 = 4;
 
 /// What a request resolves to.
 #[derive(Debug, Clone)]

@@ -133,8 +133,27 @@ impl Worker {
         self.cfg.recipes_dir.join(recipe).join("train.py")
     }
 
-    /// Claims and runs jobs until `stop`.
+    /// Claims and runs jobs until `stop`. While the recipes cannot run here
+    /// (their Python is still being installed, say) it claims nothing and
+    /// looks again every few seconds.
     pub async fn run(&self, stop: CancellationToken) {
+        let mut warned = false;
+        while let Err(why) = self.check() {
+            if !warned {
+                tracing::warn!(
+                    reason = why,
+                    "training jobs wait: this worker cannot run its recipes yet"
+                );
+                warned = true;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.cfg.poll * 5) => {}
+            }
+        }
+        if warned {
+            tracing::info!("the recipes can run now: claiming training jobs");
+        }
         let slots = (0..self.cfg.slots.max(1)).map(|i| self.slot(i, stop.clone()));
         futures_util::future::join_all(slots).await;
     }
@@ -304,7 +323,7 @@ impl Worker {
                             let mut d = data;
                             d.insert("step".into(), step.into());
                             if let Some(e) = epoch {
-                                d.insert("epoch".into(), e.into());
+                                d.insert("epoch".into(), e);
                             }
                             let text = d.iter().filter(|(k, _)| *k != "step").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
                             self.event(lease, "info", &format!("Step {step}: {text}"), Some(&serde_json::Value::Object(d))).await;
@@ -525,7 +544,7 @@ impl Worker {
         &self,
         lease: &Lease,
         step: i64,
-        epoch: Option<f64>,
+        epoch: Option<serde_json::Value>,
         path: &Path,
         metrics: serde_json::Map<String, serde_json::Value>,
     ) {
@@ -550,7 +569,7 @@ impl Worker {
         let _ = tokio::fs::remove_file(path).await;
         let mut m = metrics;
         if let Some(e) = epoch {
-            m.insert("epoch".into(), e.into());
+            m.insert("epoch".into(), e);
         }
         let row = checkpoint::ActiveModel {
             id: Set(CheckpointId::new().to_string()),

@@ -19,6 +19,8 @@ mod serving;
 mod stripe;
 mod tenants;
 mod training_api;
+mod training_kube;
+mod training_lifecycle;
 mod training_queue;
 mod triton_outage;
 mod upstream;

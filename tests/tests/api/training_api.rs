@@ -427,24 +427,14 @@ async fn the_openai_sdk_drives_files_and_fine_tuning() {
 /// no job (it waits with the reason `budget`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pools_and_budgets_gate_jobs() {
-    let mut env = crate::training_lifecycle::worker_env();
-    env.extend([
-        ("LLMOPS_TRAINING_CPU_SLOTS".to_string(), "1".to_string()),
-        ("LLMOPS_BUDGET_CACHE_SECS".into(), "0".into()),
-    ]);
-    let app = TestApp::spawn_with(
-        Backend::Postgres,
-        llmops_tests::Options {
-            env,
-            ..Default::default()
-        },
+    let (app, tid, key) = crate::training_lifecycle::training_app(
+        "spender",
+        &[
+            ("LLMOPS_TRAINING_CPU_SLOTS", "1"),
+            ("LLMOPS_BUDGET_CACHE_SECS", "0"),
+        ],
     )
-    .await
-    .unwrap();
-    let (tid, key) = app
-        .tenant_on_plan("spender", 1000, 100_000, 10)
-        .await
-        .unwrap();
+    .await;
     let admin = |m: reqwest::Method, path: &str, body: Value| {
         let app = &app;
         let path = path.to_string();

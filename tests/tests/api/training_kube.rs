@@ -84,6 +84,17 @@ fn kubernetes_validate(objects: &[Value]) -> (bool, String) {
     (all, report)
 }
 
+/// Runs a command: whether it succeeded, and its stdout and stderr.
+fn run(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), report)
+}
+
 fn validate(objects: &[Value]) {
     let (ok, report) = kubernetes_validate(objects);
     assert!(ok, "{report}");
@@ -176,4 +187,17 @@ fn a_two_node_deepspeed_job_renders_valid_objects() {
         serde_json::from_str(objects[0]["data"]["ds_config.json"].as_str().unwrap()).unwrap();
     assert_eq!(ds["zero_optimization"]["stage"], 3);
     validate(&objects);
+}
+
+/// The GPU recipe's dry run (`--check-spec`, no torch needed): spec and
+/// data validation, the plan it prints, the refusals (Megatron, bad lines).
+#[test]
+fn the_gpu_recipe_checks_its_specs_without_a_gpu() {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/recipes/torch-peft/test_check_spec.py"
+    );
+    let (ok, report) = run(std::process::Command::new("python3").arg(script));
+    assert!(ok, "{report}");
+    assert!(report.contains("OK"), "{report}");
 }
