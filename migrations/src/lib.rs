@@ -17,6 +17,7 @@ mod m20261128_000008_plan_changes;
 mod m20261201_000009_training_jobs;
 mod m20261201_000010_training_files;
 mod m20261201_000011_gpu_pools;
+mod m20261201_000012_attempt_started;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_training_jobs::Migration),
             Box::new(m20261201_000010_training_files::Migration),
             Box::new(m20261201_000011_gpu_pools::Migration),
+            Box::new(m20261201_000012_attempt_started::Migration),
         ]
     }
 }

@@ -208,3 +208,37 @@ impl Default for QueueConfig {
         }
     }
 }
+
+/// The usage event of one attempt: its devices × `ms` of running time, on
+/// `cpu_milliseconds` for CPU workers and `gpu_milliseconds` otherwise, with
+/// an id derived from the job and attempt, so an attempt is billed once
+/// whoever records it (its worker at the end, or the queue when its lease
+/// lapsed).
+pub fn attempt_usage(
+    job: JobId,
+    tenant: TenantId,
+    attempt: i32,
+    kind: JobKind,
+    gpu_type: &str,
+    gpus: u32,
+    ms: i64,
+) -> Option<llmops_core::usage::UsageEvent> {
+    use llmops_core::usage::{Meter, UsageEvent};
+    let meter = if gpu_type == "cpu" {
+        Meter::CPU_MILLISECONDS
+    } else {
+        Meter::GPU_MILLISECONDS
+    };
+    Some(UsageEvent {
+        id: format!("{job}:attempt-{attempt}"),
+        tenant_id: tenant,
+        meter: Meter::new(meter).ok()?,
+        quantity: ms.max(0).saturating_mul(i64::from(gpus.max(1))),
+        dimensions: BTreeMap::from([
+            ("gpu_type".to_string(), gpu_type.to_string()),
+            ("job_id".to_string(), job.to_string()),
+            ("kind".to_string(), kind.as_str().to_string()),
+        ]),
+        occurred_at: chrono::Utc::now(),
+    })
+}

@@ -305,6 +305,53 @@ impl Queue {
         })
     }
 
+    /// Bills the attempt of `c` whose lease lapsed (its worker vanished):
+    /// from its start to its last heartbeat (lease end − lease), once (the
+    /// event id is the attempt's). Runs in the transaction that claims the
+    /// job again or gives it up.
+    async fn bill_lapsed(
+        &self,
+        txn: &DatabaseTransaction,
+        c: &Candidate,
+        now: i64,
+    ) -> Result<(), QueueError> {
+        // Fenced by the attempt the candidate read: never a newer one.
+        let Some(row) = txn
+            .query_one_raw(self.stmt(
+                "SELECT tenant_id, kind, gpu_type, gpus, attempt, attempt_started_ms, lease_until_ms \
+                 FROM training_jobs WHERE id = $1 AND status = 'running' AND attempt = $2 \
+                 AND lease_until_ms < $3",
+                vec![c.id.clone().into(), c.attempt.into(), now.into()],
+            ))
+            .await?
+        else {
+            return Ok(());
+        };
+        let started: Option<i64> = row.try_get("", "attempt_started_ms")?;
+        let until: Option<i64> = row.try_get("", "lease_until_ms")?;
+        let (Some(started), Some(until)) = (started, until) else {
+            return Ok(());
+        };
+        let bad = |what: &str| QueueError::Corrupt(what.to_string());
+        let event = crate::job::attempt_usage(
+            c.id.parse().map_err(|_| bad("job id"))?,
+            row.try_get::<String>("", "tenant_id")?
+                .parse()
+                .map_err(|_| bad("tenant id"))?,
+            row.try_get("", "attempt")?,
+            JobKind::parse(&row.try_get::<String>("", "kind")?)?,
+            &row.try_get::<String>("", "gpu_type")?,
+            u32::try_from(row.try_get::<i32>("", "gpus")?).unwrap_or(0),
+            until - ms(self.cfg.lease) - started,
+        );
+        if let Some(e) = event {
+            llmops_core::usage::record_in(txn, &[e])
+                .await
+                .map_err(|e| QueueError::Corrupt(format!("usage: {e}")))?;
+        }
+        Ok(())
+    }
+
     /// Takes the row if it is still claimable and nobody holds it.
     async fn take(
         &self,
@@ -320,10 +367,16 @@ impl Queue {
         } else {
             "$2".to_string()
         };
+        if c.status == "running" {
+            // Its last attempt's worker vanished. Billing it twice (when
+            // another worker races for the row) is harmless: the event id
+            // is the attempt's.
+            self.bill_lapsed(txn, c, now).await?;
+        }
         let sql = format!(
             "UPDATE training_jobs SET status = 'running', attempt = attempt + 1, lease_owner = $3, \
                lease_until_ms = $4, wait_reason = NULL, control = NULL, updated_at = $5, \
-               started_at = COALESCE(started_at, $5) \
+               started_at = COALESCE(started_at, $5), attempt_started_ms = $1 \
              WHERE id = {target} AND {CLAIMABLE} \
              RETURNING {COLUMNS}"
         );
@@ -348,6 +401,7 @@ impl Queue {
         c: &Candidate,
         now: i64,
     ) -> Result<(), QueueError> {
+        self.bill_lapsed(txn, c, now).await?;
         txn.execute_raw(self.stmt(
             &format!(
                 "UPDATE training_jobs SET status = 'failed', lease_owner = NULL, lease_until_ms = NULL, \
@@ -402,8 +456,8 @@ impl Queue {
     }
 
     /// Ends the attempt inside the caller's transaction, so what the attempt
-    /// produced (a registered version, usage events) commits with it or not
-    /// at all. `Stale` means the caller must roll back. On SQLite, begin the
+    /// produced commits with it or not at all; its metered time (devices ×
+    /// time since its claim, once per attempt) is recorded here too. `Stale` means the caller must roll back. On SQLite, begin the
     /// transaction while holding [`Queue::write_turn`].
     pub async fn finish_in(
         &self,
@@ -414,7 +468,7 @@ impl Queue {
         let now = Utc::now();
         let row = txn
             .query_one_raw(self.stmt(
-                "SELECT attempt, max_attempts FROM training_jobs \
+                "SELECT attempt, max_attempts, attempt_started_ms FROM training_jobs \
                  WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'",
                 vec![
                     lease.job_id.to_string().into(),
@@ -425,6 +479,22 @@ impl Queue {
             .await?
             .ok_or(QueueError::Stale)?;
         let max: i32 = row.try_get("", "max_attempts")?;
+        // The attempt's metered time, committed with its end (or not at
+        // all): devices × time from its claim to now.
+        let started: Option<i64> = row.try_get("", "attempt_started_ms")?;
+        if let Some(e) = crate::job::attempt_usage(
+            lease.job_id,
+            lease.tenant_id,
+            lease.attempt,
+            lease.kind,
+            &lease.gpu_type,
+            lease.gpus,
+            started.map_or(0, |s| now_ms() - s),
+        ) {
+            llmops_core::usage::record_in(txn, &[e])
+                .await
+                .map_err(|e| QueueError::Corrupt(format!("usage: {e}")))?;
+        }
         let (status, not_before, error, result) = match outcome {
             Finish::Succeeded(v) => (JobStatus::Succeeded, 0, None, Some(v.to_string())),
             Finish::Failed { error, retryable } if retryable && lease.attempt < max => {

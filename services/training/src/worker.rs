@@ -18,7 +18,6 @@ use crate::service::{JobResult, JobSpec, Training, record_event};
 use llmops_core::TenantCtx;
 use llmops_core::db::{begin_write, is_unique_violation};
 use llmops_core::ids::CheckpointId;
-use llmops_core::usage::{Meter, UsageEvent, record_in};
 use llmops_registry::domain::{Format, NewVersion, Quantization, Source};
 use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QueryOrder, Set};
 use std::collections::BTreeMap;
@@ -221,7 +220,6 @@ impl Worker {
             }
             return;
         }
-        let started = Instant::now();
         self.event(
             &lease,
             "info",
@@ -247,7 +245,7 @@ impl Worker {
                 }
                 match outcome {
                     Ok(done) => {
-                        self.finish(&lease, Finish::Succeeded(done.0), started, Some(done.1))
+                        self.finish(&lease, Finish::Succeeded(done.0), Some(done.1))
                             .await;
                         return;
                     }
@@ -269,7 +267,7 @@ impl Worker {
             Outcome::Cancelled => Finish::Cancelled,
             Outcome::Paused => Finish::Paused,
         };
-        self.finish(&lease, finish, started, None).await;
+        self.finish(&lease, finish, None).await;
     }
 
     /// Fetches the inputs, runs the recipe, follows it.
@@ -729,15 +727,10 @@ impl Worker {
         ))
     }
 
-    /// Ends the attempt with its metered time (and, on success, the final
-    /// checkpoint) in one transaction fenced by the attempt.
-    async fn finish(
-        &self,
-        lease: &Lease,
-        outcome: Finish,
-        started: Instant,
-        last: Option<FinalCheckpoint>,
-    ) {
+    /// Ends the attempt (the queue meters its time) and, on success,
+    /// records the final checkpoint, in one transaction fenced by the
+    /// attempt.
+    async fn finish(&self, lease: &Lease, outcome: Finish, last: Option<FinalCheckpoint>) {
         let what = match &outcome {
             Finish::Succeeded(_) => "Job succeeded".to_string(),
             Finish::Failed {
@@ -747,24 +740,6 @@ impl Worker {
             Finish::Cancelled => "Job cancelled".to_string(),
             Finish::Paused => "Job paused".to_string(),
         };
-        let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
-        let meter = if lease.gpu_type == "cpu" {
-            Meter::CPU_MILLISECONDS
-        } else {
-            Meter::GPU_MILLISECONDS
-        };
-        let usage = Meter::new(meter).map(|meter| UsageEvent {
-            id: format!("{}:attempt-{}", lease.job_id, lease.attempt),
-            tenant_id: lease.tenant_id,
-            meter,
-            quantity: ms.saturating_mul(i64::from(lease.gpus.max(1))),
-            dimensions: BTreeMap::from([
-                ("gpu_type".to_string(), lease.gpu_type.clone()),
-                ("job_id".to_string(), lease.job_id.to_string()),
-                ("kind".to_string(), lease.kind.as_str().to_string()),
-            ]),
-            occurred_at: chrono::Utc::now(),
-        });
         let queue = self.training.queue();
         let result: Result<(), String> = async {
             let _turn = queue.write_turn().await;
@@ -775,11 +750,6 @@ impl Worker {
                 .finish_in(&txn, lease, outcome)
                 .await
                 .map_err(|e| e.to_string())?;
-            if let Ok(u) = &usage {
-                record_in(&txn, std::slice::from_ref(u))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
             if let Some(c) = &last {
                 let row = checkpoint::ActiveModel {
                     id: Set(CheckpointId::new().to_string()),

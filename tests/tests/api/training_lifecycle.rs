@@ -388,6 +388,7 @@ async fn a_killed_worker_is_replaced_and_the_job_ends_once() {
     let id = s(&res.json::<Value>().await.unwrap()["id"]);
 
     // The first worker gets through its first epoch (a checkpoint), then dies.
+    let w1_started = std::time::Instant::now();
     let mut w1 = app.start_worker("w1").unwrap();
     eventually(Duration::from_secs(600), || async {
         let m = messages(&app, &key, &id).await;
@@ -395,6 +396,7 @@ async fn a_killed_worker_is_replaced_and_the_job_ends_once() {
     })
     .await
     .unwrap();
+    let killed_after = w1_started.elapsed();
     w1.kill().unwrap();
     w1.wait().unwrap();
     let j = app
@@ -442,20 +444,36 @@ async fn a_killed_worker_is_replaced_and_the_job_ends_once() {
         .await
         .unwrap();
     assert_eq!(versions["data"].as_array().unwrap().len(), 1, "{versions}");
-    // Billed once: the attempt that finished (the killed one never ended).
+    // Billed once per attempt: the killed one from its start to its last
+    // heartbeat (recorded when its lease lapsed and the job was taken
+    // over), the second by its worker.
     let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
         .await
         .unwrap();
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
-            "SELECT id FROM usage_events WHERE tenant_id = $1 AND meter = 'cpu_milliseconds'",
+            "SELECT id, quantity FROM usage_events WHERE tenant_id = $1 AND meter = 'cpu_milliseconds' ORDER BY id",
             [tenant.clone().into()],
         ))
         .await
         .unwrap();
-    let ids: Vec<String> = rows.iter().map(|r| r.try_get("", "id").unwrap()).collect();
-    assert_eq!(ids, [format!("{id}:attempt-2")]);
+    let billed: Vec<(String, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.try_get("", "id").unwrap(),
+                r.try_get("", "quantity").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(billed.len(), 2, "{billed:?}");
+    assert_eq!(billed[0].0, format!("{id}:attempt-1"));
+    assert_eq!(billed[1].0, format!("{id}:attempt-2"));
+    assert!(
+        billed[0].1 > 0 && billed[0].1 <= killed_after.as_millis() as i64,
+        "{billed:?} (killed after {killed_after:?})"
+    );
 
     // Cancellation reaches a running job within a heartbeat or two.
     let res = app

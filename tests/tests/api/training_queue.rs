@@ -148,7 +148,7 @@ async fn concurrent_workers_never_run_the_same_attempt(backend: Backend) {
 }
 
 async fn an_expired_lease_requeues_the_job_and_fences_the_stale_worker(backend: Backend) {
-    let (q, _db, _tdb) = setup(backend, fast()).await;
+    let (q, db, _tdb) = setup(backend, fast()).await;
     let tenant = TenantId::new();
     let cpu = Capacity::of("cpu", 1);
     let id = add(&q, tenant, 1, 0, 2).await;
@@ -156,6 +156,9 @@ async fn an_expired_lease_requeues_the_job_and_fences_the_stale_worker(backend: 
     assert_eq!((first.job_id, first.attempt), (id, 1));
     // Held: nobody else can take it while the lease lives.
     assert!(q.claim("w2", &cpu, &Unlimited).await.unwrap().is_none());
+    // One heartbeat 200 ms in, then silence.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(q.heartbeat(&first).await.unwrap(), Control::Continue);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let second = q.claim("w2", &cpu, &Unlimited).await.unwrap().unwrap();
     assert_eq!((second.job_id, second.attempt), (id, 2));
@@ -175,6 +178,13 @@ async fn an_expired_lease_requeues_the_job_and_fences_the_stale_worker(backend: 
     assert_eq!(row.attempt, 2);
     assert_eq!(row.result, Some(json!({"by": "w2"})));
     assert!(row.started_at.is_some() && row.finished_at.is_some());
+    // The silent attempt was billed once, from its start to its last
+    // heartbeat, when the job was taken over; the second by its finish.
+    let events = billed(&db, &id.to_string()).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].0, format!("{id}:attempt-1"));
+    assert!((150..=450).contains(&events[0].1), "{events:?}");
+    assert_eq!(events[1].0, format!("{id}:attempt-2"));
 
     // A job whose every attempt's worker went silent fails, visibly.
     let id = add(&q, tenant, 1, 0, 2).await;
@@ -187,6 +197,32 @@ async fn an_expired_lease_requeues_the_job_and_fences_the_stale_worker(backend: 
     let row = q.get(tenant, id).await.unwrap();
     assert_eq!(row.status, JobStatus::Failed);
     assert!(row.error.unwrap().contains("stopped answering"));
+    // Both silent attempts billed, the last when the job was given up.
+    let ids: Vec<String> = billed(&db, &id.to_string())
+        .await
+        .into_iter()
+        .map(|b| b.0)
+        .collect();
+    assert_eq!(ids, [format!("{id}:attempt-1"), format!("{id}:attempt-2")]);
+}
+
+/// The usage events of a job: `(id, quantity)` by id.
+async fn billed(db: &Db, job: &str) -> Vec<(String, i64)> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT id, quantity FROM usage_events WHERE id LIKE '{job}:%' ORDER BY id"),
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            (
+                r.try_get("", "id").unwrap(),
+                r.try_get("", "quantity").unwrap(),
+            )
+        })
+        .collect()
 }
 
 async fn retryable_failures_back_off_up_to_the_maximum(backend: Backend) {
