@@ -9,7 +9,7 @@ use llmops_core::db::Db;
 use llmops_core::ids::{JobId, TenantId};
 use llmops_core::limits::SpendGuard;
 use llmops_core::{ApiError, ApiResult, TenantCtx};
-use sea_orm::{ConnectionTrait, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, Statement, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -105,13 +105,7 @@ impl Pools {
     }
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = self.db.get_database_backend();
-        let sql = if backend == DbBackend::Postgres {
-            sql.to_string()
-        } else {
-            sql.replace('$', "?")
-        };
-        Statement::from_sql_and_values(backend, sql, values)
+        crate::queue::stmt(&self.db, sql, values)
     }
 
     /// Creates or replaces a pool.

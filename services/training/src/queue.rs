@@ -45,6 +45,18 @@ pub struct Queue {
     sqlite_writes: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
+/// A statement written with PostgreSQL's `$n` placeholders, for the
+/// database at hand (SQLite numbers them `?n`).
+pub(crate) fn stmt(db: &Db, sql: &str, values: Vec<Value>) -> Statement {
+    let backend = db.get_database_backend();
+    let sql = if backend == DbBackend::Postgres {
+        sql.to_string()
+    } else {
+        sql.replace('$', "?")
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
@@ -86,14 +98,7 @@ impl Queue {
     }
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
-        let backend = self.db.get_database_backend();
-        let sql = if backend == DbBackend::Postgres {
-            sql.to_string()
-        } else {
-            // `$n` placeholders on PostgreSQL, `?n` on SQLite.
-            sql.replace('$', "?")
-        };
-        Statement::from_sql_and_values(backend, sql, values)
+        stmt(&self.db, sql, values)
     }
 
     fn is_pg(&self) -> bool {

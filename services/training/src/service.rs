@@ -19,6 +19,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Cancel,
+    Pause,
+    Resume,
+}
+
 /// Attempts when the request does not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 
@@ -348,14 +355,17 @@ impl Training {
         })
     }
 
-    pub async fn get_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
+    /// The tenant's job (another tenant's is 404).
+    async fn job_row(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobRow> {
         ctx.require(Scope::Training)?;
-        let row = self
-            .queue
+        self.queue
             .get(ctx.tenant_id(), Self::job_id(id)?)
             .await
-            .map_err(queue_error)?;
-        view(row)
+            .map_err(queue_error)
+    }
+
+    pub async fn get_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
+        view(self.job_row(ctx, id).await?)
     }
 
     pub async fn list_jobs(&self, ctx: &TenantCtx, p: ListParams) -> ApiResult<Page<JobView>> {
@@ -372,75 +382,40 @@ impl Training {
     }
 
     pub async fn cancel_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
-        ctx.require(Scope::Training)?;
-        let job_id = Self::job_id(id)?;
-        let row = self
-            .queue
-            .cancel(ctx.tenant_id(), job_id)
-            .await
-            .map_err(queue_error)?;
-        let msg = if row.status == JobStatus::Cancelled {
-            "Job cancelled"
-        } else {
-            "Cancellation requested; the running attempt stops at its next heartbeat"
-        };
-        record_event(
-            &self.db,
-            ctx.tenant_id(),
-            job_id,
-            row.attempt,
-            "info",
-            msg,
-            None,
-        )
-        .await?;
-        view(row)
+        self.control(ctx, id, Action::Cancel).await
     }
 
     pub async fn pause_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
-        ctx.require(Scope::Training)?;
-        let job_id = Self::job_id(id)?;
-        let row = self
-            .queue
-            .pause(ctx.tenant_id(), job_id)
-            .await
-            .map_err(queue_error)?;
-        let msg = if row.status == JobStatus::Paused {
-            "Job paused"
-        } else {
-            "Pause requested; the running attempt checkpoints and stops at its next heartbeat"
-        };
-        record_event(
-            &self.db,
-            ctx.tenant_id(),
-            job_id,
-            row.attempt,
-            "info",
-            msg,
-            None,
-        )
-        .await?;
-        view(row)
+        self.control(ctx, id, Action::Pause).await
     }
 
     pub async fn resume_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
+        self.control(ctx, id, Action::Resume).await
+    }
+
+    /// Cancel, pause or resume, and say so in the job's events.
+    async fn control(&self, ctx: &TenantCtx, id: &str, action: Action) -> ApiResult<JobView> {
         ctx.require(Scope::Training)?;
         let job_id = Self::job_id(id)?;
-        let row = self
-            .queue
-            .resume(ctx.tenant_id(), job_id)
-            .await
-            .map_err(queue_error)?;
-        record_event(
-            &self.db,
-            ctx.tenant_id(),
-            job_id,
-            row.attempt,
-            "info",
-            "Job resumed",
-            None,
-        )
-        .await?;
+        let (tenant, q) = (ctx.tenant_id(), &self.queue);
+        let row = match action {
+            Action::Cancel => q.cancel(tenant, job_id).await,
+            Action::Pause => q.pause(tenant, job_id).await,
+            Action::Resume => q.resume(tenant, job_id).await,
+        }
+        .map_err(queue_error)?;
+        let msg = match (action, row.status) {
+            (Action::Cancel, JobStatus::Cancelled) => "Job cancelled",
+            (Action::Cancel, _) => {
+                "Cancellation requested; the running attempt stops at its next heartbeat"
+            }
+            (Action::Pause, JobStatus::Paused) => "Job paused",
+            (Action::Pause, _) => {
+                "Pause requested; the running attempt stops at its next step and keeps its last checkpoint"
+            }
+            (Action::Resume, _) => "Job resumed",
+        };
+        record_event(&self.db, tenant, job_id, row.attempt, "info", msg, None).await?;
         view(row)
     }
 
@@ -450,12 +425,7 @@ impl Training {
         id: &str,
         p: ListParams,
     ) -> ApiResult<Page<EventView>> {
-        ctx.require(Scope::Training)?;
-        let job = self
-            .queue
-            .get(ctx.tenant_id(), Self::job_id(id)?)
-            .await
-            .map_err(queue_error)?;
+        let job = self.job_row(ctx, id).await?;
         let limit = p.limit()?;
         let after: Option<JobEventId> = cursor(&p.after)?;
         let mut q = ctx
@@ -491,12 +461,7 @@ impl Training {
         id: &str,
         p: ListParams,
     ) -> ApiResult<Page<CheckpointView>> {
-        ctx.require(Scope::Training)?;
-        let job = self
-            .queue
-            .get(ctx.tenant_id(), Self::job_id(id)?)
-            .await
-            .map_err(queue_error)?;
+        let job = self.job_row(ctx, id).await?;
         let limit = p.limit()?;
         let after: Option<CheckpointId> = cursor(&p.after)?;
         let mut q = ctx

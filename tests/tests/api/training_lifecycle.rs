@@ -303,20 +303,9 @@ async fn a_file_becomes_a_fine_tuned_model_that_serves_and_bills() {
     assert_eq!(res.status(), 200);
 
     // Metered once, for the one attempt.
-    let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
-        .await
-        .unwrap();
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT id, quantity FROM usage_events WHERE tenant_id = $1 AND meter = 'cpu_milliseconds'",
-            [tenant.clone().into()],
-        ))
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 1);
-    let event_id: String = rows[0].try_get("", "id").unwrap();
-    let cpu_ms: i64 = rows[0].try_get("", "quantity").unwrap();
+    let billed = cpu_usage(&app, &tenant).await;
+    assert_eq!(billed.len(), 1, "{billed:?}");
+    let (event_id, cpu_ms) = billed[0].clone();
     assert_eq!(event_id, format!("{id}:attempt-1"));
     assert!(
         cpu_ms > 1000 && cpu_ms < took.num_milliseconds() + 1000,
@@ -341,6 +330,23 @@ async fn a_file_becomes_a_fine_tuned_model_that_serves_and_bills() {
         .unwrap_or_else(|| panic!("no training line: {invoice}"));
     assert_eq!(line["quantity"], cpu_ms, "{line}");
     assert!(line["amount_minor"].as_i64().unwrap() >= 1, "{line}");
+}
+
+/// The tenant's `cpu_milliseconds` events, `(id, quantity)` by id.
+async fn cpu_usage(app: &TestApp, tenant: &str) -> Vec<(String, i64)> {
+    let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    db.query_all_raw(Statement::from_sql_and_values(
+        sea_orm::DbBackend::Postgres,
+        "SELECT id, quantity FROM usage_events WHERE tenant_id = $1 AND meter = 'cpu_milliseconds' ORDER BY id",
+        [tenant.into()],
+    ))
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.try_get("", "id").unwrap(), r.try_get("", "quantity").unwrap()))
+    .collect()
 }
 
 /// Every event message of a job, oldest first.
@@ -447,26 +453,7 @@ async fn a_killed_worker_is_replaced_and_the_job_ends_once() {
     // Billed once per attempt: the killed one from its start to its last
     // heartbeat (recorded when its lease lapsed and the job was taken
     // over), the second by its worker.
-    let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
-        .await
-        .unwrap();
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT id, quantity FROM usage_events WHERE tenant_id = $1 AND meter = 'cpu_milliseconds' ORDER BY id",
-            [tenant.clone().into()],
-        ))
-        .await
-        .unwrap();
-    let billed: Vec<(String, i64)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.try_get("", "id").unwrap(),
-                r.try_get("", "quantity").unwrap(),
-            )
-        })
-        .collect();
+    let billed = cpu_usage(&app, &tenant).await;
     assert_eq!(billed.len(), 2, "{billed:?}");
     assert_eq!(billed[0].0, format!("{id}:attempt-1"));
     assert_eq!(billed[1].0, format!("{id}:attempt-2"));
@@ -511,16 +498,13 @@ async fn a_killed_worker_is_replaced_and_the_job_ends_once() {
     );
     assert!(latency < Duration::from_secs(6), "{latency:?}");
     // The cancelled attempt's time is billed too, once.
-    let n = db
-        .query_all_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT id FROM usage_events WHERE id = $1",
-            [format!("{id2}:attempt-1").into()],
-        ))
-        .await
-        .unwrap()
-        .len();
-    assert_eq!(n, 1);
+    let cancelled = format!("{id2}:attempt-1");
+    let billed = cpu_usage(&app, &tenant).await;
+    assert_eq!(
+        billed.iter().filter(|(i, _)| *i == cancelled).count(),
+        1,
+        "{billed:?}"
+    );
 
     // The worker stops on SIGTERM.
     let _ = std::process::Command::new("kill")
