@@ -3,81 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from datetime import datetime
 
 import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-ROLES = ("system", "user", "assistant")
+_COMMON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common")
+if _COMMON not in sys.path:
+    sys.path.insert(0, _COMMON)
 
-
-class DataError(Exception):
-    """Invalid training/validation data (the job fails with exit code 2)."""
-
-
-def _content_text(content, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts: only text is usable here
-        parts = []
-        for i, p in enumerate(content):
-            if not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text"), str):
-                raise DataError(f"{where}: content part {i} is not a {{\"type\":\"text\",\"text\":...}} object")
-            parts.append(p["text"])
-        return "".join(parts)
-    raise DataError(f"{where}: \"content\" must be a string")
+from recipe_common import CHAT_ROLES as ROLES, DataError, chat_messages, line_where, message_content  # noqa: E402
+from recipe_common import read_chat_lines  # noqa: E402
 
 
 def load_chats(path: str, label: str, max_bytes: int = 1 << 30) -> list[tuple[int, list[dict]]]:
     """Read an OpenAI chat-format JSONL file into (line number, messages)
-    pairs; every problem names the line."""
+    pairs; every problem names the line.  A byte order mark is not accepted
+    (line 1 is then invalid JSON); a file that cannot be opened is invalid data."""
     chats: list[tuple[int, list[dict]]] = []
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError as e:
-        raise DataError(f"{label} file not found: {path}") from e
-    except OSError as e:
-        raise DataError(f"{label} file cannot be opened: {path}: {e}") from e
-    total = 0
-    with f:
-        for lineno, raw in enumerate(f, start=1):
-            total += len(raw)
-            if total > max_bytes:
-                raise DataError(f"{label} file {path} is larger than {max_bytes} bytes")
-            where = f"{label} file {path} line {lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where}: not UTF-8 ({e})") from e
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from e
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object with \"messages\"")
-            msgs = obj.get("messages")
-            if not isinstance(msgs, list) or not msgs:
-                raise DataError(f"{where}: \"messages\" must be a non-empty array")
-            out = []
-            for i, m in enumerate(msgs):
-                mw = f"{where}: messages[{i}]"
-                if not isinstance(m, dict):
-                    raise DataError(f"{mw} is not an object")
-                role = m.get("role")
-                if role not in ROLES:
-                    raise DataError(f"{mw}: role must be one of {', '.join(ROLES)} (got {role!r})")
-                if "content" not in m or m["content"] is None:
-                    raise DataError(f"{mw}: missing \"content\"")
-                text = _content_text(m["content"], mw)
-                out.append({"role": role, "content": text})
-            if not any(m["role"] == "assistant" for m in out):
-                raise DataError(f"{where}: a chat needs at least one assistant message")
-            chats.append((lineno, out))
-    if not chats:
-        raise DataError(f"{label} file {path} holds no chats")
+    for lineno, obj in read_chat_lines(path, label, max_bytes=max_bytes, strip_bom=False,
+                                       open_errors_are_data_errors=True):
+        where = line_where(label, path, lineno)
+        out = []
+        for mw, m in chat_messages(obj, where):
+            role = m.get("role")
+            if role not in ROLES:
+                raise DataError(f"{mw}: role must be one of {', '.join(ROLES)} (got {role!r})")
+            out.append({"role": role, "content": message_content(m, mw)})
+        if not any(m["role"] == "assistant" for m in out):
+            raise DataError(f"{where}: a chat needs at least one assistant message")
+        chats.append((lineno, out))
     return chats
 
 

@@ -10,6 +10,9 @@ contract); diagnostics and llama.cpp logs go to stderr.
 
 Exit codes: 0 success, 2 invalid input, 75 retryable failure (memory, I/O),
 143 stopped by SIGTERM (130 by SIGINT), anything else: failure.
+
+The protocol writer, exit codes, spec loading and the JSONL line reader are
+shared with the other recipes: ../common/recipe_common.py.
 """
 
 from __future__ import annotations
@@ -17,28 +20,26 @@ from __future__ import annotations
 import argparse
 import ctypes
 import errno
-import json
 import math
 import os
 import random
 import re
 import resource
 import shutil
-import signal
 import sys
 import time
 import traceback
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+for _p in (HERE, os.path.join(HERE, "..", "common")):  # the recipes directory ships whole
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 
-EXIT_OK = 0
-EXIT_INVALID = 2
-EXIT_RETRY = 75
-EXIT_SIGTERM = 143
-EXIT_SIGINT = 130
+from recipe_common import EXIT_INVALID, EXIT_OK, EXIT_RETRY, HANDLED_ERRORS, Events, JobError, JobSpec  # noqa: E402
+from recipe_common import RetryableError, StopFlag, abs_path, existing_file, exit_code_for, invalid  # noqa: E402
+from recipe_common import is_int as _is_int, is_num as _is_num, load_spec, object_field  # noqa: E402
+from recipe_common import parse_learning_rate, parse_n_epochs, round_or_none as _round  # noqa: E402
 
 DEFAULT_EPOCHS = 3
 DEFAULT_LR = 2e-4
@@ -65,79 +66,6 @@ RETRYABLE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT, errno.E
 # ------------------------------------------------------------------ plumbing
 
 
-class JobError(Exception):
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def invalid(msg: str) -> JobError:
-    return JobError(EXIT_INVALID, msg)
-
-
-class Terminated(Exception):
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class Events:
-    """JSON-lines writer on the original stdout.  fd 1 itself is pointed at
-    stderr so that nothing else (C libraries, stray prints) can reach stdout."""
-
-    def __init__(self):
-        sys.stdout.flush()
-        fd = os.dup(1)
-        os.dup2(2, 1)
-        self._f = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
-        sys.stdout = sys.stderr
-
-    def emit(self, obj: dict) -> None:
-        try:
-            self._f.write(json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n")
-            self._f.flush()
-        except BrokenPipeError:
-            pass
-
-    def message(self, level: str, text: str) -> None:
-        sys.stderr.write(f"[{level}] {text}\n")
-        sys.stderr.flush()
-        self.emit({"type": "message", "level": level, "message": text})
-
-
-class StopFlag:
-    def __init__(self):
-        self.signum: int | None = None
-
-    def install(self) -> None:
-        def handler(signum, _frame):
-            if self.signum is None:
-                self.signum = signum
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-
-    def __call__(self) -> bool:
-        return self.signum is not None
-
-    def check(self) -> None:
-        if self.signum is not None:
-            raise Terminated(self.signum)
-
-
-def _finite(x):
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _round(x, nd=6):
-    x = _finite(x)
-    return None if x is None else round(x, nd)
-
-
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
 
@@ -146,99 +74,33 @@ def peak_rss_mb() -> float:
 
 
 @dataclass
-class Spec:
-    job_id: str
-    attempt: int
-    base_model: str
-    training_file: str
-    validation_file: str | None
-    n_epochs: int
-    learning_rate: float
-    lr_scheduler: str
+class Spec(JobSpec):
     warmup_steps: int
-    weight_decay: float
     batch_size_requested: object
     trainable_blocks: int  # 0 = all
-    seed: int
     n_ctx: int
     threads: int
     output_quantization: str
     cache_dir: str
-    checkpoint_dir: str
-    output_dir: str
-    resume_from: dict | None
     keep_checkpoints: int
     allow_any_architecture: bool
     thread_poll: int | None
     warnings: list = field(default_factory=list)
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(float(v))
-
-
-def _abs_path(spec: dict, key: str, required: bool) -> str | None:
-    v = spec.get(key)
-    if v is None:
-        if required:
-            raise invalid(f"spec: \"{key}\" is required")
-        return None
-    if not isinstance(v, str) or not v.strip():
-        raise invalid(f"spec: \"{key}\" must be a non-empty path string")
-    return os.path.abspath(v)
-
-
 def parse_spec(path: str) -> Spec:
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            spec = json.load(f)
-    except FileNotFoundError:
-        raise invalid(f"spec file not found: {path}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise invalid(f"spec file {path} is not valid JSON: {e}")
-    if not isinstance(spec, dict):
-        raise invalid("spec must be a JSON object")
-
+    spec = load_spec(path)
     warnings: list[str] = []
-    kind = spec.get("kind", "fine_tune")
-    if kind != "fine_tune":
-        raise invalid(f"spec: unsupported kind {kind!r} (only \"fine_tune\")")
 
-    base = _abs_path(spec, "base_model", True)
+    base = abs_path(spec, "base_model", True)
     if not os.path.isfile(base):
         raise invalid(f"base_model not found: {base}")
-    train = _abs_path(spec, "training_file", True)
-    if not os.path.isfile(train):
-        raise invalid(f"training_file not found: {train}")
-    valid = _abs_path(spec, "validation_file", False)
-    if valid is not None and not os.path.isfile(valid):
-        raise invalid(f"validation_file not found: {valid}")
+    train = existing_file(spec, "training_file", True)
+    valid = existing_file(spec, "validation_file", False)
 
-    hp = spec.get("hyperparameters") or {}
-    if not isinstance(hp, dict):
-        raise invalid("spec: \"hyperparameters\" must be an object")
-
-    n_epochs = hp.get("n_epochs", "auto")
-    if n_epochs in (None, "auto"):
-        n_epochs = DEFAULT_EPOCHS
-    if not _is_int(n_epochs) or not 1 <= n_epochs <= 1000:
-        raise invalid(f"hyperparameters.n_epochs must be an integer 1..1000 or \"auto\" (got {n_epochs!r})")
-
-    lr = hp.get("learning_rate", "auto")
-    if lr in (None, "auto"):
-        lr = DEFAULT_LR
-    if not _is_num(lr) or not 0 < float(lr) <= 1.0:
-        raise invalid(f"hyperparameters.learning_rate must be a number in (0, 1] or \"auto\" (got {lr!r})")
-    lr = float(lr)
-    mult = hp.get("learning_rate_multiplier")
-    if mult not in (None, "auto"):
-        if not _is_num(mult) or float(mult) <= 0:
-            raise invalid(f"hyperparameters.learning_rate_multiplier must be a positive number (got {mult!r})")
-        lr *= float(mult)
+    hp = object_field(spec, "hyperparameters")
+    n_epochs = parse_n_epochs(hp, DEFAULT_EPOCHS)
+    lr = parse_learning_rate(hp, DEFAULT_LR)
 
     sched = hp.get("lr_scheduler", "linear")
     if sched is None:
@@ -310,9 +172,9 @@ def parse_spec(path: str) -> Spec:
         raise invalid(f"output_quantization must be one of {', '.join(OUTPUT_FTYPES)} (got {q!r})")
     q = q.lower()
 
-    out_dir = _abs_path(spec, "output_dir", True)
-    ckpt_dir = _abs_path(spec, "checkpoint_dir", False) or os.path.join(os.getcwd(), "checkpoints")
-    cache_dir = _abs_path(spec, "cache_dir", False) or os.path.join(ckpt_dir, "cache")
+    out_dir = abs_path(spec, "output_dir", True)
+    ckpt_dir = abs_path(spec, "checkpoint_dir", False) or os.path.join(os.getcwd(), "checkpoints")
+    cache_dir = abs_path(spec, "cache_dir", False) or os.path.join(ckpt_dir, "cache")
 
     resume = spec.get("resume_from")
     if resume is not None:
@@ -466,7 +328,7 @@ class Trainer:
         cp.embeddings = False
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
-            raise JobError(EXIT_RETRY, "llama.cpp could not create a context (out of memory?)")
+            raise RetryableError("llama.cpp could not create a context (out of memory?)")
 
         if self.thread_poll is not None and self.threads > 1:
             self.threadpool = ffi.new_threadpool(self.threads, self.thread_poll)
@@ -507,7 +369,7 @@ class Trainer:
         self.ds_train = ffi.ggml_opt_dataset_init(ffi.GGML_TYPE_I32, ffi.GGML_TYPE_I32, self.n_ctx, self.n_ctx, 1, 1)
         self.result = ffi.ggml_opt_result_init()
         if not self.ds_train or not self.result:
-            raise JobError(EXIT_RETRY, "could not allocate the training dataset (out of memory?)")
+            raise RetryableError("could not allocate the training dataset (out of memory?)")
 
     def _fill(self, ds, windows) -> None:
         import numpy as np
@@ -727,7 +589,7 @@ def _estimate_memory(ev, spec, ref, base, trainable, eff_blocks) -> None:
         + (f", available {avail / 2**30:.2f} GiB" if avail is not None else ""),
     )
     if avail is not None and need > avail:
-        raise JobError(EXIT_RETRY, f"not enough memory: about {need / 2**30:.2f} GiB needed, {avail / 2**30:.2f} GiB available")
+        raise RetryableError(f"not enough memory: about {need / 2**30:.2f} GiB needed, {avail / 2**30:.2f} GiB available")
 
 
 def _valid_metrics(loss: float) -> dict:
@@ -957,18 +819,14 @@ def main(argv=None) -> int:
         return EXIT_INVALID if e.code else EXIT_OK
     try:
         return run(ev, stop, args.spec, t_start)
-    except JobError as e:
-        ev.message("error", e.message)
-        return e.code
-    except Terminated as e:
-        ev.message("warn", f"stopped by {signal.Signals(e.signum).name} at a step boundary; no checkpoint written for the unfinished epoch")
-        return EXIT_SIGINT if e.signum == signal.SIGINT else EXIT_SIGTERM
+    except HANDLED_ERRORS as e:
+        return exit_code_for(
+            ev, e, memory_message="out of memory",
+            stopped_note="; no checkpoint written for the unfinished epoch",
+        )
     except ImportError as e:
         ev.message("error", f"missing dependency: {e} (install the llama-cpp-python 0.3.36 wheel and requirements.txt)")
         return 1
-    except MemoryError:
-        ev.message("error", "out of memory")
-        return EXIT_RETRY
     except OSError as e:
         traceback.print_exc()
         retry = e.errno in RETRYABLE_ERRNOS or e.errno is None

@@ -18,6 +18,10 @@ failures.
 
 torch, transformers, peft and deepspeed are imported inside the training path
 only, so `--check-spec` runs on any Python 3.10+ without them.
+
+The protocol writer, exit codes, spec loading and the JSONL line reader are
+shared with the other recipes: ../common/recipe_common.py (standard library
+only).
 """
 
 from __future__ import annotations
@@ -37,12 +41,17 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_INVALID = 2
-EXIT_RETRY = 75
-EXIT_SIGINT = 130
-EXIT_SIGTERM = 143
+HERE = os.path.dirname(os.path.abspath(__file__))
+_COMMON = os.path.join(HERE, "..", "common")  # the recipes directory ships whole
+if _COMMON not in sys.path:
+    sys.path.insert(0, _COMMON)
+
+import recipe_common  # noqa: E402
+from recipe_common import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_RETRY, HANDLED_ERRORS, DataError  # noqa: E402
+from recipe_common import Events, JobError, JobSpec, RetryableError, Terminated, abs_path, chat_messages  # noqa: E402
+from recipe_common import existing_file, exit_code_for, invalid, is_int as _is_int, is_num as _is_num  # noqa: E402
+from recipe_common import line_where, load_spec, message_content, object_field, parse_learning_rate  # noqa: E402
+from recipe_common import parse_n_epochs, read_chat_lines, round_or_none as _round  # noqa: E402
 
 RECIPE = "torch-peft"
 DEFAULT_EPOCHS = 3
@@ -52,7 +61,7 @@ DEFAULT_LR_FULL = 2e-5
 DEFAULT_MAX_SEQ_LEN = 2048
 DEFAULT_WARMUP_RATIO = 0.03
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup")
-ROLES = ("system", "user", "assistant")
+ROLES = recipe_common.CHAT_ROLES
 MODULE_NAME_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 GENERATION_TAG_RE = re.compile(r"\{%-?\s*generation\s*-?%\}")
 # Names of the final norm of a decoder stack in common architectures; it is
@@ -63,88 +72,14 @@ FINAL_NORM_NAMES = ("norm", "final_layernorm", "final_layer_norm", "ln_f", "norm
 # ====================================================================== plumbing
 
 
-class JobError(Exception):
-    """Ends the job with `code` after an error message on the protocol."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def invalid(message: str) -> JobError:
-    return JobError(EXIT_INVALID, message)
-
-
-class DataError(Exception):
-    """A training or validation file, or the chat template, refuses a chat."""
-
-
-class Terminated(Exception):
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class Events:
-    """The protocol writer.  fd 1 is pointed at stderr for the whole process,
-    so that nothing else (C++ libraries, NCCL, DeepSpeed's logger, stray
-    prints) can reach the protocol stream; only global rank 0 keeps a handle
-    on the original stdout."""
-
-    def __init__(self, enabled: bool):
-        sys.stdout.flush()
-        fd = os.dup(1)
-        os.dup2(2, 1)
-        sys.stdout = sys.stderr
-        if enabled:
-            self._f = os.fdopen(fd, "w", encoding="utf-8", buffering=1)
-        else:
-            os.close(fd)
-            self._f = None
-
-    @property
-    def enabled(self) -> bool:
-        return self._f is not None
-
-    def emit(self, obj: dict) -> None:
-        if self._f is None:
-            return
-        try:
-            self._f.write(json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n")
-            self._f.flush()
-        except BrokenPipeError:
-            pass
-
-    def message(self, level: str, text: str) -> None:
-        sys.stderr.write(f"[{level}] {text}\n")
-        sys.stderr.flush()
-        self.emit({"type": "message", "level": level, "message": text})
-
-
-class StopFlag:
-    """SIGTERM/SIGINT set a flag; training stops at the next optimizer step
-    boundary.  With several processes the ranks agree (all-reduce MAX) so
-    that all of them stop at the same step and save the same checkpoint."""
+class StopFlag(recipe_common.StopFlag):
+    """SIGTERM/SIGINT set a flag (noted on stderr); training stops at the next
+    optimizer step boundary.  With several processes the ranks agree
+    (all-reduce MAX) so that all of them stop at the same step and save the
+    same checkpoint."""
 
     def __init__(self):
-        self.signum: int | None = None
-
-    def install(self) -> None:
-        def handler(signum, _frame):
-            if self.signum is None:
-                self.signum = signum
-                sys.stderr.write(f"[warn] {signal.Signals(signum).name} received: stopping at the next step boundary\n")
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
-
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def check(self) -> None:
-        if self.signum is not None:
-            raise Terminated(self.signum)
+        super().__init__(announce=True)
 
     def agreed(self, torch, device) -> bool:
         local = self.signum is not None
@@ -184,37 +119,8 @@ class DistEnv:
         )
 
 
-def _clean(x):
-    """JSON-safe copy: NaN/inf become null, tuples become lists."""
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    return x
-
-
-def _round(x, nd: int = 6):
-    if x is None:
-        return None
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return round(x, nd) if math.isfinite(x) else None
-
-
 def _perplexity(loss):
     return None if loss is None else _round(math.exp(min(float(loss), 700.0)), 4)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
 # ====================================================================== spec
@@ -247,20 +153,11 @@ class Distributed:
 
 
 @dataclass
-class Spec:
+class Spec(JobSpec):
     path: str
-    job_id: str
-    attempt: int
-    base_model: str
-    training_file: str
-    validation_file: str | None
-    n_epochs: int
     batch_size: int
-    learning_rate: float
     gradient_accumulation_steps: int | None  # None: from the DeepSpeed config, else 1
-    lr_scheduler: str
     warmup_ratio: float
-    weight_decay: float
     max_grad_norm: float
     method: Method
     merge_adapter: bool
@@ -269,12 +166,8 @@ class Spec:
     gpus_per_node: int
     nodes: int
     deepspeed_config: str | None
-    seed: int
     max_seq_len: int
     bf16: bool
-    checkpoint_dir: str
-    output_dir: str
-    resume_from: dict | None
     warnings: list = field(default_factory=list)
 
     @property
@@ -283,14 +176,7 @@ class Spec:
 
 
 def _path(obj: dict, key: str, required: bool, where: str = "spec") -> str | None:
-    v = obj.get(key)
-    if v is None:
-        if required:
-            raise invalid(f"{where}: \"{key}\" is required")
-        return None
-    if not isinstance(v, str) or not v.strip():
-        raise invalid(f"{where}: \"{key}\" must be a non-empty path string (got {v!r})")
-    return os.path.abspath(v)
+    return abs_path(obj, key, required, where, show_value=True)
 
 
 def _auto(v) -> bool:
@@ -374,20 +260,9 @@ def _parse_distributed(d) -> Distributed:
 def parse_spec(path: str) -> Spec:
     """Reads and validates spec.json.  Touches the file system (paths must
     exist) but imports nothing heavy."""
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            s = json.load(f)
-    except FileNotFoundError:
-        raise invalid(f"spec file not found: {path}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise invalid(f"spec file {path} is not valid JSON: {e}")
-    if not isinstance(s, dict):
-        raise invalid("spec must be a JSON object")
+    s = load_spec(path)
     warnings: list[str] = []
 
-    kind = s.get("kind", "fine_tune")
-    if kind != "fine_tune":
-        raise invalid(f"spec: unsupported kind {kind!r} (only \"fine_tune\")")
     attempt = s.get("attempt", 1)
     if not _is_int(attempt) or attempt < 1:
         raise invalid(f"spec: \"attempt\" must be a positive integer (got {attempt!r})")
@@ -395,34 +270,18 @@ def parse_spec(path: str) -> Spec:
     base = _path(s, "base_model", True)
     if not os.path.isdir(base):
         raise invalid(f"base_model not found: {base} (expected a Hugging Face model directory: config.json, *.safetensors, tokenizer files)")
-    train = _path(s, "training_file", True)
-    if not os.path.isfile(train):
-        raise invalid(f"training_file not found: {train}")
-    valid = _path(s, "validation_file", False)
-    if valid is not None and not os.path.isfile(valid):
-        raise invalid(f"validation_file not found: {valid}")
+    train = existing_file(s, "training_file", True, show_value=True)
+    valid = existing_file(s, "validation_file", False, show_value=True)
 
     method = _parse_method(s.get("method"))
 
-    hp = s.get("hyperparameters") or {}
-    if not isinstance(hp, dict):
-        raise invalid("spec: \"hyperparameters\" must be an object")
-    n_epochs = DEFAULT_EPOCHS if _auto(hp.get("n_epochs")) else hp.get("n_epochs")
-    if not _is_int(n_epochs) or not 1 <= n_epochs <= 1000:
-        raise invalid(f"hyperparameters.n_epochs must be an integer 1..1000 or \"auto\" (got {n_epochs!r})")
+    hp = object_field(s, "hyperparameters")
+    n_epochs = parse_n_epochs(hp, DEFAULT_EPOCHS)
     batch = DEFAULT_BATCH_SIZE if _auto(hp.get("batch_size")) else hp.get("batch_size")
     if not _is_int(batch) or not 1 <= batch <= 1024:
         raise invalid(f"hyperparameters.batch_size (per GPU) must be an integer 1..1024 or \"auto\" (got {batch!r})")
     default_lr = DEFAULT_LR_LORA if method.type == "lora" else DEFAULT_LR_FULL
-    lr = default_lr if _auto(hp.get("learning_rate")) else hp.get("learning_rate")
-    if not _is_num(lr) or not 0 < float(lr) <= 1.0:
-        raise invalid(f"hyperparameters.learning_rate must be a number in (0, 1] or \"auto\" (got {lr!r})")
-    lr = float(lr)
-    mult = hp.get("learning_rate_multiplier")
-    if not _auto(mult):
-        if not _is_num(mult) or not 0 < float(mult) <= 100:
-            raise invalid(f"hyperparameters.learning_rate_multiplier must be a positive number (got {mult!r})")
-        lr *= float(mult)
+    lr = parse_learning_rate(hp, default_lr, max_multiplier=100)
     if method.type == "full" and lr > 1e-4:
         warnings.append(f"learning_rate {lr:g} is high for full fine-tuning (1e-5 to 5e-5 is usual)")
     ga = hp.get("gradient_accumulation_steps")
@@ -450,9 +309,7 @@ def parse_spec(path: str) -> Spec:
 
     dist = _parse_distributed(s.get("distributed"))
 
-    res = s.get("resources") or {}
-    if not isinstance(res, dict):
-        raise invalid("spec: \"resources\" must be an object")
+    res = object_field(s, "resources")
     gpn = res.get("gpus_per_node", 1)
     nodes = res.get("nodes", 1)
     if not _is_int(gpn) or not 1 <= gpn <= 64:
@@ -463,9 +320,7 @@ def parse_spec(path: str) -> Spec:
     if not isinstance(gpu_type, str):
         raise invalid("resources.gpu_type must be a string")
 
-    ds_path = _path(s, "deepspeed_config", False)
-    if ds_path is not None and not os.path.isfile(ds_path):
-        raise invalid(f"deepspeed_config not found: {ds_path}")
+    ds_path = existing_file(s, "deepspeed_config", False, show_value=True)
     if ds_path is not None and dist.type != "deepspeed":
         raise invalid("deepspeed_config is given but distributed.type is not \"deepspeed\"")
 
@@ -710,82 +565,40 @@ class ChatFile:
     characters: int
 
 
-def _content_text(content, where: str) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # OpenAI content parts: only text is usable
-        parts = []
-        for i, p in enumerate(content):
-            if not isinstance(p, dict) or p.get("type") != "text" or not isinstance(p.get("text"), str):
-                raise DataError(f"{where}: content part {i} is not a {{\"type\":\"text\",\"text\":...}} object")
-            parts.append(p["text"])
-        return "".join(parts)
-    raise DataError(f"{where}: \"content\" must be a string or a list of text parts")
-
-
 def load_chats(path: str, label: str) -> ChatFile:
     """Reads an OpenAI chat-format JSONL file; every problem names its line
     (1-based, blank lines count)."""
     chats: list[Chat] = []
     turns = 0
     chars = 0
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError as e:
-        raise DataError(f"{label} file not found: {path}") from e
-    with f:
-        for lineno, raw in enumerate(f, start=1):
-            where = f"{label} file {path} line {lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(f"{where}: not UTF-8 ({e})") from e
-            if lineno == 1:
-                line = line.lstrip("\ufeff")
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from e
-            if not isinstance(obj, dict):
-                raise DataError(f"{where}: expected a JSON object with \"messages\"")
-            if obj.get("tools") or obj.get("functions"):
-                raise DataError(f"{where}: tool/function definitions are not supported by this recipe")
-            msgs = obj.get("messages")
-            if not isinstance(msgs, list) or not msgs:
-                raise DataError(f"{where}: \"messages\" must be a non-empty array")
-            out, weights = [], []
-            for i, m in enumerate(msgs):
-                mw = f"{where}: messages[{i}]"
-                if not isinstance(m, dict):
-                    raise DataError(f"{mw} is not an object")
-                role = m.get("role")
-                if role == "developer":
-                    role = "system"
-                if role not in ROLES:
-                    raise DataError(f"{mw}: role must be one of system, developer, user, assistant (got {role!r})")
-                if m.get("tool_calls") or m.get("function_call"):
-                    raise DataError(f"{mw}: tool calls are not supported by this recipe")
-                if m.get("content") is None:
-                    raise DataError(f"{mw}: missing \"content\"")
-                text = _content_text(m["content"], mw)
-                w = m.get("weight", 1 if role == "assistant" else 0)
-                if "weight" in m:
-                    if role != "assistant":
-                        raise DataError(f"{mw}: \"weight\" is only allowed on assistant messages")
-                    if w not in (0, 1) or isinstance(w, bool):
-                        raise DataError(f"{mw}: \"weight\" must be 0 or 1 (got {w!r})")
-                out.append({"role": role, "content": text})
-                weights.append(int(w))
-                chars += len(text)
-            trained = sum(1 for m, w in zip(out, weights) if m["role"] == "assistant" and w)
-            if not trained:
-                raise DataError(f"{where}: a chat needs at least one assistant message to train on (weight 1)")
-            turns += trained
-            chats.append(Chat(lineno, out, weights))
-    if not chats:
-        raise DataError(f"{label} file {path} holds no chats")
+    for lineno, obj in read_chat_lines(path, label):
+        where = line_where(label, path, lineno)
+        if obj.get("tools") or obj.get("functions"):
+            raise DataError(f"{where}: tool/function definitions are not supported by this recipe")
+        out, weights = [], []
+        for mw, m in chat_messages(obj, where):
+            role = m.get("role")
+            if role == "developer":
+                role = "system"
+            if role not in ROLES:
+                raise DataError(f"{mw}: role must be one of system, developer, user, assistant (got {role!r})")
+            if m.get("tool_calls") or m.get("function_call"):
+                raise DataError(f"{mw}: tool calls are not supported by this recipe")
+            text = message_content(m, mw, expected="a string or a list of text parts")
+            w = m.get("weight", 1 if role == "assistant" else 0)
+            if "weight" in m:
+                if role != "assistant":
+                    raise DataError(f"{mw}: \"weight\" is only allowed on assistant messages")
+                if w not in (0, 1) or isinstance(w, bool):
+                    raise DataError(f"{mw}: \"weight\" must be 0 or 1 (got {w!r})")
+            out.append({"role": role, "content": text})
+            weights.append(int(w))
+            chars += len(text)
+        trained = sum(1 for m, w in zip(out, weights) if m["role"] == "assistant" and w)
+        if not trained:
+            raise DataError(f"{where}: a chat needs at least one assistant message to train on (weight 1)")
+        turns += trained
+        chats.append(Chat(lineno, out, weights))
     return ChatFile(path=path, chats=chats, assistant_turns=turns, characters=chars)
 
 
@@ -1186,7 +999,7 @@ def prepare_resume(spec: Spec, env: DistEnv, stop: StopFlag) -> str | None:
         while not os.path.exists(done):
             stop.check()
             if time.monotonic() > deadline:
-                raise JobError(EXIT_RETRY, f"timed out waiting for local rank 0 to extract {src}")
+                raise RetryableError(f"timed out waiting for local rank 0 to extract {src}")
             time.sleep(1.0)
     found = _find_checkpoint_dir(dest)
     if not found:
@@ -1555,7 +1368,7 @@ def run_training(ev: Events, stop: StopFlag, env: DistEnv, args, t_start: float)
 
     on_gpu = torch.cuda.is_available()
     if not on_gpu and not args.allow_cpu:
-        raise JobError(EXIT_RETRY, "no CUDA device is visible to this process: the torch-peft recipe needs a GPU")
+        raise RetryableError("no CUDA device is visible to this process: the torch-peft recipe needs a GPU")
     if not on_gpu and ds is not None:
         raise invalid("DeepSpeed needs GPUs (--allow-cpu runs without DeepSpeed only)")
     use_bf16 = spec.bf16 and on_gpu and torch.cuda.is_bf16_supported()
@@ -1882,15 +1695,11 @@ def main(argv=None) -> int:
     stop.install()
     try:
         return run_training(ev, stop, env, args, t_start)
-    except JobError as e:
-        ev.message("error", e.message)
-        return e.code
-    except Terminated as e:
-        ev.message("warn", f"stopped by {signal.Signals(e.signum).name} at a step boundary (the last checkpoint line is the resume point)")
-        return EXIT_SIGINT if e.signum == signal.SIGINT else EXIT_SIGTERM
-    except MemoryError:
-        ev.message("error", "out of host memory (retryable)")
-        return EXIT_RETRY
+    except HANDLED_ERRORS as e:
+        return exit_code_for(
+            ev, e, memory_message="out of host memory (retryable)",
+            stopped_note=" (the last checkpoint line is the resume point)",
+        )
     except OSError as e:
         traceback.print_exc()
         ev.message("error", f"I/O error (retryable): {type(e).__name__}: {e}")

@@ -189,7 +189,7 @@ pub struct CreateJob {
     #[schema(minimum = 0, maximum = 2147483647)]
     pub seed: Option<i64>,
     /// At most 16 pairs; keys up to 64 characters, values up to 512.
-    #[schema(value_type = Option<BTreeMap<String, String>>)]
+    #[schema(schema_with = metadata_schema)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// Not supported; only an empty list is accepted.
     #[schema(value_type = Option<Vec<Object>>, max_items = 0)]
@@ -305,4 +305,9 @@ pub struct CheckpointView {
     /// `step`, `train_loss`, `valid_loss`, …
     pub metrics: BTreeMap<String, f64>,
     pub step_number: i64,
+}
+
+fn metadata_schema() -> utoipa::openapi::ObjectBuilder {
+    use llmops_core::schema::{string, string_map};
+    string_map(16, 64, string(false).max_length(Some(512)), true)
 }

@@ -88,7 +88,7 @@ impl Exit {
 
 /// A running recipe.
 pub struct Running {
-    child: Child,
+    pub child: Child,
     pub lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     pub stderr_log: PathBuf,
 }
@@ -145,12 +145,19 @@ impl Running {
         }
     }
 
-    /// The last lines of the recipe's stderr, for an error message.
+    /// The last lines of the recipe's stderr (from its last 64 KiB), for
+    /// an error message.
     pub async fn stderr_tail(&self, lines: usize) -> String {
-        let mut text = String::new();
+        use tokio::io::AsyncSeekExt;
+        let mut bytes = Vec::new();
         if let Ok(mut f) = tokio::fs::File::open(&self.stderr_log).await {
-            let _ = f.read_to_string(&mut text).await;
+            let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+            let _ = f
+                .seek(std::io::SeekFrom::Start(len.saturating_sub(64 * 1024)))
+                .await;
+            let _ = f.read_to_end(&mut bytes).await;
         }
+        let text = String::from_utf8_lossy(&bytes);
         let tail: Vec<&str> = text.lines().rev().take(lines).collect();
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
@@ -186,7 +193,8 @@ where
 {
     use futures_util::StreamExt;
     use tokio::io::AsyncWriteExt;
-    let tmp = path.with_extension("part");
+    // A name of its own: two slots fetching the same file never share one.
+    let tmp = path.with_extension(format!("part-{}", ulid::Ulid::new()));
     let mut f = tokio::fs::File::create(&tmp).await?;
     let mut n = 0u64;
     while let Some(chunk) = body.next().await {

@@ -163,13 +163,28 @@ impl Files {
         let id = FileId::new();
         let key = format!("tenants/{}/files/{id}", ctx.tenant_id());
         let mut validator = Validator::new(self.limits);
+        let max = self.limits.max_file_bytes;
+        let mut seen: u64 = 0;
         let stored = {
-            let checked = body.inspect(|chunk| {
-                if let Ok(bytes) = chunk {
-                    validator.push(bytes);
+            // Cut off at the file limit (the store's own may be far larger).
+            let checked = body.map(|chunk| {
+                let bytes = chunk.map_err(|e| e.to_string())?;
+                seen += bytes.len() as u64;
+                if seen > max {
+                    return Err(format!("the file is larger than {max} bytes"));
                 }
+                validator.push(&bytes);
+                Ok::<_, String>(bytes)
             });
-            self.store.put_stream(&key, checked).await?
+            match self.store.put_stream(&key, checked).await {
+                Ok(s) => s,
+                Err(_) if seen > max => {
+                    return Err(ApiError::PayloadTooLarge {
+                        limit: usize::try_from(max).unwrap_or(usize::MAX),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
         };
         let report = validator.finish();
         if !report.is_valid() {

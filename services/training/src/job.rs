@@ -162,6 +162,9 @@ pub enum Finish {
     },
     Cancelled,
     Paused,
+    /// The worker stopped (shut down) mid-attempt: re-queued at once, and
+    /// the attempt does not count against the job's maximum.
+    Interrupted(String),
 }
 
 /// A job as stored.

@@ -377,6 +377,21 @@ impl Queue {
             // another worker races for the row) is harmless: the event id
             // is the attempt's.
             self.bill_lapsed(txn, c, now).await?;
+            // A cancel asked of that attempt ends the job instead of a new
+            // attempt.
+            let r = txn
+                .execute_raw(self.stmt(
+                    &format!(
+                        "UPDATE training_jobs SET status = 'cancelled', lease_owner = NULL, lease_until_ms = NULL, \
+                           control = NULL, finished_at = $3, updated_at = $3 \
+                         WHERE id = $2 AND attempt = $4 AND control = 'cancel' AND {CLAIMABLE}"
+                    ),
+                    vec![now.into(), c.id.clone().into(), Utc::now().into(), c.attempt.into()],
+                ))
+                .await?;
+            if r.rows_affected() == 1 {
+                return Ok(None);
+            }
         }
         let sql = format!(
             "UPDATE training_jobs SET status = 'running', attempt = attempt + 1, lease_owner = $3, \
@@ -473,7 +488,7 @@ impl Queue {
         let now = Utc::now();
         let row = txn
             .query_one_raw(self.stmt(
-                "SELECT attempt, max_attempts, attempt_started_ms FROM training_jobs \
+                "SELECT attempt, max_attempts, attempt_started_ms, control FROM training_jobs \
                  WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'",
                 vec![
                     lease.job_id.to_string().into(),
@@ -500,6 +515,16 @@ impl Queue {
                 .await
                 .map_err(|e| QueueError::Corrupt(format!("usage: {e}")))?;
         }
+        // A cancel asked meanwhile wins over anything but success.
+        let cancel_asked =
+            row.try_get::<Option<String>>("", "control")?.as_deref() == Some("cancel");
+        let outcome = match outcome {
+            Finish::Succeeded(v) => Finish::Succeeded(v),
+            _ if cancel_asked => Finish::Cancelled,
+            other => other,
+        };
+        // Pauses and interruptions do not use up the job's attempts.
+        let spare = i32::from(matches!(outcome, Finish::Paused | Finish::Interrupted(_)));
         let (status, not_before, error, result) = match outcome {
             Finish::Succeeded(v) => (JobStatus::Succeeded, 0, None, Some(v.to_string())),
             Finish::Failed { error, retryable } if retryable && lease.attempt < max => {
@@ -513,13 +538,14 @@ impl Queue {
             Finish::Failed { error, .. } => (JobStatus::Failed, 0, Some(error), None),
             Finish::Cancelled => (JobStatus::Cancelled, 0, None, None),
             Finish::Paused => (JobStatus::Paused, 0, None, None),
+            Finish::Interrupted(why) => (JobStatus::Queued, 0, Some(why), None),
         };
         let finished = status.is_terminal().then_some(now);
         let r = txn
             .execute_raw(self.stmt(
                 "UPDATE training_jobs SET status = $4, not_before_ms = $5, error = COALESCE($6, error), \
                    result = $7, finished_at = $8, updated_at = $9, lease_owner = NULL, \
-                   lease_until_ms = NULL, control = NULL \
+                   lease_until_ms = NULL, control = NULL, max_attempts = max_attempts + $10 \
                  WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'",
                 vec![
                     lease.job_id.to_string().into(),
@@ -531,6 +557,7 @@ impl Queue {
                     result.into(),
                     finished.into(),
                     now.into(),
+                    spare.into(),
                 ],
             ))
             .await?;
@@ -698,8 +725,12 @@ impl Queue {
             .db
             .query_one_raw(self.stmt(
                 "SELECT id FROM training_jobs WHERE tenant_id = $1 \
-                 AND status NOT IN ('succeeded', 'failed', 'cancelled') AND spec LIKE $2 LIMIT 1",
-                vec![tenant.to_string().into(), format!("%\"{file_id}\"%").into()],
+                 AND status NOT IN ('succeeded', 'failed', 'cancelled') AND spec LIKE $2 ESCAPE '!' LIMIT 1",
+                vec![
+                    tenant.to_string().into(),
+                    format!("%\"{}\"%", file_id.replace('!', "!!").replace('_', "!_").replace('%', "!%"))
+                        .into(),
+                ],
             ))
             .await?;
         Ok(match row {

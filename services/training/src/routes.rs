@@ -100,8 +100,30 @@ pub async fn upload_file(
         ));
     }
     let mut form = Multipart::new(req.headers(), payload);
-    let mut purpose: Option<String> = None;
     let mut stored: Option<FileObject> = None;
+    let read = read_form(&svc, &ctx, &mut form, &mut stored).await;
+    match (read, stored) {
+        (Ok(()), Some(file)) => Ok(HttpResponse::Ok().json(file)),
+        (Ok(()), None) => Err(ApiError::validation("file", "the form has no `file` part")),
+        (Err(e), file) => {
+            // Nothing of a refused form is kept.
+            if let Some(f) = file {
+                svc.delete_file(&ctx, &f.id.to_string()).await?;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Reads the form's parts, storing the file part into `stored` as soon as
+/// it has streamed in.
+async fn read_form(
+    svc: &Training,
+    ctx: &llmops_core::TenantCtx,
+    form: &mut Multipart,
+    stored: &mut Option<FileObject>,
+) -> ApiResult<()> {
+    let mut purpose = false;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(multipart_error)?;
         let name = field.name().unwrap_or_default().to_string();
@@ -124,22 +146,20 @@ pub async fn upload_file(
                         format!("purpose `{value}` is not supported here; only `fine-tune`"),
                     ));
                 }
-                purpose = Some(value);
+                purpose = true;
             }
             "file" if stored.is_none() => {
                 let filename = field
                     .content_disposition()
                     .and_then(|d| d.get_filename())
                     .map(str::to_string);
-                stored = Some(
+                *stored = Some(
                     svc.files()
-                        .upload(&ctx, filename.as_deref(), &mut field)
+                        .upload(ctx, filename.as_deref(), &mut field)
                         .await?,
                 );
             }
-            "file" => {
-                return Err(ApiError::validation("file", "send one file per upload"));
-            }
+            "file" => return Err(ApiError::validation("file", "send one file per upload")),
             other => {
                 return Err(ApiError::validation(
                     other.chars().take(64).collect::<String>(),
@@ -148,16 +168,13 @@ pub async fn upload_file(
             }
         }
     }
-    let file = stored.ok_or_else(|| ApiError::validation("file", "the form has no `file` part"))?;
-    if purpose.is_none() {
-        // Nothing of a form without its purpose is kept.
-        svc.delete_file(&ctx, &file.id.to_string()).await?;
+    if !purpose {
         return Err(ApiError::validation(
             "purpose",
             "the form has no `purpose` part (`fine-tune`)",
         ));
     }
-    Ok(HttpResponse::Ok().json(file))
+    Ok(())
 }
 
 /// Lists the tenant's files, newest first by default.

@@ -91,12 +91,16 @@ fn unix(t: chrono::DateTime<Utc>) -> i64 {
 
 fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
     if m.len() > 16
-        || m.iter()
-            .any(|(k, v)| k.is_empty() || k.chars().count() > 64 || v.chars().count() > 512)
+        || m.iter().any(|(k, v)| {
+            k.is_empty()
+                || k.chars().count() > 64
+                || k.chars().any(char::is_control)
+                || v.chars().count() > 512
+        })
     {
         return Err(ApiError::validation(
             "metadata",
-            "metadata holds at most 16 pairs; keys 1 to 64 characters, values at most 512",
+            "metadata holds at most 16 pairs; keys 1 to 64 characters without control characters, values at most 512",
         ));
     }
     Ok(())
@@ -215,7 +219,7 @@ impl Training {
         {
             return Err(ApiError::validation("seed", "seed must be 0 to 2147483647"));
         }
-        if req.model.is_empty() || req.model.len() > 200 {
+        if req.model.is_empty() || req.model.chars().count() > 200 {
             return Err(ApiError::validation(
                 "model",
                 "model must be 1 to 200 characters",

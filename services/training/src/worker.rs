@@ -55,6 +55,27 @@ pub struct Worker {
 /// How long an admission snapshot is used.
 const ADMISSION_TTL: Duration = Duration::from_secs(3);
 
+/// What the attempt's heartbeats learned (sticky: a later beat never
+/// lowers it; `Lost` outranks `Cancel`, which outranks `Pause`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Beat {
+    Continue,
+    Pause,
+    Cancel,
+    /// The lease is no longer this attempt's.
+    Lost,
+}
+
+/// The latest beat, copied (no lock held across an await).
+fn current(beat: &tokio::sync::watch::Receiver<Beat>) -> Beat {
+    *beat.borrow()
+}
+
+/// The latest beat, marked seen.
+fn latest(beat: &mut tokio::sync::watch::Receiver<Beat>) -> Beat {
+    *beat.borrow_and_update()
+}
+
 /// How an attempt ended, before it is written.
 enum Outcome {
     Succeeded(RecipeResult),
@@ -64,6 +85,8 @@ enum Outcome {
     },
     Cancelled,
     Paused,
+    /// This worker is shutting down.
+    Interrupted,
     /// The lease is no longer ours: write nothing.
     Lost,
 }
@@ -218,6 +241,8 @@ impl Worker {
             if let Err(e) = self.training.queue().unclaim(&lease, "budget").await {
                 tracing::warn!(error = %e, job = %lease.job_id, "giving back a job over budget failed");
             }
+            // Until the admission snapshot knows, do not claim it again at once.
+            tokio::time::sleep(self.cfg.poll).await;
             return;
         }
         self.event(
@@ -227,6 +252,52 @@ impl Worker {
             None,
         )
         .await;
+        // The lease is renewed for the whole attempt (downloads and uploads
+        // included), by heartbeats running beside it in this task.
+        let (beat_tx, beat) = tokio::sync::watch::channel(Beat::Continue);
+        tokio::select! {
+            () = self.run_attempt(&lease, stop, beat) => {}
+            () = self.heartbeats(&lease, beat_tx) => {}
+        }
+    }
+
+    /// Renews the lease every heartbeat period and publishes what it hears.
+    /// Never returns (it stops beating once the lease is lost).
+    async fn heartbeats(&self, lease: &Lease, tx: tokio::sync::watch::Sender<Beat>) {
+        let mut tick = tokio::time::interval(self.cfg.heartbeat);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let heard = match self.training.queue().heartbeat(lease).await {
+                Ok(Control::Continue) => Beat::Continue,
+                Ok(Control::Pause) => Beat::Pause,
+                Ok(Control::Cancel) => Beat::Cancel,
+                Err(QueueError::Stale) => Beat::Lost,
+                Err(e) => {
+                    tracing::warn!(error = %e, job = %lease.job_id, "heartbeat failed; retrying");
+                    continue;
+                }
+            };
+            tx.send_if_modified(|b| {
+                let raised = heard > *b;
+                if raised {
+                    *b = heard;
+                }
+                raised
+            });
+            if heard == Beat::Lost {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    async fn run_attempt(
+        &self,
+        lease: &Lease,
+        stop: &CancellationToken,
+        beat: tokio::sync::watch::Receiver<Beat>,
+    ) {
+        let lease = lease.clone();
         let outcome = match serde_json::from_value::<JobSpec>(lease.spec.clone()) {
             Ok(spec) => {
                 let dir = self
@@ -234,10 +305,20 @@ impl Worker {
                     .work_dir
                     .join(lease.job_id.to_string())
                     .join(format!("attempt-{}", lease.attempt));
-                let outcome = self.execute(&lease, &spec, &dir, stop).await;
+                let outcome = self.execute(&lease, &spec, &dir, stop, beat.clone()).await;
                 let outcome = match outcome {
-                    Outcome::Succeeded(result) => self.register(&lease, &spec, result).await,
+                    Outcome::Succeeded(result) => match current(&beat) {
+                        // Still ours (renewed within a heartbeat), unless told
+                        // otherwise: a lost lease registers nothing.
+                        Beat::Lost => Err(Outcome::Lost),
+                        Beat::Cancel => Err(Outcome::Cancelled),
+                        Beat::Continue | Beat::Pause => Ok(result),
+                    },
                     other => Err(other),
+                };
+                let outcome = match outcome {
+                    Ok(result) => self.register(&lease, &spec, result).await,
+                    Err(o) => Err(o),
                 };
                 // Attempt directories hold copies of the base and data.
                 if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
@@ -266,6 +347,9 @@ impl Worker {
             }
             Outcome::Cancelled => Finish::Cancelled,
             Outcome::Paused => Finish::Paused,
+            Outcome::Interrupted => {
+                Finish::Interrupted("the worker shut down during the attempt; re-queued".into())
+            }
         };
         self.finish(&lease, finish, None).await;
     }
@@ -277,24 +361,31 @@ impl Worker {
         spec: &JobSpec,
         dir: &Path,
         stop: &CancellationToken,
+        mut beat: tokio::sync::watch::Receiver<Beat>,
     ) -> Outcome {
         let inputs = match self.prepare(lease, spec, dir).await {
             Ok(i) => i,
             Err(o) => return o,
         };
+        match latest(&mut beat) {
+            Beat::Continue => {}
+            Beat::Pause => return Outcome::Paused,
+            Beat::Cancel => return Outcome::Cancelled,
+            Beat::Lost => return Outcome::Lost,
+        }
         let script = self.script(&spec.executor.recipe);
         let mut run = match executor::start(&self.cfg.python, &script, &inputs, dir) {
             Ok(r) => r,
             Err(e) => return failed(format!("starting the recipe: {e}"), true),
         };
-        let mut heartbeat = tokio::time::interval(self.cfg.heartbeat);
-        heartbeat.tick().await;
         let deadline = tokio::time::sleep(self.cfg.wall_clock);
         tokio::pin!(deadline);
         let grace = tokio::time::sleep(Duration::from_secs(365 * 86400));
         tokio::pin!(grace);
         let mut stopping: Option<Outcome> = None;
         let mut result: Option<RecipeResult> = None;
+        let (mut reading, mut killed) = (true, false);
+        let exit: Exit;
         let mut last_error: Option<String> = None;
         let ask_stop = |why: Outcome, stopping: &mut Option<Outcome>| -> bool {
             if stopping.is_none() {
@@ -306,7 +397,14 @@ impl Worker {
         };
         loop {
             tokio::select! {
-                line = run.lines.next_line() => match line {
+                status = run.child.wait(), if !reading => {
+                    exit = match status {
+                        Ok(s) => s.code().map_or(Exit::Signal, Exit::Code),
+                        Err(_) => Exit::Signal,
+                    };
+                    break;
+                }
+                line = run.lines.next_line(), if reading => match line {
                     Ok(Some(line)) if line.trim().is_empty() => {}
                     Ok(Some(line)) => match RecipeLine::parse(&line) {
                         RecipeLine::Result(r) => result = Some(r),
@@ -326,30 +424,41 @@ impl Worker {
                             let text = d.iter().filter(|(k, _)| *k != "step").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
                             self.event(lease, "info", &format!("Step {step}: {text}"), Some(&serde_json::Value::Object(d))).await;
                         }
-                        RecipeLine::Checkpoint { step, epoch, path, metrics } => {
+                        // A stale attempt keeps no checkpoint.
+                        RecipeLine::Checkpoint { step, epoch, path, metrics } if current(&beat) != Beat::Lost => {
                             self.checkpoint(lease, step, epoch, &path, metrics).await;
                         }
+                        RecipeLine::Checkpoint { .. } => {}
                     },
-                    Ok(None) | Err(_) => break,
+                    // End of output: the process is waited for next.
+                    Ok(None) => reading = false,
+                    Err(e) => {
+                        // Not text: the protocol is broken, and an unread
+                        // pipe would block the recipe.
+                        ask_stop(failed(format!("the recipe wrote unreadable output: {e}"), false), &mut stopping);
+                        reading = false;
+                        run.kill();
+                    }
                 },
-                _ = heartbeat.tick() => match self.training.queue().heartbeat(lease).await {
-                    Ok(Control::Continue) => {}
-                    Ok(Control::Cancel) => {
-                        if ask_stop(Outcome::Cancelled, &mut stopping) {
+                Ok(()) = beat.changed() => match latest(&mut beat) {
+                    Beat::Continue => {}
+                    Beat::Cancel => {
+                        // A cancel outranks a pause under way.
+                        if matches!(stopping, None | Some(Outcome::Paused)) {
+                            stopping = Some(Outcome::Cancelled);
                             run.kill();
                         }
                     }
-                    Ok(Control::Pause) => {
+                    Beat::Pause => {
                         if ask_stop(Outcome::Paused, &mut stopping) {
                             run.terminate().await;
                             grace.as_mut().reset(tokio::time::Instant::now() + executor::TERM_GRACE);
                         }
                     }
-                    Err(QueueError::Stale) => {
+                    Beat::Lost => {
                         stopping = Some(Outcome::Lost);
                         run.kill();
                     }
-                    Err(e) => tracing::warn!(error = %e, job = %lease.job_id, "heartbeat failed; retrying"),
                 },
                 _ = &mut deadline, if stopping.is_none() => {
                     ask_stop(failed(format!("the attempt ran past the wall-clock limit of {} s", self.cfg.wall_clock.as_secs()), false), &mut stopping);
@@ -357,14 +466,16 @@ impl Worker {
                     grace.as_mut().reset(tokio::time::Instant::now() + executor::TERM_GRACE);
                 }
                 _ = stop.cancelled(), if stopping.is_none() => {
-                    ask_stop(failed("the worker shut down during the attempt", true), &mut stopping);
+                    ask_stop(Outcome::Interrupted, &mut stopping);
                     run.terminate().await;
                     grace.as_mut().reset(tokio::time::Instant::now() + executor::TERM_GRACE);
                 }
-                _ = &mut grace => run.kill(),
+                _ = &mut grace, if !killed => {
+                    killed = true;
+                    run.kill();
+                }
             }
         }
-        let exit = run.wait().await;
         if let Some(o) = stopping {
             return o;
         }
@@ -404,14 +515,18 @@ impl Worker {
             .resolve(&ctx, &spec.base_version_id)
             .await
             .map_err(|e| failed(format!("the base model {}: {e}", spec.base_version), false))?;
-        let models = self.cfg.work_dir.join("cache").join("models");
+        // Cached per tenant and version (versions are immutable): never
+        // shared between tenants, whatever checksums they declare.
+        let models = self
+            .cfg
+            .work_dir
+            .join("cache")
+            .join("models")
+            .join(lease.tenant_id.to_string());
         tokio::fs::create_dir_all(&models)
             .await
             .map_err(io("creating the model cache"))?;
-        let base_path = models.join(format!(
-            "{}.gguf",
-            base.sha256.clone().unwrap_or_else(|| base.id.to_string())
-        ));
+        let base_path = models.join(format!("{}.gguf", base.id));
         if !base_path.exists() {
             self.event(
                 lease,
@@ -548,8 +663,8 @@ impl Worker {
     ) {
         let store = self.training.files().store();
         let key = format!(
-            "tenants/{}/jobs/{}/checkpoints/step-{step}.gguf",
-            lease.tenant_id, lease.job_id
+            "tenants/{}/jobs/{}/checkpoints/step-{step}-attempt-{}.gguf",
+            lease.tenant_id, lease.job_id, lease.attempt
         );
         if let Err(e) = store
             .put_stream(&key, executor::file_stream(path.to_path_buf()))
@@ -615,14 +730,6 @@ impl Worker {
         spec: &JobSpec,
         result: RecipeResult,
     ) -> Result<(serde_json::Value, FinalCheckpoint), Outcome> {
-        // Still ours? A worker past its lease must not register.
-        match self.training.queue().heartbeat(lease).await {
-            Ok(Control::Continue) => {}
-            Ok(Control::Cancel) => return Err(Outcome::Cancelled),
-            Ok(Control::Pause) => {}
-            Err(QueueError::Stale) => return Err(Outcome::Lost),
-            Err(e) => return Err(failed(format!("heartbeat before registering: {e}"), true)),
-        }
         let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
         let size = tokio::fs::metadata(&result.artifact)
             .await
@@ -739,6 +846,7 @@ impl Worker {
             Finish::Failed { .. } => "Job failed".to_string(),
             Finish::Cancelled => "Job cancelled".to_string(),
             Finish::Paused => "Job paused".to_string(),
+            Finish::Interrupted(why) => format!("Attempt interrupted: {why}"),
         };
         let queue = self.training.queue();
         let result: Result<(), String> = async {

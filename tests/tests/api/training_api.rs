@@ -171,6 +171,17 @@ async fn files_and_jobs_over_http(backend: Backend) {
         .await
         .unwrap();
     problem(res, 415, "unsupported_media_type").await.unwrap();
+    // A file part before a refused purpose: refused, and not kept either.
+    let mut file_first = form(&[], Some(("t.jsonl", data.as_bytes())));
+    file_first.truncate(file_first.len() - format!("--{BOUNDARY}--\r\n").len());
+    file_first.extend_from_slice(
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n--{BOUNDARY}--\r\n")
+            .as_bytes(),
+    );
+    let p = problem(upload(&app, &ka, file_first).await, 422, "validation_error")
+        .await
+        .unwrap();
+    assert_eq!(p["errors"][0]["field"], "purpose", "{p}");
     // Nothing of the refused uploads was kept.
     let files = app.get_json("/v1/files", &ka).await.unwrap();
     assert_eq!(files["data"].as_array().unwrap().len(), 1, "{files}");

@@ -190,7 +190,8 @@ fn a_two_node_deepspeed_job_renders_valid_objects() {
 }
 
 /// The GPU recipe's dry run (`--check-spec`, no torch needed): spec and
-/// data validation, the plan it prints, the refusals (Megatron, bad lines).
+/// data validation, the plan it prints, the refusals (Megatron, bad lines);
+/// and the recipes' shared module.
 #[test]
 fn the_gpu_recipe_checks_its_specs_without_a_gpu() {
     let script = concat!(
@@ -198,6 +199,13 @@ fn the_gpu_recipe_checks_its_specs_without_a_gpu() {
         "/../infra/recipes/torch-peft/test_check_spec.py"
     );
     let (ok, report) = run(std::process::Command::new("python3").arg(script));
+    assert!(ok, "{report}");
+    assert!(report.contains("OK"), "{report}");
+    // And the code both recipes share (protocol, spec and JSONL reading).
+    let common = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/recipes/common");
+    let (ok, report) =
+        run(std::process::Command::new("python3")
+            .args(["-m", "unittest", "discover", "-s", common]));
     assert!(ok, "{report}");
     assert!(report.contains("OK"), "{report}");
 }

@@ -12,6 +12,7 @@ use crate::domain::{NewModel, NewVersion, VersionStatus, VersionView};
 use crate::entities::{model, version};
 use futures_util::Stream;
 use llmops_core::{ApiError, ApiResult, TenantCtx};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, QueryFilter};
 use std::collections::BTreeMap;
 
@@ -52,7 +53,12 @@ impl Registry {
             Some(v) => v,
             None => {
                 match self
-                    .create_version_keyed(ctx, model_name, input, Some(source_key.to_string()))
+                    .create_version_keyed(
+                        ctx,
+                        model_name,
+                        input.clone(),
+                        Some(source_key.to_string()),
+                    )
                     .await
                 {
                     Ok(v) => v,
@@ -66,6 +72,29 @@ impl Registry {
         };
         if existing.status != VersionStatus::Pending {
             return Ok(existing);
+        }
+        // Left pending by an attempt that died mid-upload: this attempt's
+        // output (other bytes: a retrain is not bit-identical) takes its
+        // place, declared checksum, size, metrics and tags included.
+        if existing.sha256 != input.sha256 || existing.size_bytes != input.size_bytes {
+            let now = chrono::Utc::now();
+            ctx.scoped()
+                .update_many::<version::Entity>()
+                .col_expr(version::Column::Sha256, Expr::value(input.sha256.clone()))
+                .col_expr(version::Column::SizeBytes, Expr::value(input.size_bytes))
+                .col_expr(
+                    version::Column::Metrics,
+                    Expr::value(serde_json::to_string(&input.metrics).unwrap_or_default()),
+                )
+                .col_expr(
+                    version::Column::Tags,
+                    Expr::value(serde_json::to_string(&input.tags).unwrap_or_default()),
+                )
+                .col_expr(version::Column::UpdatedAt, Expr::value(now))
+                .filter(version::Column::Id.eq(existing.id.to_string()))
+                .filter(version::Column::Status.eq(VersionStatus::Pending.as_str()))
+                .exec(&self.db)
+                .await?;
         }
         match self
             .upload_artifact(ctx, &existing.model, existing.version, body)
