@@ -80,6 +80,14 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// How `child.wait()` said the process ended.
+    pub fn of(status: std::io::Result<std::process::ExitStatus>) -> Self {
+        match status {
+            Ok(s) => s.code().map_or(Exit::Signal, Exit::Code),
+            Err(_) => Exit::Signal,
+        }
+    }
+
     /// Exit status 2: the recipe refused its input (no retry helps).
     pub fn is_refusal(self) -> bool {
         self == Exit::Code(2)
@@ -136,13 +144,6 @@ impl Running {
     /// Stops the recipe now (SIGKILL).
     pub fn kill(&mut self) {
         let _ = self.child.start_kill();
-    }
-
-    pub async fn wait(&mut self) -> Exit {
-        match self.child.wait().await {
-            Ok(s) => s.code().map_or(Exit::Signal, Exit::Code),
-            Err(_) => Exit::Signal,
-        }
     }
 
     /// The last lines of the recipe's stderr (from its last 64 KiB), for
