@@ -77,23 +77,21 @@ impl Scoped {
     }
 }
 
-impl TenantOwned for crate::entities::api_key::Entity {
-    fn tenant_column() -> Self::Column {
-        crate::entities::api_key::Column::TenantId
-    }
+/// Implements [`TenantOwned`] for entity modules (in scope by name)
+/// whose table keeps the owner in `tenant_id`.
+#[macro_export]
+macro_rules! tenant_owned {
+    ($($m:ident),* $(,)?) => {$(
+        impl $crate::db::TenantOwned for $m::Entity {
+            fn tenant_column() -> Self::Column {
+                $m::Column::TenantId
+            }
+        }
+    )*};
 }
 
-impl TenantOwned for crate::entities::user::Entity {
-    fn tenant_column() -> Self::Column {
-        crate::entities::user::Column::TenantId
-    }
-}
-
-impl TenantOwned for crate::entities::usage_event::Entity {
-    fn tenant_column() -> Self::Column {
-        crate::entities::usage_event::Column::TenantId
-    }
-}
+use crate::entities::{api_key, usage_event, user};
+crate::tenant_owned!(api_key, user, usage_event);
 
 /// Is this error a unique-constraint violation?
 pub fn is_unique_violation(e: &DbErr) -> bool {

@@ -5,16 +5,4 @@ pub mod checkpoint;
 pub mod event;
 pub mod file;
 
-use llmops_core::db::TenantOwned;
-
-macro_rules! tenant_owned {
-    ($($m:ident),*) => {$(
-        impl TenantOwned for $m::Entity {
-            fn tenant_column() -> Self::Column {
-                $m::Column::TenantId
-            }
-        }
-    )*};
-}
-
-tenant_owned!(checkpoint, event, file);
+llmops_core::tenant_owned!(checkpoint, event, file);
