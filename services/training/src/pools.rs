@@ -133,12 +133,16 @@ impl Pools {
         Ok(pool)
     }
 
-    pub async fn list(&self) -> ApiResult<Vec<GpuPool>> {
+    /// The pools matching `filter` (SQL after `WHERE`), by id.
+    async fn select(&self, filter: &str, values: Vec<Value>) -> ApiResult<Vec<GpuPool>> {
         let rows = self
             .db
             .query_all_raw(self.stmt(
-                "SELECT id, gpu_type, gpus_per_node, nodes, spot, price_per_gpu_hour_minor, currency FROM gpu_pools ORDER BY id",
-                vec![],
+                &format!(
+                    "SELECT id, gpu_type, gpus_per_node, nodes, spot, price_per_gpu_hour_minor, currency \
+                     FROM gpu_pools WHERE {filter} ORDER BY id"
+                ),
+                values,
             ))
             .await?;
         rows.iter()
@@ -158,11 +162,14 @@ impl Pools {
             .map_err(Into::into)
     }
 
+    pub async fn list(&self) -> ApiResult<Vec<GpuPool>> {
+        self.select("1 = 1", vec![]).await
+    }
+
     pub async fn get(&self, id: &str) -> ApiResult<GpuPool> {
-        self.list()
+        self.select("id = $1", vec![id.into()])
             .await?
-            .into_iter()
-            .find(|p| p.id == id)
+            .pop()
             .ok_or_else(|| {
                 ApiError::not_found(format!(
                     "GPU pool `{}`",
@@ -185,16 +192,22 @@ impl Pools {
         Ok(())
     }
 
-    /// The largest job a pool of this type can ever hold: (devices per
-    /// node, nodes). `None`: no pool has the type.
-    pub async fn largest(&self, gpu_type: &str) -> ApiResult<Option<(u32, u32)>> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|p| p.gpu_type == gpu_type)
-            .map(|p| (p.gpus_per_node, p.nodes))
-            .max())
+    /// The shape `(devices per node, nodes)` of a pool of `gpu_type` that
+    /// can hold a job of `per_node` × `nodes` devices, or, when none can,
+    /// of the one with the most devices (the job can never fit); `None`
+    /// when no pool has the type.
+    pub async fn shape_for(
+        &self,
+        gpu_type: &str,
+        per_node: u32,
+        nodes: u32,
+    ) -> ApiResult<Option<(u32, u32)>> {
+        let pools = self.select("gpu_type = $1", vec![gpu_type.into()]).await?;
+        let shapes = pools.iter().map(|p| (p.gpus_per_node, p.nodes));
+        Ok(shapes
+            .clone()
+            .find(|&(g, n)| g >= per_node && n >= nodes)
+            .or_else(|| shapes.max_by_key(|&(g, n)| u64::from(g) * u64::from(n))))
     }
 
     pub async fn put_quotas(&self, plan: &str, q: TrainingQuotas) -> ApiResult<TrainingQuotas> {

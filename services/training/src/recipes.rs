@@ -58,8 +58,9 @@ fn hyperparameters(req: &CreateJob) -> Result<Hyperparameters, ApiError> {
     }
 }
 
-/// Plans a job. `pool` is the largest pool of the job's GPU type as
-/// (devices per node, nodes), `None` when no pool has it (`cpu` needs none).
+/// Plans a job. `pool` is the shape (devices per node, nodes) of a pool of
+/// the job's GPU type that holds it, or of the largest when none does;
+/// `None` when no pool has the type (`cpu` needs none).
 pub fn plan(req: &CreateJob, pool: Option<(u32, u32)>) -> Result<Plan, ApiError> {
     if let Some(m) = &req.method {
         match m.kind {
@@ -129,7 +130,7 @@ pub fn plan(req: &CreateJob, pool: Option<(u32, u32)>) -> Result<Plan, ApiError>
             return Err(invalid(
                 "resources",
                 format!(
-                    "the largest `{}` pool has {nodes} node(s) of {per_node} GPU(s): the job can never fit",
+                    "no `{}` pool can hold the job (the largest has {nodes} node(s) of {per_node} GPU(s)): it can never fit",
                     resources.gpu_type
                 ),
             ));

@@ -225,12 +225,11 @@ impl Training {
                 "model must be 1 to 200 characters",
             ));
         }
-        let gpu_type = req
-            .resources
-            .as_ref()
-            .map(|r| r.gpu_type.as_str())
-            .unwrap_or("cpu");
-        let pool = self.pools.largest(gpu_type).await?;
+        let asked = req.resources.clone().unwrap_or_default();
+        let pool = self
+            .pools
+            .shape_for(&asked.gpu_type, asked.gpus_per_node, asked.nodes)
+            .await?;
         let plan = recipes::plan(&req, pool)?;
         fn missing<'a>(field: &'static str, id: &'a str) -> impl FnOnce(ApiError) -> ApiError + 'a {
             move |e: ApiError| match e {
