@@ -361,6 +361,48 @@ impl TestApp {
         Ok(self.command(args)?.output()?)
     }
 
+    /// Registers SmolLM2's GGUF (the file the local Triton model ships,
+    /// `TEST_SMOLLM_GGUF`) as version 1 of a new model `smol`, uploaded and
+    /// verified.
+    pub async fn register_smollm(&self, key: &str) -> Result<()> {
+        use sha2::{Digest, Sha256};
+        let path = std::env::var("TEST_SMOLLM_GGUF")
+            .context("TEST_SMOLLM_GGUF (set by scripts/test.sh)")?;
+        let gguf = std::fs::read(&path)?;
+        let sha = hex::encode(Sha256::digest(&gguf));
+        let res = self
+            .post(
+                "/v1/registry/models",
+                key,
+                &serde_json::json!({"name": "smol"}),
+            )
+            .await?;
+        if res.status() != 201 {
+            bail!("creating model smol: {}", res.status());
+        }
+        let res = self
+            .post(
+                "/v1/registry/models/smol/versions",
+                key,
+                &serde_json::json!({"format": "gguf", "quantization": "gguf_q4_1", "sha256": sha}),
+            )
+            .await?;
+        if res.status() != 201 {
+            bail!("creating smol@1: {}", res.status());
+        }
+        let res = self
+            .client
+            .put(self.url("/v1/registry/models/smol/versions/1/artifact"))
+            .bearer_auth(key)
+            .body(gguf)
+            .send()
+            .await?;
+        if res.status() != 200 {
+            bail!("uploading smol@1: {} {}", res.status(), res.text().await?);
+        }
+        Ok(())
+    }
+
     /// Starts `llmops worker` on the same database (stderr to
     /// `data/worker-<owner>.log`); waits until it says it runs.
     pub fn start_worker(&self, owner: &str) -> Result<std::process::Child> {
@@ -630,6 +672,27 @@ pub async fn problem(res: reqwest::Response, status: u16, code: &str) -> Result<
         bail!("request id header {rid:?} missing from body {body}");
     }
     Ok(body)
+}
+
+/// Runs a Python check script (the `openai` SDK checks) with `env`; fails
+/// unless it exits 0 and prints `all SDK checks passed`.
+pub async fn run_sdk_checks(python_var: &str, script: &str, env: &[(&str, &str)]) -> Result<()> {
+    let python = std::env::var(python_var)
+        .with_context(|| format!("{python_var} (set by scripts/test.sh)"))?;
+    let out = tokio::process::Command::new(python)
+        .arg(script)
+        .envs(env.iter().copied())
+        .output()
+        .await?;
+    let report = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if !out.status.success() || !report.contains("all SDK checks passed") {
+        bail!("SDK checks failed:\n{report}");
+    }
+    Ok(())
 }
 
 /// Waits until `f` holds, polling every 100 ms, for at most `limit`.

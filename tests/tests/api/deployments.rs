@@ -3,7 +3,6 @@
 use llmops_tests::{Backend, Options, TestApp, eventually, problem, s, triton_url};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 fn millis(v: &Value) -> i64 {
@@ -31,31 +30,7 @@ async fn a_registered_gguf_deploys_serves_and_is_metered() {
     let (a_id, ka, kb) = (s(&a["tenant_id"]), s(&a["api_key"]), s(&b["api_key"]));
 
     // Register SmolLM2's GGUF (the file the local model ships) in A's registry.
-    let path =
-        std::env::var("TEST_SMOLLM_GGUF").expect("TEST_SMOLLM_GGUF (set by scripts/test.sh)");
-    let gguf = std::fs::read(&path).unwrap();
-    let sha = hex::encode(Sha256::digest(&gguf));
-    app.post("/v1/registry/models", &ka, &json!({"name": "smol"}))
-        .await
-        .unwrap();
-    let v = app
-        .post(
-            "/v1/registry/models/smol/versions",
-            &ka,
-            &json!({"format": "gguf", "quantization": "gguf_q4_1", "sha256": sha}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(v.status(), 201);
-    let res = app
-        .client
-        .put(app.url("/v1/registry/models/smol/versions/1/artifact"))
-        .bearer_auth(&ka)
-        .body(gguf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    app.register_smollm(&ka).await.unwrap();
     app.post("/v1/registry/models", &ka, &json!({"name": "onnx-model"}))
         .await
         .unwrap();

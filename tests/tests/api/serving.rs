@@ -2,7 +2,7 @@
 //! command) with SmolLM2-135M-Instruct and all-MiniLM-L6-v2.
 
 use futures_util::StreamExt;
-use llmops_tests::{Backend, TestApp, eventually, header, problem, s, with_triton};
+use llmops_tests::{Backend, TestApp, eventually, header, problem, run_sdk_checks, s, with_triton};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -41,23 +41,15 @@ async fn usage_totals(app: &TestApp, tenant: &str) -> Vec<(String, i64)> {
 async fn the_openai_sdk_works_unmodified() {
     let app = app().await;
     let t = app.create_tenant_on("sdk", "standard").unwrap();
-    let python =
-        std::env::var("TEST_SDK_PYTHON").expect("TEST_SDK_PYTHON (set by scripts/test.sh)");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/sdk/check_openai_sdk.py");
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .env("LLMOPS_BASE_URL", app.url("/v1"))
-        .env("LLMOPS_API_KEY", s(&t["api_key"]))
-        .output()
-        .await
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "SDK checks failed:\n{report}");
-    assert!(report.contains("all SDK checks passed"), "{report}");
+    let (url, key) = (app.url("/v1"), s(&t["api_key"]));
+    run_sdk_checks(
+        "TEST_SDK_PYTHON",
+        script,
+        &[("LLMOPS_BASE_URL", &url), ("LLMOPS_API_KEY", &key)],
+    )
+    .await
+    .unwrap();
 }
 
 /// Usage events carry exactly the model's own token counts.

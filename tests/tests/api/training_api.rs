@@ -406,8 +406,6 @@ async fn the_openai_sdk_drives_files_and_fine_tuning() {
     let t = app.create_tenant("sdk").unwrap();
     let key = s(&t["api_key"]);
     base_model(&app, &key).await;
-    let python =
-        std::env::var("TEST_SDK_PYTHON").expect("TEST_SDK_PYTHON (set by scripts/test.sh)");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/sdk/check_openai_sdk_training.py"
@@ -416,22 +414,19 @@ async fn the_openai_sdk_drives_files_and_fine_tuning() {
         env!("CARGO_MANIFEST_DIR"),
         "/../infra/recipes/llamacpp-cpu/testdata/train.jsonl"
     );
-    let out = tokio::process::Command::new(python)
-        .arg(script)
-        .env("LLMOPS_BASE_URL", app.url("/v1"))
-        .env("LLMOPS_API_KEY", &key)
-        .env("LLMOPS_BASE_MODEL", "base@1")
-        .env("LLMOPS_TRAIN_FILE", train)
-        .output()
-        .await
-        .unwrap();
-    let report = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "SDK checks failed:\n{report}");
-    assert!(report.contains("all SDK checks passed"), "{report}");
+    let url = app.url("/v1");
+    llmops_tests::run_sdk_checks(
+        "TEST_SDK_PYTHON",
+        script,
+        &[
+            ("LLMOPS_BASE_URL", &url),
+            ("LLMOPS_API_KEY", &key),
+            ("LLMOPS_BASE_MODEL", "base@1"),
+            ("LLMOPS_TRAIN_FILE", train),
+        ],
+    )
+    .await
+    .unwrap();
 }
 
 /// GPU pools decide which jobs can be accepted; a tenant over budget starts
@@ -543,6 +538,23 @@ async fn pools_and_budgets_gate_jobs() {
     .await
     .unwrap();
     assert!(p["detail"].as_str().unwrap().contains("never fit"), "{p}");
+    // A second pool of the type with more nodes (fewer GPUs each) holds
+    // what the first cannot: any pool that fits will do.
+    let wide = json!({"id": "h100-wide", "gpu_type": "h100", "gpus_per_node": 4, "nodes": 16,
+                      "spot": false, "price_per_gpu_hour_minor": 300, "currency": "USD"});
+    let res = admin(reqwest::Method::PUT, "/admin/v1/gpu_pools/h100-wide", wide).await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .post(
+            "/v1/fine_tuning/jobs",
+            &key,
+            &json!({"model": "base@1", "training_file": fid,
+                    "resources": {"gpu_type": "h100", "gpus_per_node": 4, "nodes": 10},
+                    "distributed": {"type": "deepspeed", "zero_stage": 2}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 
     // Over budget: the CPU job waits, visibly, and never starts.
     let pricing = json!({"currency": "USD", "components": [{"meter": "input_tokens", "mode": "graduated",

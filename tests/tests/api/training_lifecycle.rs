@@ -61,38 +61,6 @@ pub async fn training_app(tenant: &str, extra: &[(&str, &str)]) -> (TestApp, Str
     (app, id, key)
 }
 
-/// Registers SmolLM2's GGUF (the file the local Triton model ships) as
-/// `smol@1`.
-pub async fn register_smollm(app: &TestApp, key: &str) {
-    let path =
-        std::env::var("TEST_SMOLLM_GGUF").expect("TEST_SMOLLM_GGUF (set by scripts/test.sh)");
-    let gguf = std::fs::read(&path).unwrap();
-    let sha = hex::encode(Sha256::digest(&gguf));
-    let res = app
-        .post("/v1/registry/models", key, &json!({"name": "smol"}))
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let res = app
-        .post(
-            "/v1/registry/models/smol/versions",
-            key,
-            &json!({"format": "gguf", "quantization": "gguf_q4_1", "sha256": sha}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 201);
-    let res = app
-        .client
-        .put(app.url("/v1/registry/models/smol/versions/1/artifact"))
-        .bearer_auth(key)
-        .body(gguf)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-}
-
 pub async fn upload_testdata(app: &TestApp, key: &str, name: &str) -> String {
     let res = upload(
         app,
@@ -150,7 +118,7 @@ async fn a_file_becomes_a_fine_tuned_model_that_serves_and_bills() {
     .await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 
-    register_smollm(&app, &key).await;
+    app.register_smollm(&key).await.unwrap();
     let train = upload_testdata(&app, &key, "train.jsonl").await;
     let valid = upload_testdata(&app, &key, "valid.jsonl").await;
     let started = chrono::Utc::now();
@@ -379,7 +347,7 @@ async fn a_killed_worker_is_replaced_and_the_job_ends_once() {
         ],
     )
     .await;
-    register_smollm(&app, &key).await;
+    app.register_smollm(&key).await.unwrap();
     let train = upload_testdata(&app, &key, "train.jsonl").await;
     let job = |epochs: u32| {
         json!({"model": "smol@1", "training_file": train, "suffix": "keeper",
