@@ -159,6 +159,7 @@ pub async fn build_state(
         spend_guard: Some(spend_guard),
         meter_window: Duration::from_secs(cfg.deployment_meter_window_secs),
     }));
+    training.set_teacher(Arc::new(crate::teacher::ServingTeacher(serving.clone())));
     let state = AppState {
         billing,
         training,

@@ -18,6 +18,7 @@ mod m20261201_000009_training_jobs;
 mod m20261201_000010_training_files;
 mod m20261201_000011_gpu_pools;
 mod m20261201_000012_attempt_started;
+mod m20261202_000013_evaluations;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_training_files::Migration),
             Box::new(m20261201_000011_gpu_pools::Migration),
             Box::new(m20261201_000012_attempt_started::Migration),
+            Box::new(m20261202_000013_evaluations::Migration),
         ]
     }
 }

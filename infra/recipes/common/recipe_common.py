@@ -17,6 +17,7 @@ the same messages.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -396,3 +397,48 @@ def message_content(m: dict, where: str, expected: str = "a string") -> str:
     if m.get("content") is None:
         raise DataError(f"{where}: missing \"content\"")
     return content_text(m["content"], where, expected)
+
+
+# ---------------------------------------------------------------- entry point
+
+RETRYABLE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT}
+)
+
+
+def recipe_main(run, description: str, argv=None, *, stopped_note: str = "", memory_message: str = "out of memory",
+                missing_hint: str = "") -> int:
+    """The whole life of a recipe process: the protocol writer, the stop
+    flag, `--spec SPEC.json`, then `run(ev, stop, spec_path, t_start)`, with
+    every failure turned into its message and exit code (a JobError its own,
+    2 for a bad command line, 75 for a retryable I/O error or MemoryError,
+    143/130 after SIGTERM/SIGINT, 1 otherwise)."""
+    import argparse
+    import time
+    import traceback
+
+    t_start = time.monotonic()
+    ev = Events()
+    stop = StopFlag()
+    stop.install()
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--spec", required=True, help="path of the job spec JSON")
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:
+        return EXIT_INVALID if e.code else EXIT_OK
+    try:
+        return run(ev, stop, args.spec, t_start)
+    except HANDLED_ERRORS as e:
+        return exit_code_for(ev, e, stopped_note=stopped_note, memory_message=memory_message)
+    except ImportError as e:
+        ev.message("error", f"missing dependency: {e}{missing_hint}")
+        return EXIT_FAILED
+    except OSError as e:
+        traceback.print_exc()
+        ev.message("error", f"I/O error: {e}")
+        return EXIT_RETRY if e.errno in RETRYABLE_ERRNOS or e.errno is None else EXIT_FAILED
+    except Exception as e:  # noqa: BLE001
+        traceback.print_exc()
+        ev.message("error", f"internal error: {type(e).__name__}: {e}")
+        return EXIT_FAILED

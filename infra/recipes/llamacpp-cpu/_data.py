@@ -71,7 +71,7 @@ class ChatRenderer:
         self.bos = bos_token
         self.eos = eos_token
 
-    def render(self, messages: list[dict], where: str) -> str:
+    def render(self, messages: list[dict], where: str, add_generation_prompt: bool = False) -> str:
         def raise_exception(msg):
             raise DataError(f"{where}: chat template refused the chat: {msg}")
 
@@ -80,7 +80,7 @@ class ChatRenderer:
                 messages=messages,
                 bos_token=self.bos,
                 eos_token=self.eos,
-                add_generation_prompt=False,
+                add_generation_prompt=add_generation_prompt,
                 raise_exception=raise_exception,
                 strftime_now=lambda fmt: datetime.now().strftime(fmt),
             )

@@ -225,5 +225,45 @@ class CliTests(unittest.TestCase):
             self.assertIn("full tensors only", lines[-1]["message"])
 
 
+class ToolSpecTests(unittest.TestCase):
+    """quantize.py and evaluate.py refuse what they cannot do with exit 2,
+    before loading anything."""
+
+    def _run(self, script, spec):
+        with tempfile.TemporaryDirectory() as d:
+            base = os.path.join(d, "base.gguf")
+            _write(base, "x")
+            spec = {k: (base if v == "BASE" else v) for k, v in spec.items()}
+            p = os.path.join(d, "spec.json")
+            _write(p, json.dumps(spec))
+            r = subprocess.run([sys.executable, os.path.join(HERE, script), "--spec", p],
+                               capture_output=True, text=True, timeout=60)
+            lines = [json.loads(x) for x in r.stdout.splitlines()]
+            return r.returncode, lines[-1]["message"] if lines else r.stderr
+
+    def test_quantize_refusals(self):
+        for spec, why in [
+            ({"kind": "quantize", "base_model": "BASE", "quantization": "q3", "output_dir": "/tmp"}, "quantization must be"),
+            ({"kind": "quantize", "base_model": "BASE", "quantization": "f32", "output_dir": "/tmp"}, "quantization must be"),
+            ({"kind": "quantize", "base_model": "/nonexistent.gguf", "quantization": "q4_0", "output_dir": "/tmp"}, "not found"),
+            ({"kind": "evaluate", "base_model": "BASE", "quantization": "q4_0", "output_dir": "/tmp"}, "unsupported kind"),
+        ]:
+            with self.subTest(spec=spec):
+                code, msg = self._run("quantize.py", spec)
+                self.assertEqual(code, 2, msg)
+                self.assertIn(why, msg)
+
+    def test_evaluate_refusals(self):
+        for spec, why in [
+            ({"kind": "evaluate", "base_model": "BASE"}, "\"file\" is required"),
+            ({"kind": "evaluate", "base_model": "BASE", "file": "BASE", "n_ctx": 8}, "n_ctx"),
+            ({"kind": "evaluate", "base_model": "BASE", "file": "BASE", "generate_examples": -1}, "generate_examples"),
+        ]:
+            with self.subTest(spec=spec):
+                code, msg = self._run("evaluate.py", spec)
+                self.assertEqual(code, 2, msg)
+                self.assertIn(why, msg)
+
+
 if __name__ == "__main__":
     unittest.main()

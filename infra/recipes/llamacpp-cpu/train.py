@@ -17,9 +17,7 @@ shared with the other recipes: ../common/recipe_common.py.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
-import errno
 import math
 import os
 import random
@@ -28,7 +26,6 @@ import resource
 import shutil
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,8 +33,8 @@ for _p in (HERE, os.path.join(HERE, "..", "common")):  # the recipes directory s
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from recipe_common import EXIT_INVALID, EXIT_OK, EXIT_RETRY, HANDLED_ERRORS, Events, JobError, JobSpec  # noqa: E402
-from recipe_common import RetryableError, StopFlag, abs_path, existing_file, exit_code_for, invalid  # noqa: E402
+from recipe_common import EXIT_INVALID, EXIT_OK, Events, JobError, JobSpec  # noqa: E402
+from recipe_common import RetryableError, StopFlag, abs_path, existing_file, invalid, recipe_main  # noqa: E402
 from recipe_common import is_int as _is_int, is_num as _is_num, load_spec, object_field  # noqa: E402
 from recipe_common import parse_learning_rate, parse_n_epochs, round_or_none as _round  # noqa: E402
 
@@ -60,7 +57,6 @@ OUTPUT_FTYPES = {
     "q5_k_m": 17,
     "q6_k": 18,
 }
-RETRYABLE_ERRNOS = {errno.ENOSPC, errno.EIO, errno.ENOMEM, errno.EDQUOT, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT}
 
 
 # ------------------------------------------------------------------ plumbing
@@ -807,35 +803,12 @@ def _prune_checkpoints(ev: Events, d: str, keep: int, current: str) -> None:
 
 
 def main(argv=None) -> int:
-    t_start = time.monotonic()
-    ev = Events()
-    stop = StopFlag()
-    stop.install()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--spec", required=True, help="path of the job spec JSON")
-    try:
-        args = ap.parse_args(argv)
-    except SystemExit as e:
-        return EXIT_INVALID if e.code else EXIT_OK
-    try:
-        return run(ev, stop, args.spec, t_start)
-    except HANDLED_ERRORS as e:
-        return exit_code_for(
-            ev, e, memory_message="out of memory",
-            stopped_note="; no checkpoint written for the unfinished epoch",
-        )
-    except ImportError as e:
-        ev.message("error", f"missing dependency: {e} (install the llama-cpp-python 0.3.36 wheel and requirements.txt)")
-        return 1
-    except OSError as e:
-        traceback.print_exc()
-        retry = e.errno in RETRYABLE_ERRNOS or e.errno is None
-        ev.message("error", f"I/O error: {e}")
-        return EXIT_RETRY if retry else 1
-    except Exception as e:  # noqa: BLE001
-        traceback.print_exc()
-        ev.message("error", f"internal error: {type(e).__name__}: {e}")
-        return 1
+    return recipe_main(
+        run, __doc__.split("\n\n")[0], argv,
+        stopped_note="; no checkpoint written for the unfinished epoch",
+        memory_message="out of memory",
+        missing_hint=" (install the llama-cpp-python 0.3.36 wheel and requirements.txt)",
+    )
 
 
 if __name__ == "__main__":

@@ -144,6 +144,10 @@ define_id!(
     /// A registry audit event id, `rev_…`.
     RegistryEventId, "rev", "registry event"
 );
+define_id!(
+    /// An evaluation of a registry version, `meval_…`.
+    EvaluationId, "meval", "evaluation"
+);
 
 define_id!(
     /// A deployment id, `dep_…`.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use llmops_core::ApiError;
-use llmops_core::ids::{ModelId, ModelVersionId, RegistryEventId};
+use llmops_core::ids::{EvaluationId, ModelId, ModelVersionId, RegistryEventId};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -195,6 +195,10 @@ pub struct VersionView {
     pub sha256: Option<String>,
     pub source: Source,
     pub metrics: BTreeMap<String, f64>,
+    /// The latest value of each metric measured by evaluations since, as
+    /// `name.metric` (`heldout.loss`). Promotion gates read these beside
+    /// `metrics` (an evaluated value wins).
+    pub evaluated_metrics: BTreeMap<String, f64>,
     pub tags: BTreeMap<String, String>,
     /// Aliases pointing here.
     pub aliases: Vec<String>,
@@ -204,13 +208,45 @@ pub struct VersionView {
     pub ready_at: Option<DateTime<Utc>>,
 }
 
+/// An evaluation of a version: metrics measured on a held-out file by an
+/// `evaluate` job.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EvaluationView {
+    /// Always `registry.evaluation`.
+    pub object: &'static str,
+    pub id: EvaluationId,
+    pub model: String,
+    pub version: i64,
+    pub version_id: ModelVersionId,
+    /// The metrics' prefix on the version (`heldout` → `heldout.loss`).
+    pub name: String,
+    /// Without the prefix: `loss`, `perplexity`, `token_accuracy`,
+    /// `exact_match`, `examples`, `tokens`.
+    pub metrics: BTreeMap<String, f64>,
+    /// SHA-256 of the evaluated file.
+    pub dataset_sha256: Option<String>,
+    /// The evaluating job (`ftjob_…`).
+    pub job_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An evaluation to record (by the training service's `evaluate` jobs).
+#[derive(Debug, Clone)]
+pub struct NewEvaluation {
+    pub name: String,
+    pub metrics: BTreeMap<String, f64>,
+    pub dataset_sha256: Option<String>,
+    /// Keys the evaluation: one per job, whatever its attempts.
+    pub job_id: String,
+}
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     /// Always `registry.event`.
     pub object: &'static str,
     pub id: RegistryEventId,
     /// `model_created`, `version_created`, `version_ready`, `version_archived`,
-    /// `alias_set`, `alias_deleted`.
+    /// `alias_set`, `alias_deleted`, `version_evaluated`.
     pub kind: String,
     pub alias: Option<String>,
     pub from_version: Option<i64>,

@@ -16,6 +16,7 @@ use crate::routes::{aliases, artifacts, models, versions};
         versions::get_version,
         versions::update_version,
         versions::list_events,
+        versions::list_evaluations,
         artifacts::upload,
         artifacts::download,
         aliases::set_alias,

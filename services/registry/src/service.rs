@@ -20,6 +20,8 @@ use serde::Deserialize;
 
 mod aliases;
 mod artifacts;
+mod evaluations;
+pub use evaluations::check_evaluation_name;
 mod outputs;
 use std::collections::{BTreeMap, HashMap};
 
@@ -177,6 +179,7 @@ impl Registry {
         m: &model::Model,
         v: version::Model,
         aliases: Vec<String>,
+        evaluated: BTreeMap<String, f64>,
     ) -> ApiResult<VersionView> {
         let source = match v.source_type.as_str() {
             "fine_tuning_job" => Source::FineTuningJob {
@@ -219,6 +222,7 @@ impl Registry {
             sha256: v.sha256,
             source,
             metrics: parse_json(&v.metrics),
+            evaluated_metrics: evaluated,
             tags: parse_json(&v.tags),
             aliases,
             created_by: v.created_by,
@@ -244,7 +248,12 @@ impl Registry {
             .into_iter()
             .map(|a| a.alias)
             .collect();
-        Self::version_view(m, v, aliases)
+        let evaluated = self
+            .evaluated(db, scope, std::slice::from_ref(&v.id))
+            .await?
+            .remove(&v.id)
+            .unwrap_or_default();
+        Self::version_view(m, v, aliases, evaluated)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -637,7 +646,7 @@ impl Registry {
         )
         .await?;
         txn.commit().await?;
-        Self::version_view(&m, v, Vec::new())
+        Self::version_view(&m, v, Vec::new(), BTreeMap::new())
     }
 
     pub async fn list_versions(
@@ -673,11 +682,14 @@ impl Registry {
                     acc.entry(*n).or_default().push(a.clone());
                     acc
                 });
+        let ids: Vec<String> = rows.iter().map(|v| v.id.clone()).collect();
+        let mut evaluated = self.evaluated(&self.db, scope, &ids).await?;
         let views = rows
             .into_iter()
             .map(|v| {
                 let a = by_number.get(&v.version).cloned().unwrap_or_default();
-                Self::version_view(&m, v, a)
+                let e = evaluated.remove(&v.id).unwrap_or_default();
+                Self::version_view(&m, v, a, e)
             })
             .collect::<ApiResult<Vec<_>>>()?;
         Ok(Page::from_rows(views, limit, |v| v.version.to_string()))

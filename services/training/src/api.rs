@@ -203,6 +203,29 @@ pub struct CreateJob {
     /// Attempts before a retryable failure fails the job.
     #[schema(minimum = 1, maximum = 10)]
     pub max_attempts: Option<u32>,
+    /// Makes the job a distillation: each chat of the training file is
+    /// answered by the teacher (its last assistant turn replaced by the
+    /// teacher's answer) and the student (`model`) is fine-tuned on the
+    /// answers. The generated file is kept (`result_files`).
+    pub distill: Option<Distill>,
+}
+
+/// A distillation's teacher: a model the tenant can chat with through
+/// serving (a deployment, or a catalog model), called greedily.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Distill {
+    /// What `POST /v1/chat/completions` takes as `model`.
+    #[schema(min_length = 1, max_length = 200)]
+    pub teacher: String,
+    /// The longest answer, in tokens (default 256).
+    #[serde(default = "default_teacher_tokens")]
+    #[schema(minimum = 1, maximum = 4096)]
+    pub max_tokens: u32,
+}
+
+fn default_teacher_tokens() -> u32 {
+    256
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -307,7 +330,7 @@ pub struct CheckpointView {
     pub step_number: i64,
 }
 
-fn metadata_schema() -> utoipa::openapi::ObjectBuilder {
+pub(crate) fn metadata_schema() -> utoipa::openapi::ObjectBuilder {
     use llmops_core::schema::{string, string_map};
     string_map(16, 64, string(false).max_length(Some(512)), true)
 }

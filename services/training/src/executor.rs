@@ -51,14 +51,19 @@ fn info() -> String {
 /// The recipe's last line on success.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
 pub struct RecipeResult {
-    pub artifact: PathBuf,
+    /// The output model (none for an evaluation).
+    #[serde(default)]
+    pub artifact: Option<PathBuf>,
+    #[serde(default)]
     pub format: String,
+    #[serde(default)]
     pub quantization: String,
     #[serde(default)]
     pub method: serde_json::Value,
     #[serde(default)]
     pub metrics: serde_json::Map<String, serde_json::Value>,
-    pub sha256: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
 }
 
 impl RecipeLine {

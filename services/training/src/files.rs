@@ -230,6 +230,17 @@ impl Files {
         }
     }
 
+    /// The tenant's oldest file named `filename`, if any.
+    pub async fn named(&self, ctx: &TenantCtx, filename: &str) -> ApiResult<Option<file::Model>> {
+        Ok(ctx
+            .scoped()
+            .find::<file::Entity>()
+            .filter(file::Column::Filename.eq(filename))
+            .order_by_asc(file::Column::Id)
+            .one(&self.db)
+            .await?)
+    }
+
     async fn forget(&self, key: &str) {
         if let Err(e) = self.store.delete(key).await {
             tracing::warn!(error = %e, key, "could not delete a refused file");

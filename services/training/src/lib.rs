@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod api;
 pub mod dataset;
+pub mod distill;
 pub mod entities;
 pub mod executor;
 pub mod files;
@@ -24,6 +25,7 @@ pub mod queue;
 pub mod recipes;
 pub mod routes;
 pub mod service;
+pub mod tasks;
 pub mod worker;
 
 pub use service::Training;

@@ -680,16 +680,24 @@ impl Queue {
     pub async fn list(
         &self,
         tenant: TenantId,
+        kinds: &[JobKind],
         after: Option<JobId>,
         limit: u64,
     ) -> Result<Vec<JobRow>, QueueError> {
         let limit = i64::try_from(limit).unwrap_or(100);
+        // The kinds are the enum's own words, never the caller's text.
+        let kinds = if kinds.is_empty() {
+            String::new()
+        } else {
+            let list: Vec<String> = kinds.iter().map(|k| format!("'{}'", k.as_str())).collect();
+            format!(" AND kind IN ({})", list.join(", "))
+        };
         let rows = match after {
             Some(after) => {
                 self.db
                     .query_all_raw(self.stmt(
                         &format!(
-                            "SELECT {COLUMNS} FROM training_jobs WHERE tenant_id = $1 AND id < $2 \
+                            "SELECT {COLUMNS} FROM training_jobs WHERE tenant_id = $1 AND id < $2{kinds} \
                              ORDER BY id DESC LIMIT $3"
                         ),
                         vec![
@@ -704,7 +712,7 @@ impl Queue {
                 self.db
                     .query_all_raw(self.stmt(
                         &format!(
-                            "SELECT {COLUMNS} FROM training_jobs WHERE tenant_id = $1 \
+                            "SELECT {COLUMNS} FROM training_jobs WHERE tenant_id = $1{kinds} \
                              ORDER BY id DESC LIMIT $2"
                         ),
                         vec![tenant.to_string().into(), limit.into()],

@@ -4,6 +4,7 @@
 use crate::api::{CheckpointView, CreateJob, EventView, JobView};
 use crate::files::{FileDeleted, FileListParams, FileObject, PURPOSE};
 use crate::service::Training;
+use crate::tasks::{CreateTrainingJob, TrainingJobView};
 use actix_multipart::Multipart;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
@@ -51,6 +52,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/fine_tuning/jobs/{job_id}/checkpoints")
             .route(web::get().to(list_fine_tuning_checkpoints)),
+    )
+    .service(
+        web::resource("/training/jobs")
+            .route(web::post().to(create_training_job))
+            .route(web::get().to(list_training_jobs)),
+    )
+    .service(web::resource("/training/jobs/{job_id}").route(web::get().to(retrieve_training_job)))
+    .service(
+        web::resource("/training/jobs/{job_id}/cancel").route(web::post().to(cancel_training_job)),
+    )
+    .service(
+        web::resource("/training/jobs/{job_id}/events")
+            .route(web::get().to(list_training_job_events)),
     );
 }
 
@@ -363,6 +377,82 @@ pub async fn list_fine_tuning_checkpoints(
     Ok(HttpResponse::Ok().json(svc.list_checkpoints(&ctx, &path, q.into_inner()).await?))
 }
 
+/// Creates a quantization or an evaluation job (scope `training`),
+/// queued at once beside the fine-tuning jobs.
+#[utoipa::path(post, path = "/v1/training/jobs", tag = "training",
+    security(("bearer" = [])), request_body = CreateTrainingJob,
+    responses((status = 200, description = "Queued", body = TrainingJobView),
+        (status = 422, description = "Invalid: a missing parameter of the kind, a version that is not a ready GGUF, an unknown file", body = Problem, content_type = "application/problem+json")))]
+pub async fn create_training_job(
+    svc: web::Data<Training>,
+    Tenant(ctx): Tenant,
+    body: Json<CreateTrainingJob>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(svc.create_task(&ctx, body.into_inner()).await?))
+}
+
+/// Lists the tenant's jobs of every kind (fine-tune, distill, quantize,
+/// evaluate), newest first.
+#[utoipa::path(get, path = "/v1/training/jobs", tag = "training",
+    security(("bearer" = [])),
+    params(("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
+        ("after" = Option<llmops_core::ids::JobId>, Query, description = "The `last_id` of the previous page")),
+    responses((status = 200, description = "A page of jobs", body = inline(Page<TrainingJobView>))))]
+pub async fn list_training_jobs(
+    svc: web::Data<Training>,
+    Tenant(ctx): Tenant,
+    q: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(svc.list_tasks(&ctx, q.into_inner()).await?))
+}
+
+/// A job of any kind.
+#[utoipa::path(get, path = "/v1/training/jobs/{job_id}", tag = "training",
+    security(("bearer" = [])),
+    params(("job_id" = llmops_core::ids::JobId, Path, description = "The job")),
+    responses((status = 200, description = "The job", body = TrainingJobView),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
+pub async fn retrieve_training_job(
+    svc: web::Data<Training>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(svc.get_task(&ctx, &path).await?))
+}
+
+/// Cancels a job of any kind: at once unless running; a running attempt
+/// stops within a heartbeat.
+#[utoipa::path(post, path = "/v1/training/jobs/{job_id}/cancel", tag = "training",
+    security(("bearer" = [])),
+    params(("job_id" = llmops_core::ids::JobId, Path, description = "The job")),
+    responses((status = 200, description = "Cancelled, or cancelling (a running job)", body = TrainingJobView),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job has finished", body = Problem, content_type = "application/problem+json")))]
+pub async fn cancel_training_job(
+    svc: web::Data<Training>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(svc.cancel_task(&ctx, &path).await?))
+}
+
+/// A job's events (log lines and metrics), newest first, whatever its kind.
+#[utoipa::path(get, path = "/v1/training/jobs/{job_id}/events", tag = "training",
+    security(("bearer" = [])),
+    params(("job_id" = llmops_core::ids::JobId, Path, description = "The job"),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
+        ("after" = Option<llmops_core::ids::JobEventId>, Query, description = "The `last_id` of the previous page")),
+    responses((status = 200, description = "A page of events", body = inline(Page<EventView>)),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json")))]
+pub async fn list_training_job_events(
+    svc: web::Data<Training>,
+    Tenant(ctx): Tenant,
+    path: web::Path<String>,
+    q: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(svc.list_task_events(&ctx, &path, q.into_inner()).await?))
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(
@@ -379,8 +469,13 @@ pub async fn list_fine_tuning_checkpoints(
         resume_fine_tuning_job,
         list_fine_tuning_events,
         list_fine_tuning_checkpoints,
+        create_training_job,
+        list_training_jobs,
+        retrieve_training_job,
+        cancel_training_job,
+        list_training_job_events,
     ),
     components(schemas(crate::files::SortOrder)),
-    tags((name = "training", description = "Training files and fine-tuning jobs (OpenAI-compatible, extended)"))
+    tags((name = "training", description = "Training files, fine-tuning and distillation jobs (OpenAI-compatible, extended), quantization and evaluation jobs"))
 )]
 pub struct TrainingDoc;

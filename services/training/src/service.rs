@@ -13,18 +13,20 @@ use llmops_core::ids::{CheckpointId, JobEventId, JobId, TenantId};
 use llmops_core::pagination::{ListParams, Page};
 use llmops_core::{ApiError, ApiResult, Scope, TenantCtx};
 use llmops_registry::Registry;
-use llmops_registry::domain::{Format, VersionStatus};
 use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy)]
-enum Action {
+pub(crate) enum Action {
     Cancel,
     Pause,
     Resume,
 }
+
+/// The kinds `/v1/fine_tuning/jobs` shows.
+pub const FINE_TUNING_KINDS: &[JobKind] = &[JobKind::FineTune, JobKind::Distill];
 
 /// Attempts when the request does not say.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
@@ -55,6 +57,10 @@ pub struct JobSpec {
     pub executor: ExecutorPlan,
     /// The registry model the output becomes a version of.
     pub output_model: String,
+    /// A distillation: the training file's prompts are answered by the
+    /// teacher first.
+    #[serde(default)]
+    pub distill: Option<Distill>,
 }
 
 /// What a succeeded job stored as its result.
@@ -64,6 +70,9 @@ pub struct JobResult {
     pub version_id: Option<String>,
     pub trained_tokens: Option<i64>,
     pub metrics: Option<serde_json::Value>,
+    /// Files the job wrote (a distillation's generated training file).
+    #[serde(default)]
+    pub result_files: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -73,9 +82,11 @@ pub struct Training {
     files: Files,
     registry: Arc<Registry>,
     pools: crate::pools::Pools,
+    /// Serving, once it exists: answers distillations' prompts.
+    teacher: Arc<std::sync::OnceLock<Arc<dyn crate::distill::Teacher>>>,
 }
 
-fn queue_error(e: QueueError) -> ApiError {
+pub(crate) fn queue_error(e: QueueError) -> ApiError {
     match e {
         QueueError::NotFound => ApiError::not_found("fine-tuning job"),
         QueueError::Conflict(s) => ApiError::Conflict(format!("the job is {s}")),
@@ -104,6 +115,46 @@ fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+/// The fields every kind of job takes, checked.
+pub(crate) struct Common {
+    pub priority: i32,
+    pub max_attempts: u32,
+}
+
+pub(crate) fn check_common(
+    metadata: Option<&BTreeMap<String, String>>,
+    priority: Option<i32>,
+    max_attempts: Option<u32>,
+    model: &str,
+) -> ApiResult<Common> {
+    if let Some(m) = metadata {
+        check_metadata(m)?;
+    }
+    if priority.is_some_and(|p| !(-1000..=1000).contains(&p)) {
+        return Err(ApiError::validation(
+            "priority",
+            "priority must be -1000 to 1000",
+        ));
+    }
+    let max_attempts = max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+    if !(1..=10).contains(&max_attempts) {
+        return Err(ApiError::validation(
+            "max_attempts",
+            "max_attempts must be 1 to 10",
+        ));
+    }
+    if model.is_empty() || model.chars().count() > 200 {
+        return Err(ApiError::validation(
+            "model",
+            "model must be 1 to 200 characters",
+        ));
+    }
+    Ok(Common {
+        priority: priority.unwrap_or(0),
+        max_attempts,
+    })
 }
 
 fn check_suffix(s: &str) -> ApiResult<()> {
@@ -142,7 +193,18 @@ impl Training {
             queue,
             files,
             registry,
+            teacher: Arc::default(),
         }
+    }
+
+    /// Lets distillation jobs ask `teacher` (set once, when serving is
+    /// built).
+    pub fn set_teacher(&self, teacher: Arc<dyn crate::distill::Teacher>) {
+        let _ = self.teacher.set(teacher);
+    }
+
+    pub fn teacher(&self) -> Option<&Arc<dyn crate::distill::Teacher>> {
+        self.teacher.get()
     }
 
     pub fn pools(&self) -> &crate::pools::Pools {
@@ -191,26 +253,16 @@ impl Training {
         if let Some(s) = &req.suffix {
             check_suffix(s)?;
         }
-        if let Some(m) = &req.metadata {
-            check_metadata(m)?;
-        }
+        let common = check_common(
+            req.metadata.as_ref(),
+            req.priority,
+            req.max_attempts,
+            &req.model,
+        )?;
         if req.integrations.as_ref().is_some_and(|i| !i.is_empty()) {
             return Err(ApiError::validation(
                 "integrations",
                 "integrations (e.g. Weights & Biases) are not supported; metrics are in the job's events",
-            ));
-        }
-        if req.priority.is_some_and(|p| !(-1000..=1000).contains(&p)) {
-            return Err(ApiError::validation(
-                "priority",
-                "priority must be -1000 to 1000",
-            ));
-        }
-        let max_attempts = req.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
-        if !(1..=10).contains(&max_attempts) {
-            return Err(ApiError::validation(
-                "max_attempts",
-                "max_attempts must be 1 to 10",
             ));
         }
         if req
@@ -218,12 +270,6 @@ impl Training {
             .is_some_and(|s| !(0..=i64::from(i32::MAX)).contains(&s))
         {
             return Err(ApiError::validation("seed", "seed must be 0 to 2147483647"));
-        }
-        if req.model.is_empty() || req.model.chars().count() > 200 {
-            return Err(ApiError::validation(
-                "model",
-                "model must be 1 to 200 characters",
-            ));
         }
         let asked = req.resources.clone().unwrap_or_default();
         let pool = self
@@ -257,38 +303,11 @@ impl Training {
             }
             None => None,
         };
-        let base = self
-            .registry
-            .resolve(ctx, &req.model)
-            .await
-            .map_err(|e| match e {
-                ApiError::NotFound(what) => ApiError::validation(
-                    "model",
-                    format!(
-                        "{what}: the base is a registry version (`name@alias`, `name@3` or `mv_…`)"
-                    ),
-                ),
-                ApiError::Validation { detail, .. } => ApiError::validation("model", detail),
-                other => other,
-            })?;
-        if base.status != VersionStatus::Ready {
-            return Err(ApiError::validation(
-                "model",
-                format!(
-                    "{}@{} is not ready (no verified artifact)",
-                    base.model, base.version
-                ),
-            ));
-        }
-        if base.format != Format::Gguf || base.is_adapter {
-            return Err(ApiError::validation(
-                "model",
-                format!(
-                    "{}@{} is not a GGUF model; the CPU recipe fine-tunes GGUF weights",
-                    base.model, base.version
-                ),
-            ));
-        }
+        let base = self.readable_version(ctx, &req.model).await?;
+        let distill = match &req.distill {
+            Some(d) => Some(crate::distill::check(self.teacher(), ctx, d).await?),
+            None => None,
+        };
         let output_model = format!(
             "{}-{}",
             base.model.chars().take(80).collect::<String>(),
@@ -320,18 +339,23 @@ impl Training {
             distributed: plan.distributed,
             executor: plan.executor,
             output_model,
+            distill,
         };
         let spec_json = serde_json::to_value(&spec).map_err(|e| ApiError::Internal(Box::new(e)))?;
         self.queue
             .enqueue(NewJob {
                 id,
                 tenant_id: ctx.tenant_id(),
-                kind: JobKind::FineTune,
-                priority: req.priority.unwrap_or(0),
+                kind: if spec.distill.is_some() {
+                    JobKind::Distill
+                } else {
+                    JobKind::FineTune
+                },
+                priority: common.priority,
                 gpu_type: plan.resources.gpu_type.clone(),
                 gpus: plan.resources.devices(),
                 spec: spec_json,
-                max_attempts,
+                max_attempts: common.max_attempts,
                 status: JobStatus::Queued,
             })
             .await
@@ -342,7 +366,14 @@ impl Training {
             id,
             0,
             "info",
-            &format!("Created fine-tuning job {id}"),
+            &format!(
+                "Created {} job {id}",
+                if spec.distill.is_some() {
+                    "distillation"
+                } else {
+                    "fine-tuning"
+                }
+            ),
             None,
         )
         .await?;
@@ -358,8 +389,8 @@ impl Training {
         })
     }
 
-    /// The tenant's job (another tenant's is 404).
-    async fn job_row(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobRow> {
+    /// The tenant's job of any kind (another tenant's is 404).
+    pub(crate) async fn any_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobRow> {
         ctx.require(Scope::Training)?;
         self.queue
             .get(ctx.tenant_id(), Self::job_id(id)?)
@@ -367,39 +398,72 @@ impl Training {
             .map_err(queue_error)
     }
 
-    pub async fn get_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
-        view(self.job_row(ctx, id).await?)
+    /// The tenant's fine-tuning or distillation job: what
+    /// `/v1/fine_tuning/jobs` shows (a job of another kind is 404 there).
+    async fn job_row(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobRow> {
+        let row = self.any_job(ctx, id).await?;
+        if FINE_TUNING_KINDS.contains(&row.kind) {
+            Ok(row)
+        } else {
+            Err(queue_error(QueueError::NotFound))
+        }
     }
 
-    pub async fn list_jobs(&self, ctx: &TenantCtx, p: ListParams) -> ApiResult<Page<JobView>> {
+    /// A page of the tenant's jobs of `kinds` (all when empty), newest
+    /// first.
+    pub(crate) async fn list_rows<V>(
+        &self,
+        ctx: &TenantCtx,
+        p: ListParams,
+        kinds: &[JobKind],
+        view: impl Fn(JobRow) -> ApiResult<V>,
+        id_of: impl Fn(&V) -> String,
+    ) -> ApiResult<Page<V>> {
         ctx.require(Scope::Training)?;
         let limit = p.limit()?;
         let after: Option<JobId> = cursor(&p.after)?;
         let rows = self
             .queue
-            .list(ctx.tenant_id(), after, limit + 1)
+            .list(ctx.tenant_id(), kinds, after, limit + 1)
             .await
             .map_err(queue_error)?;
         let views = rows.into_iter().map(view).collect::<ApiResult<Vec<_>>>()?;
-        Ok(Page::from_rows(views, limit, |j| j.id.to_string()))
+        Ok(Page::from_rows(views, limit, id_of))
+    }
+
+    pub async fn get_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
+        view(self.job_row(ctx, id).await?)
+    }
+
+    pub async fn list_jobs(&self, ctx: &TenantCtx, p: ListParams) -> ApiResult<Page<JobView>> {
+        self.list_rows(ctx, p, FINE_TUNING_KINDS, view, |j| j.id.to_string())
+            .await
     }
 
     pub async fn cancel_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
-        self.control(ctx, id, Action::Cancel).await
+        let row = self.job_row(ctx, id).await?;
+        view(self.control(ctx, &row, Action::Cancel).await?)
     }
 
     pub async fn pause_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
-        self.control(ctx, id, Action::Pause).await
+        let row = self.job_row(ctx, id).await?;
+        view(self.control(ctx, &row, Action::Pause).await?)
     }
 
     pub async fn resume_job(&self, ctx: &TenantCtx, id: &str) -> ApiResult<JobView> {
-        self.control(ctx, id, Action::Resume).await
+        let row = self.job_row(ctx, id).await?;
+        view(self.control(ctx, &row, Action::Resume).await?)
     }
 
-    /// Cancel, pause or resume, and say so in the job's events.
-    async fn control(&self, ctx: &TenantCtx, id: &str, action: Action) -> ApiResult<JobView> {
+    /// Cancel, pause or resume the tenant's `job`, and say so in its events.
+    pub(crate) async fn control(
+        &self,
+        ctx: &TenantCtx,
+        job: &JobRow,
+        action: Action,
+    ) -> ApiResult<JobRow> {
         ctx.require(Scope::Training)?;
-        let job_id = Self::job_id(id)?;
+        let job_id = job.id;
         let (tenant, q) = (ctx.tenant_id(), &self.queue);
         let row = match action {
             Action::Cancel => q.cancel(tenant, job_id).await,
@@ -419,7 +483,7 @@ impl Training {
             (Action::Resume, _) => "Job resumed",
         };
         record_event(&self.db, tenant, job_id, row.attempt, "info", msg, None).await?;
-        view(row)
+        Ok(row)
     }
 
     pub async fn list_events(
@@ -429,6 +493,16 @@ impl Training {
         p: ListParams,
     ) -> ApiResult<Page<EventView>> {
         let job = self.job_row(ctx, id).await?;
+        self.events_of(ctx, job, p).await
+    }
+
+    /// A job's events, whatever its kind.
+    pub(crate) async fn events_of(
+        &self,
+        ctx: &TenantCtx,
+        job: JobRow,
+        p: ListParams,
+    ) -> ApiResult<Page<EventView>> {
         let limit = p.limit()?;
         let after: Option<JobEventId> = cursor(&p.after)?;
         let mut q = ctx
@@ -553,7 +627,7 @@ fn view(row: JobRow) -> ApiResult<JobView> {
         hyperparameters: spec.hyperparameters,
         model: spec.model,
         organization_id: row.tenant_id.to_string(),
-        result_files: Vec::new(),
+        result_files: result.result_files,
         seed: spec.seed,
         status: row.status,
         trained_tokens: result.trained_tokens,

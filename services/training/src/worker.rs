@@ -11,14 +11,17 @@
 //! that lost its lease writes nothing.
 
 use crate::executor::{self, Exit, RecipeLine, RecipeResult};
+use crate::job::JobKind;
 use crate::job::{Capacity, Control, Finish, Lease, QueueError};
 use crate::policy::StaticQuotas;
 use crate::service::{JobSpec, Training, record_event};
+use crate::tasks::TaskSpec;
 use llmops_core::TenantCtx;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+mod distilling;
 mod outputs;
 mod staging;
 
@@ -88,6 +91,28 @@ enum Outcome {
     Lost,
 }
 
+/// What an attempt runs: a fine-tune (a distillation is one, after its
+/// teacher answered), or one of the recipe's tools.
+pub(super) enum Task {
+    FineTune(Box<JobSpec>),
+    Quantize(TaskSpec),
+    Evaluate(TaskSpec),
+}
+
+impl Task {
+    fn of(lease: &Lease) -> Result<Task, String> {
+        let spec = lease.spec.clone();
+        let task = match lease.kind {
+            JobKind::FineTune | JobKind::Distill => {
+                serde_json::from_value(spec).map(|s| Task::FineTune(Box::new(s)))
+            }
+            JobKind::Quantize => serde_json::from_value(spec).map(Task::Quantize),
+            JobKind::Evaluate => serde_json::from_value(spec).map(Task::Evaluate),
+        };
+        task.map_err(|e| format!("the job's spec is not readable: {e}"))
+    }
+}
+
 fn failed(error: impl Into<String>, retryable: bool) -> Outcome {
     Outcome::Failed {
         error: error.into(),
@@ -138,7 +163,7 @@ impl Worker {
                 self.cfg.python.display()
             ));
         }
-        let script = self.script(crate::recipes::CPU_RECIPE);
+        let script = self.script(crate::recipes::CPU_RECIPE, "train.py");
         if !script.exists() {
             return Err(format!(
                 "the recipe {} does not exist (set training_recipes_dir)",
@@ -148,8 +173,8 @@ impl Worker {
         Ok(())
     }
 
-    fn script(&self, recipe: &str) -> PathBuf {
-        self.cfg.recipes_dir.join(recipe).join("train.py")
+    fn script(&self, recipe: &str, entry: &str) -> PathBuf {
+        self.cfg.recipes_dir.join(recipe).join(entry)
     }
 
     /// Claims and runs jobs until `stop`. While the recipes cannot run here
@@ -295,14 +320,14 @@ impl Worker {
         beat: tokio::sync::watch::Receiver<Beat>,
     ) {
         let lease = lease.clone();
-        let outcome = match serde_json::from_value::<JobSpec>(lease.spec.clone()) {
-            Ok(spec) => {
+        let outcome = match Task::of(&lease) {
+            Ok(task) => {
                 let dir = self
                     .cfg
                     .work_dir
                     .join(lease.job_id.to_string())
                     .join(format!("attempt-{}", lease.attempt));
-                let outcome = self.execute(&lease, &spec, &dir, stop, beat.clone()).await;
+                let outcome = self.execute(&lease, &task, &dir, stop, beat.clone()).await;
                 let outcome = match outcome {
                     Outcome::Succeeded(result) => match current(&beat) {
                         // Still ours (renewed within a heartbeat), unless told
@@ -314,7 +339,7 @@ impl Worker {
                     other => Err(other),
                 };
                 let outcome = match outcome {
-                    Ok(result) => self.register(&lease, &spec, result).await,
+                    Ok(result) => self.complete(&lease, &task, result).await,
                     Err(o) => Err(o),
                 };
                 // Attempt directories hold copies of the base and data.
@@ -322,15 +347,14 @@ impl Worker {
                     tracing::debug!(error = %e, "removing an attempt directory");
                 }
                 match outcome {
-                    Ok(done) => {
-                        self.finish(&lease, Finish::Succeeded(done.0), Some(done.1))
-                            .await;
+                    Ok((result, last)) => {
+                        self.finish(&lease, Finish::Succeeded(result), last).await;
                         return;
                     }
                     Err(o) => o,
                 }
             }
-            Err(e) => failed(format!("the job's spec is not readable: {e}"), false),
+            Err(e) => failed(e, false),
         };
         let finish = match outcome {
             Outcome::Lost => {
@@ -355,12 +379,12 @@ impl Worker {
     async fn execute(
         &self,
         lease: &Lease,
-        spec: &JobSpec,
+        task: &Task,
         dir: &Path,
         stop: &CancellationToken,
         mut beat: tokio::sync::watch::Receiver<Beat>,
     ) -> Outcome {
-        let inputs = match self.prepare(lease, spec, dir).await {
+        let (script, inputs) = match self.prepare(lease, task, dir, &beat).await {
             Ok(i) => i,
             Err(o) => return o,
         };
@@ -370,7 +394,6 @@ impl Worker {
             Beat::Cancel => return Outcome::Cancelled,
             Beat::Lost => return Outcome::Lost,
         }
-        let script = self.script(&spec.executor.recipe);
         let mut run = match executor::start(&self.cfg.python, &script, &inputs, dir) {
             Ok(r) => r,
             Err(e) => return failed(format!("starting the recipe: {e}"), true),

@@ -19,6 +19,7 @@ mod serving;
 mod stripe;
 mod tenants;
 mod training_api;
+mod training_kinds;
 mod training_kube;
 mod training_lifecycle;
 mod training_queue;

@@ -41,6 +41,7 @@ fn spec(resources: Resources, distributed: Distributed) -> JobSpec {
             notes: vec![],
         },
         output_model: "llama-ft".into(),
+        distill: None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/v1/registry/models/{model}/versions` and the model's audit trail.
 
 use super::version_number;
-use crate::domain::{EventView, NewVersion, VersionPatch, VersionView};
+use crate::domain::{EvaluationView, EventView, NewVersion, VersionPatch, VersionView};
 use crate::service::Registry;
 use actix_web::{HttpResponse, web};
 use llmops_core::ApiResult;
@@ -20,6 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/registry/models/{model}/versions/{version}")
             .route(web::get().to(get_version))
             .route(web::patch().to(update_version)),
+    )
+    .service(
+        web::resource("/registry/models/{model}/versions/{version}/evaluations")
+            .route(web::get().to(list_evaluations)),
     )
     .service(web::resource("/registry/models/{model}/events").route(web::get().to(list_events)));
 }
@@ -100,4 +104,26 @@ pub async fn list_events(
     params: web::Query<ListParams>,
 ) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(reg.list_events(&ctx, &path, &params).await?))
+}
+
+/// The version's evaluations (metrics measured on held-out files by
+/// `evaluate` jobs), oldest first. Their latest values are the version's
+/// `evaluated_metrics`, which promotion gates read.
+#[utoipa::path(get, path = "/v1/registry/models/{model}/versions/{version}/evaluations", tag = "registry",
+    security(("bearer" = [])),
+    params(("model" = String, Path, description = "Model name", pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"), ("version" = i64, Path, description = "Version number", minimum = 1),
+        ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100), ("after" = Option<llmops_core::ids::EvaluationId>, Query, description = "The `last_id` of the previous page")),
+    responses((status = 200, description = "A page of evaluations", body = inline(Page<EvaluationView>)),
+        (status = 404, description = "No such version", body = Problem, content_type = "application/problem+json")))]
+pub async fn list_evaluations(
+    reg: web::Data<Registry>,
+    Tenant(ctx): Tenant,
+    path: web::Path<(String, String)>,
+    params: web::Query<ListParams>,
+) -> ApiResult<HttpResponse> {
+    let (model, n) = path.into_inner();
+    Ok(HttpResponse::Ok().json(
+        reg.list_evaluations(&ctx, &model, version_number(&n)?, &params)
+            .await?,
+    ))
 }

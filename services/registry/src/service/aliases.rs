@@ -43,7 +43,16 @@ impl Registry {
         let mut forced = false;
         if alias_name == GATED_ALIAS {
             let gates: Vec<Gate> = parse_json(&m.promotion_gates);
-            let metrics: BTreeMap<String, f64> = parse_json(&v.metrics);
+            // The version's own metrics and, over them, what evaluations
+            // measured since.
+            let mut metrics: BTreeMap<String, f64> = parse_json(&v.metrics);
+            if let Some(e) = self
+                .evaluated(&txn, scope, std::slice::from_ref(&v.id))
+                .await?
+                .remove(&v.id)
+            {
+                metrics.extend(e);
+            }
             let failed: Vec<GateFailure> = gates.iter().filter_map(|g| g.check(&metrics)).collect();
             if !failed.is_empty() {
                 if !input.force {

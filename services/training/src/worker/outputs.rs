@@ -2,37 +2,232 @@
 //! attempts) and its end written, fenced by the attempt.
 
 use super::Worker;
-use super::{Outcome, failed};
+use super::{Outcome, Task, failed};
 use crate::entities::checkpoint;
 use crate::executor::{self, RecipeResult};
 use crate::job::{Finish, Lease};
 use crate::service::{JobResult, JobSpec};
+use crate::tasks::TaskSpec;
 use llmops_core::TenantCtx;
 use llmops_core::db::begin_write;
 use llmops_core::ids::CheckpointId;
-use llmops_registry::domain::{Format, NewVersion, Quantization, Source};
+use llmops_registry::domain::{Format, NewEvaluation, NewVersion, Quantization, Source};
 use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, Set};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The recipe's output model: its path, checksum and size.
+async fn artifact_of(result: &RecipeResult) -> Result<(PathBuf, String, i64), Outcome> {
+    let (Some(path), Some(sha)) = (result.artifact.clone(), result.sha256.clone()) else {
+        return Err(failed(
+            "the recipe reported no artifact and checksum",
+            false,
+        ));
+    };
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.len())
+        .map_err(|e| failed(format!("the recipe's output: {e}"), true))?;
+    Ok((path, sha, i64::try_from(size).unwrap_or(i64::MAX)))
+}
+
+/// The recipe's finite numeric metrics.
+fn numbers(result: &RecipeResult) -> BTreeMap<String, f64> {
+    result
+        .metrics
+        .iter()
+        .filter_map(|(k, v)| v.as_f64().filter(|x| x.is_finite()).map(|x| (k.clone(), x)))
+        .collect()
+}
 
 impl Worker {
-    /// Registers the output (once per job, whatever the attempts) and
-    /// returns the job's result and the final checkpoint to record.
+    /// Keeps what a succeeded attempt produced: the output registered
+    /// (once per job, whatever the attempts) or the evaluation recorded on
+    /// its version. Returns the job's result and, for a fine-tune, the
+    /// final checkpoint to record.
+    pub(super) async fn complete(
+        &self,
+        lease: &Lease,
+        task: &Task,
+        result: RecipeResult,
+    ) -> Result<(serde_json::Value, Option<FinalCheckpoint>), Outcome> {
+        match task {
+            Task::FineTune(spec) => {
+                let (mut job_result, last) = self.register(lease, spec, result).await?;
+                if spec.distill.is_some() {
+                    let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
+                    let name = crate::distill::generated_name(&lease.job_id.to_string());
+                    if let Ok(Some(f)) = self.training.files().named(&ctx, &name).await {
+                        job_result.result_files = vec![f.id];
+                    }
+                }
+                Ok((
+                    serde_json::to_value(job_result).unwrap_or_default(),
+                    Some(last),
+                ))
+            }
+            Task::Quantize(spec) => self.register_quantized(lease, spec, result).await,
+            Task::Evaluate(spec) => self.record_evaluation(lease, spec, result).await,
+        }
+    }
+
+    /// Registers a quantization's output as a version (keyed by the job).
+    async fn register_quantized(
+        &self,
+        lease: &Lease,
+        spec: &TaskSpec,
+        result: RecipeResult,
+    ) -> Result<(serde_json::Value, Option<FinalCheckpoint>), Outcome> {
+        let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
+        let (path, sha, size) = artifact_of(&result).await?;
+        let target = spec
+            .quantization
+            .ok_or_else(|| failed("the quantize job names no quantization", false))?;
+        let output = spec
+            .output_model
+            .clone()
+            .ok_or_else(|| failed("the quantize job names no output model", false))?;
+        let metrics = numbers(&result);
+        let tags = BTreeMap::from([
+            ("training.job_id".to_string(), lease.job_id.to_string()),
+            ("training.kind".to_string(), "quantize".to_string()),
+            ("quantize.from_version".to_string(), spec.version.clone()),
+            (
+                "quantize.from_version_id".to_string(),
+                spec.version_id.clone(),
+            ),
+            (
+                "quantize.from_quantization".to_string(),
+                spec.version_quantization.clone(),
+            ),
+            (
+                "quantize.method".to_string(),
+                result.method.to_string().chars().take(256).collect(),
+            ),
+        ]);
+        let version = self
+            .training
+            .registry()
+            .register_output(
+                &ctx,
+                &output,
+                NewVersion {
+                    format: Format::Gguf,
+                    quantization: Quantization::parse(target.registry_name())
+                        .unwrap_or(Quantization::None),
+                    description: Some(format!(
+                        "{} quantized to {} by job {} (llama.cpp)",
+                        spec.version,
+                        target.registry_name(),
+                        lease.job_id
+                    )),
+                    parameter_count: metrics.get("parameters").map(|p| *p as i64),
+                    base_model: Some(spec.version.clone()),
+                    adapter_of: None,
+                    source: Source::FineTuningJob {
+                        job_id: lease.job_id.to_string(),
+                    },
+                    artifact_uri: None,
+                    sha256: Some(sha),
+                    size_bytes: Some(size),
+                    metrics: metrics.clone(),
+                    tags,
+                },
+                &lease.job_id.to_string(),
+                executor::file_stream(path),
+            )
+            .await
+            .map_err(|e| failed(format!("registering the output: {e}"), true))?;
+        let reference = format!("{}@{}", version.model, version.version);
+        self.event(
+            lease,
+            "info",
+            &format!("Registered the output as {reference}"),
+            None,
+        )
+        .await;
+        let job_result = JobResult {
+            fine_tuned_model: Some(reference),
+            version_id: Some(version.id.to_string()),
+            trained_tokens: None,
+            metrics: Some(serde_json::Value::Object(result.metrics)),
+            result_files: Vec::new(),
+        };
+        Ok((serde_json::to_value(job_result).unwrap_or_default(), None))
+    }
+
+    /// Records an evaluation's metrics on the version it read (once per
+    /// job).
+    async fn record_evaluation(
+        &self,
+        lease: &Lease,
+        spec: &TaskSpec,
+        result: RecipeResult,
+    ) -> Result<(serde_json::Value, Option<FinalCheckpoint>), Outcome> {
+        let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
+        let name = spec.name.clone().unwrap_or_else(|| "eval".into());
+        let metrics = numbers(&result);
+        let evaluation = self
+            .training
+            .registry()
+            .record_evaluation(
+                &ctx,
+                &spec.version_id,
+                NewEvaluation {
+                    name: name.clone(),
+                    metrics: metrics.clone(),
+                    dataset_sha256: spec.file_sha256.clone(),
+                    job_id: lease.job_id.to_string(),
+                },
+            )
+            .await
+            .map_err(|e| {
+                let retryable = !matches!(
+                    e,
+                    llmops_core::ApiError::Conflict(_)
+                        | llmops_core::ApiError::NotFound(_)
+                        | llmops_core::ApiError::Validation { .. }
+                );
+                failed(format!("recording the evaluation: {e}"), retryable)
+            })?;
+        let shown: Vec<String> = ["loss", "perplexity", "token_accuracy", "exact_match"]
+            .iter()
+            .filter_map(|k| metrics.get(*k).map(|v| format!("{name}.{k}={v}")))
+            .collect();
+        self.event(
+            lease,
+            "info",
+            &format!(
+                "Recorded evaluation {} on {}: {}",
+                evaluation.id,
+                spec.version,
+                shown.join(", ")
+            ),
+            None,
+        )
+        .await;
+        let job_result = JobResult {
+            fine_tuned_model: None,
+            version_id: Some(spec.version_id.clone()),
+            trained_tokens: None,
+            metrics: Some(serde_json::Value::Object(result.metrics)),
+            result_files: Vec::new(),
+        };
+        Ok((serde_json::to_value(job_result).unwrap_or_default(), None))
+    }
+
+    /// Registers a fine-tune's output (once per job, whatever the
+    /// attempts) and returns the job's result and the final checkpoint to
+    /// record.
     pub(super) async fn register(
         &self,
         lease: &Lease,
         spec: &JobSpec,
         result: RecipeResult,
-    ) -> Result<(serde_json::Value, FinalCheckpoint), Outcome> {
+    ) -> Result<(JobResult, FinalCheckpoint), Outcome> {
         let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
-        let size = tokio::fs::metadata(&result.artifact)
-            .await
-            .map(|m| m.len())
-            .map_err(|e| failed(format!("the recipe's output: {e}"), true))?;
-        let metrics: BTreeMap<String, f64> = result
-            .metrics
-            .iter()
-            .filter_map(|(k, v)| v.as_f64().filter(|x| x.is_finite()).map(|x| (k.clone(), x)))
-            .collect();
+        let (artifact, sha, size) = artifact_of(&result).await?;
+        let metrics = numbers(&result);
         let mut tags = BTreeMap::from([
             ("training.job_id".to_string(), lease.job_id.to_string()),
             (
@@ -90,13 +285,13 @@ impl Worker {
                         job_id: lease.job_id.to_string(),
                     },
                     artifact_uri: None,
-                    sha256: Some(result.sha256.clone()),
-                    size_bytes: Some(i64::try_from(size).unwrap_or(i64::MAX)),
+                    sha256: Some(sha),
+                    size_bytes: Some(size),
                     metrics: metrics.clone(),
                     tags,
                 },
                 &lease.job_id.to_string(),
-                executor::file_stream(result.artifact.clone()),
+                executor::file_stream(artifact),
             )
             .await
             .map_err(|e| failed(format!("registering the output: {e}"), true))?;
@@ -115,9 +310,10 @@ impl Worker {
             version_id: Some(version.id.to_string()),
             trained_tokens: trained,
             metrics: Some(serde_json::Value::Object(result.metrics.clone())),
+            result_files: Vec::new(),
         };
         Ok((
-            serde_json::to_value(job_result).unwrap_or_default(),
+            job_result,
             FinalCheckpoint {
                 step: steps,
                 metrics,

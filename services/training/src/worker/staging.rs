@@ -2,7 +2,7 @@
 //! model, cached per tenant and version; the files; the checkpoint to resume
 //! from) and its checkpoints in the artifact store.
 
-use super::{Outcome, Worker, failed};
+use super::{Beat, Outcome, Task, Worker, failed};
 use crate::entities::checkpoint;
 use crate::executor;
 use crate::job::Lease;
@@ -13,30 +13,100 @@ use llmops_core::ids::CheckpointId;
 use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QueryOrder, Set};
 use std::path::{Path, PathBuf};
 
+/// An I/O error while staging: retryable.
+fn io(what: &str) -> impl FnOnce(std::io::Error) -> Outcome {
+    let what = what.to_string();
+    move |e| failed(format!("{what}: {e}"), true)
+}
+
 impl Worker {
-    /// Downloads the base, the files and the checkpoint to resume from, and
-    /// writes the recipe's spec. Returns the spec's path.
+    /// Downloads what the task reads and writes the recipe's spec.
+    /// Returns the recipe's script and the spec's path.
     pub(super) async fn prepare(
         &self,
         lease: &Lease,
-        spec: &JobSpec,
+        task: &Task,
         dir: &Path,
-    ) -> Result<PathBuf, Outcome> {
-        let io = |what: &str| {
-            let what = what.to_string();
-            move |e: std::io::Error| failed(format!("{what}: {e}"), true)
-        };
+        beat: &tokio::sync::watch::Receiver<Beat>,
+    ) -> Result<(PathBuf, PathBuf), Outcome> {
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(io("creating the attempt directory"))?;
         let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
-        let registry = self.training.registry();
-        let base = registry
-            .resolve(&ctx, &spec.base_version_id)
+        let output = dir.join("output");
+        tokio::fs::create_dir_all(&output)
             .await
-            .map_err(|e| failed(format!("the base model {}: {e}", spec.base_version), false))?;
-        // Cached per tenant and version (versions are immutable): never
-        // shared between tenants, whatever checksums they declare.
+            .map_err(io("creating directories"))?;
+        let (entry, recipe_spec) = match task {
+            Task::FineTune(spec) => (
+                "train.py",
+                self.fine_tune_spec(lease, &ctx, spec, dir, beat).await?,
+            ),
+            Task::Quantize(spec) => {
+                let base = self
+                    .fetch_version(lease, &ctx, &spec.version_id, &spec.version)
+                    .await?;
+                let target = spec
+                    .quantization
+                    .ok_or_else(|| failed("the quantize job names no quantization", false))?;
+                (
+                    "quantize.py",
+                    serde_json::json!({
+                        "job_id": lease.job_id.to_string(),
+                        "kind": "quantize",
+                        "base_model": base,
+                        "quantization": target.recipe_name(),
+                        "threads": self.cfg.threads,
+                        "output_dir": output,
+                    }),
+                )
+            }
+            Task::Evaluate(spec) => {
+                let base = self
+                    .fetch_version(lease, &ctx, &spec.version_id, &spec.version)
+                    .await?;
+                let file = spec
+                    .file
+                    .as_deref()
+                    .ok_or_else(|| failed("the evaluate job names no file", false))?;
+                let file = self.fetch_file(&ctx, file, &dir.join("eval.jsonl")).await?;
+                (
+                    "evaluate.py",
+                    serde_json::json!({
+                        "job_id": lease.job_id.to_string(),
+                        "kind": "evaluate",
+                        "base_model": base,
+                        "file": file,
+                        "n_ctx": 512,
+                        "threads": self.cfg.threads,
+                        "generate_examples": spec.generate_examples,
+                        "max_new_tokens": 64,
+                    }),
+                )
+            }
+        };
+        let path = dir.join("spec.json");
+        tokio::fs::write(&path, recipe_spec.to_string())
+            .await
+            .map_err(io("writing the recipe spec"))?;
+        Ok((self.script(crate::recipes::CPU_RECIPE, entry), path))
+    }
+
+    /// A version's GGUF, from the cache of the tenant's versions (fetched
+    /// once; versions are immutable, and the cache is never shared between
+    /// tenants, whatever checksums they declare).
+    async fn fetch_version(
+        &self,
+        lease: &Lease,
+        ctx: &TenantCtx,
+        version_id: &str,
+        label: &str,
+    ) -> Result<PathBuf, Outcome> {
+        let registry = self.training.registry();
+        let version = registry
+            .resolve(ctx, version_id)
+            .await
+            .map_err(|e| failed(format!("the model {label}: {e}"), false))?;
         let models = self
             .cfg
             .work_dir
@@ -46,61 +116,81 @@ impl Worker {
         tokio::fs::create_dir_all(&models)
             .await
             .map_err(io("creating the model cache"))?;
-        let base_path = models.join(format!("{}.gguf", base.id));
-        if !base_path.exists() {
-            self.event(
-                lease,
-                "info",
-                &format!("Fetching the base model {}", spec.base_version),
-                None,
-            )
-            .await;
-            let (_, sha, stream) = registry
-                .open_artifact(&ctx, &base.model, base.version)
+        let path = models.join(format!("{}.gguf", version.id));
+        if !path.exists() {
+            self.event(lease, "info", &format!("Fetching the model {label}"), None)
+                .await;
+            let (_, _, stream) = registry
+                .open_artifact(ctx, &version.model, version.version)
                 .await
-                .map_err(|e| failed(format!("reading the base model: {e}"), true))?;
-            let _ = sha;
-            executor::download(stream, &base_path)
-                .await
-                .map_err(io("downloading the base model"))?;
-        }
-        let files = self.training.files();
-        let fetch_file = async |id: &str, name: &str| -> Result<PathBuf, Outcome> {
-            let row = files
-                .row(&ctx, id)
-                .await
-                .map_err(|e| failed(format!("file {id}: {e}"), false))?;
-            let (_, stream) = files
-                .store()
-                .get_stream(&row.artifact_key)
-                .await
-                .map_err(|e| failed(format!("reading file {id}: {e}"), true))?;
-            let path = dir.join(name);
+                .map_err(|e| failed(format!("reading the model {label}: {e}"), true))?;
             executor::download(stream, &path)
                 .await
-                .map_err(|e| failed(format!("downloading file {id}: {e}"), true))?;
-            Ok(path)
+                .map_err(io("downloading the model"))?;
+        }
+        Ok(path)
+    }
+
+    /// A file of the tenant, downloaded to `path`.
+    pub(super) async fn fetch_file(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        path: &Path,
+    ) -> Result<PathBuf, Outcome> {
+        let files = self.training.files();
+        let row = files
+            .row(ctx, id)
+            .await
+            .map_err(|e| failed(format!("file {id}: {e}"), false))?;
+        let (_, stream) = files
+            .store()
+            .get_stream(&row.artifact_key)
+            .await
+            .map_err(|e| failed(format!("reading file {id}: {e}"), true))?;
+        executor::download(stream, path)
+            .await
+            .map_err(|e| failed(format!("downloading file {id}: {e}"), true))?;
+        Ok(path.to_path_buf())
+    }
+
+    /// The fine-tuning recipe's spec: the base, the files (a
+    /// distillation's answered by its teacher first), the checkpoint to
+    /// resume from.
+    async fn fine_tune_spec(
+        &self,
+        lease: &Lease,
+        ctx: &TenantCtx,
+        spec: &JobSpec,
+        dir: &Path,
+        beat: &tokio::sync::watch::Receiver<Beat>,
+    ) -> Result<serde_json::Value, Outcome> {
+        let base_path = self
+            .fetch_version(lease, ctx, &spec.base_version_id, &spec.base_version)
+            .await?;
+        let train = self
+            .fetch_file(ctx, &spec.training_file, &dir.join("train.jsonl"))
+            .await?;
+        let train = match &spec.distill {
+            Some(d) => self.distilled(lease, ctx, spec, d, &train, beat).await?,
+            None => train,
         };
-        let train = fetch_file(&spec.training_file, "train.jsonl").await?;
         let valid = match &spec.validation_file {
-            Some(v) => Some(fetch_file(v, "valid.jsonl").await?),
+            Some(v) => Some(self.fetch_file(ctx, v, &dir.join("valid.jsonl")).await?),
             None => None,
         };
         let resume = self.resume_point(lease, dir).await?;
         let checkpoints = dir.join("checkpoints");
-        let output = dir.join("output");
-        for d in [&checkpoints, &output] {
-            tokio::fs::create_dir_all(d)
-                .await
-                .map_err(io("creating directories"))?;
-        }
+        tokio::fs::create_dir_all(&checkpoints)
+            .await
+            .map_err(io("creating directories"))?;
         let trainable_blocks = spec
             .executor
             .trains
             .get("trainable_blocks")
             .and_then(|v| v.as_u64())
             .unwrap_or(0);
-        let recipe_spec = serde_json::json!({
+        Ok(serde_json::json!({
             "job_id": lease.job_id.to_string(),
             "attempt": lease.attempt,
             "kind": "fine_tune",
@@ -120,13 +210,8 @@ impl Worker {
             "cache_dir": self.cfg.work_dir.join("cache"),
             "checkpoint_dir": checkpoints,
             "resume_from": resume,
-            "output_dir": output,
-        });
-        let path = dir.join("spec.json");
-        tokio::fs::write(&path, recipe_spec.to_string())
-            .await
-            .map_err(io("writing the recipe spec"))?;
-        Ok(path)
+            "output_dir": dir.join("output"),
+        }))
     }
 
     /// The job's latest checkpoint, downloaded, as the recipe's
