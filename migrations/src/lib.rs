@@ -19,6 +19,7 @@ mod m20261201_000010_training_files;
 mod m20261201_000011_gpu_pools;
 mod m20261201_000012_attempt_started;
 mod m20261202_000013_evaluations;
+mod m20261202_000014_training_workers;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000011_gpu_pools::Migration),
             Box::new(m20261201_000012_attempt_started::Migration),
             Box::new(m20261202_000013_evaluations::Migration),
+            Box::new(m20261202_000014_training_workers::Migration),
         ]
     }
 }

@@ -1,4 +1,5 @@
-//! Operator routes: `/admin/v1/gpu_pools` and a plan's training quotas.
+//! Operator routes: `/admin/v1/gpu_pools`, a plan's training quotas, the
+//! training workers online.
 
 use crate::pools::{GpuPool, TrainingQuotas};
 use crate::service::Training;
@@ -18,7 +19,22 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/plans/{plan_id}/training_quotas")
                 .route(web::put().to(put_training_quotas)),
-        );
+        )
+        .service(web::resource("/training/workers").route(web::get().to(list_training_workers)));
+}
+
+/// The training workers online (beat within the last 30 s): what each
+/// offers. A queued job of a GPU type none offers waits with `capacity`.
+#[utoipa::path(get, path = "/admin/v1/training/workers", tag = "admin",
+    security(("operator" = [])),
+    responses((status = 200, description = "Every live worker", body = Vec<crate::presence::WorkerView>)))]
+pub async fn list_training_workers(svc: web::Data<Training>) -> ApiResult<HttpResponse> {
+    let workers = svc
+        .presence()
+        .list()
+        .await
+        .map_err(llmops_core::ApiError::from)?;
+    Ok(HttpResponse::Ok().json(workers))
 }
 
 /// Lists the GPU pools.
@@ -96,6 +112,7 @@ pub async fn put_training_quotas(
     put_gpu_pool,
     get_gpu_pool,
     delete_gpu_pool,
-    put_training_quotas
+    put_training_quotas,
+    list_training_workers
 ))]
 pub struct TrainingAdminDoc;

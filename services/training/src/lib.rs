@@ -21,6 +21,7 @@ pub mod kubernetes;
 pub mod launch;
 pub mod policy;
 pub mod pools;
+pub mod presence;
 pub mod queue;
 pub mod recipes;
 pub mod routes;

@@ -82,6 +82,7 @@ pub struct Training {
     files: Files,
     registry: Arc<Registry>,
     pools: crate::pools::Pools,
+    presence: crate::presence::Presence,
     /// Serving, once it exists: answers distillations' prompts.
     teacher: Arc<std::sync::OnceLock<Arc<dyn crate::distill::Teacher>>>,
 }
@@ -189,6 +190,7 @@ impl Training {
     pub fn new(db: Db, queue: Queue, files: Files, registry: Arc<Registry>) -> Self {
         Self {
             pools: crate::pools::Pools::new(db.clone()),
+            presence: crate::presence::Presence::new(db.clone()),
             db,
             queue,
             files,
@@ -209,6 +211,17 @@ impl Training {
 
     pub fn pools(&self) -> &crate::pools::Pools {
         &self.pools
+    }
+
+    pub fn presence(&self) -> &crate::presence::Presence {
+        &self.presence
+    }
+
+    /// A job just queued that no live worker can run says so (`capacity`).
+    pub(crate) async fn note_unserved(&self) {
+        if let Err(e) = self.presence.mark_unserved().await {
+            tracing::warn!(error = %e, "marking jobs no worker serves failed");
+        }
     }
 
     pub fn files(&self) -> &Files {
@@ -360,6 +373,7 @@ impl Training {
             })
             .await
             .map_err(queue_error)?;
+        self.note_unserved().await;
         record_event(
             &self.db,
             ctx.tenant_id(),

@@ -364,6 +364,7 @@ impl Training {
             })
             .await
             .map_err(queue_error)?;
+        self.note_unserved().await;
         record_event(
             self.db(),
             ctx.tenant_id(),

@@ -199,7 +199,29 @@ impl Worker {
             tracing::info!("the recipes can run now: claiming training jobs");
         }
         let slots = (0..self.cfg.slots.max(1)).map(|i| self.slot(i, stop.clone()));
-        futures_util::future::join_all(slots).await;
+        tokio::join!(futures_util::future::join_all(slots), self.presence(&stop));
+    }
+
+    /// Says this worker is online until `stop`, and marks the queued jobs
+    /// no live worker can run.
+    async fn presence(&self, stop: &CancellationToken) {
+        let presence = self.training.presence();
+        loop {
+            if let Err(e) = presence
+                .beat(&self.cfg.owner, &self.cfg.gpu_type, self.cfg.slots)
+                .await
+            {
+                tracing::warn!(error = %e, "announcing the worker failed");
+            }
+            self.training.note_unserved().await;
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(crate::presence::BEAT) => {}
+            }
+        }
+        if let Err(e) = presence.leave(&self.cfg.owner).await {
+            tracing::debug!(error = %e, "leaving the worker list");
+        }
     }
 
     async fn slot(&self, i: u32, stop: CancellationToken) {

@@ -521,6 +521,22 @@ async fn pools_and_budgets_gate_jobs() {
     let gpu_job: Value = res.json().await.unwrap();
     assert_eq!(gpu_job["executor"]["recipe"], "torch-peft");
     assert_eq!(gpu_job["executor"]["trains"]["type"], "lora");
+    // Only a CPU worker is online: the GPU job says why it waits.
+    assert_eq!(gpu_job["wait_reason"], "capacity", "{gpu_job}");
+    llmops_tests::eventually(std::time::Duration::from_secs(20), || async {
+        let w: Value = admin(
+            reqwest::Method::GET,
+            "/admin/v1/training/workers",
+            json!({}),
+        )
+        .await
+        .json()
+        .await?;
+        let w = w.as_array().cloned().unwrap_or_default();
+        Ok(w.len() == 1 && w[0]["gpu_type"] == "cpu" && w[0]["slots"] == 1)
+    })
+    .await
+    .unwrap();
     // … but not larger than its largest pool.
     let p = problem(
         app.post(
