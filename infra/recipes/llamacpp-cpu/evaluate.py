@@ -128,17 +128,23 @@ def run(ev: Events, stop: StopFlag, spec_path: str, t_start: float) -> int:
     if truncated:
         ev.message("warn", f"{truncated} chats longer than n_ctx {spec['n_ctx']} were cut")
 
-    exact = generated = 0
+    exact = generated = too_long = 0
     t_gen = time.monotonic()
     for lineno, chat in chats[: spec["generate_examples"]]:
         stop.check()
         split = answer_split(chat)
         if not split or not split[0]:
             continue
+        prompt = tokens(renderer.render(split[0], f"evaluation file line {lineno}", add_generation_prompt=True))
+        if len(prompt) + spec["max_new_tokens"] > spec["n_ctx"]:
+            too_long += 1
+            continue
         out = llm.create_chat_completion(messages=split[0], temperature=0.0, max_tokens=spec["max_new_tokens"])
         answer = out["choices"][0]["message"]["content"] or ""
         generated += 1
         exact += int(normalise(answer) == normalise(split[1]["content"]))
+    if too_long:
+        ev.message("warn", f"{too_long} chats were not generated: prompt and answer exceed n_ctx {spec['n_ctx']}")
     loss = nll_all / n_all
     metrics = {
         "loss": round_or_none(loss),

@@ -22,7 +22,7 @@ for _p in (HERE, os.path.join(HERE, "..", "common")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from recipe_common import EXIT_OK, Events, JobError, StopFlag, abs_path, existing_file, invalid  # noqa: E402
+from recipe_common import EXIT_INVALID, EXIT_OK, Events, JobError, StopFlag, abs_path, existing_file, invalid  # noqa: E402
 from recipe_common import is_int, load_spec, recipe_main  # noqa: E402
 from train import OUTPUT_FTYPES  # noqa: E402
 
@@ -87,7 +87,7 @@ def run(ev: Events, stop: StopFlag, spec_path: str, t_start: float) -> int:
         qp.allow_requantize = requantize
         rc = ffi.L.llama_model_quantize(spec["base_model"].encode(), tmp.encode(), ctypes.byref(qp))
         if rc != 0:
-            raise JobError(1, f"llama_model_quantize to {target} failed ({rc}; see stderr)")
+            raise JobError(EXIT_INVALID, f"llama_model_quantize to {target} failed ({rc}; see stderr)")
         stop.check()
         os.replace(tmp, artifact)
     finally:
@@ -100,7 +100,7 @@ def run(ev: Events, stop: StopFlag, spec_path: str, t_start: float) -> int:
     mp.n_gpu_layers = 0
     model = ffi.L.llama_model_load_from_file(artifact.encode(), mp)
     if not model:
-        raise JobError(1, f"llama.cpp could not load the quantized model {artifact} (see stderr)")
+        raise JobError(EXIT_INVALID, f"llama.cpp could not load the quantized model {artifact} (see stderr)")
     n_params = ffi.L.llama_model_n_params(model)
     ffi.L.llama_model_free(model)
 

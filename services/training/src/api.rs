@@ -220,7 +220,7 @@ pub struct Distill {
     pub teacher: String,
     /// The longest answer, in tokens (default 256).
     #[serde(default = "default_teacher_tokens")]
-    #[schema(minimum = 1, maximum = 4096)]
+    #[schema(minimum = 1, maximum = 4096, default = 256)]
     pub max_tokens: u32,
 }
 

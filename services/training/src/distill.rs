@@ -109,6 +109,14 @@ impl Prompt {
     pub fn answered(mut self, answer: &str) -> String {
         if let Some(serde_json::Value::Array(msgs)) = self.line.get_mut("messages") {
             msgs.truncate(self.keep);
+            // Only the teacher's answers are learned.
+            for m in msgs.iter_mut() {
+                if m.get("role").and_then(|r| r.as_str()) == Some("assistant")
+                    && let Some(o) = m.as_object_mut()
+                {
+                    o.insert("weight".into(), 0.into());
+                }
+            }
             msgs.push(serde_json::json!({"role": "assistant", "content": answer}));
         }
         serde_json::Value::Object(self.line).to_string()
@@ -142,6 +150,18 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(&p.answered("new")).expect("json");
         assert_eq!(line["messages"][2]["content"], "new");
         assert_eq!(line["messages"].as_array().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn earlier_answers_are_not_learned() {
+        let p = Prompt::parse(
+            r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","content":"d"}]}"#,
+        )
+        .expect("a prompt");
+        let line: serde_json::Value = serde_json::from_str(&p.answered("D")).expect("json");
+        assert_eq!(line["messages"][1]["weight"], 0);
+        assert_eq!(line["messages"][3]["content"], "D");
+        assert!(line["messages"][3].get("weight").is_none());
     }
 
     #[test]

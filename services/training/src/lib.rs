@@ -17,6 +17,7 @@ pub mod entities;
 pub mod executor;
 pub mod files;
 pub mod job;
+pub mod kube_exec;
 pub mod kubernetes;
 pub mod launch;
 pub mod policy;

@@ -259,6 +259,7 @@ pub async fn download_file(
 #[utoipa::path(post, path = "/v1/fine_tuning/jobs", tag = "training",
     security(("bearer" = [])), request_body = CreateJob,
     responses((status = 200, description = "Queued", body = JobView),
+        (status = 409, description = "A distillation in a process without serving (`not_configured`)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid, or not something an executor here can train (the reason says which)", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_fine_tuning_job(
     svc: web::Data<Training>,

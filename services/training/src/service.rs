@@ -396,10 +396,7 @@ impl Training {
 
     fn job_id(id: &str) -> ApiResult<JobId> {
         id.parse().map_err(|_| {
-            ApiError::not_found(format!(
-                "fine-tuning job `{}`",
-                id.chars().take(64).collect::<String>()
-            ))
+            ApiError::not_found(format!("job `{}`", id.chars().take(64).collect::<String>()))
         })
     }
 

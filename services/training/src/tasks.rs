@@ -187,6 +187,11 @@ pub fn task_view(row: JobRow) -> ApiResult<TrainingJobView> {
         .clone()
         .and_then(|r| serde_json::from_value(r).ok())
         .unwrap_or_default();
+    let mut resources = Resources {
+        gpu_type: row.gpu_type.clone(),
+        gpus_per_node: row.gpus,
+        nodes: 1,
+    };
     let (model, parameters, metadata) = match row.kind {
         JobKind::FineTune | JobKind::Distill => {
             let s: JobSpec = serde_json::from_value(row.spec.clone()).map_err(internal)?;
@@ -199,6 +204,7 @@ pub fn task_view(row: JobRow) -> ApiResult<TrainingJobView> {
                 "distill": s.distill,
                 "output_model": s.output_model,
             });
+            resources = s.resources.clone();
             (s.model, p, s.metadata)
         }
         JobKind::Quantize | JobKind::Evaluate => {
@@ -229,11 +235,7 @@ pub fn task_view(row: JobRow) -> ApiResult<TrainingJobView> {
         started_at: row.started_at.map(unix),
         finished_at: row.finished_at.map(unix),
         priority: row.priority,
-        resources: Resources {
-            gpu_type: row.gpu_type.clone(),
-            gpus_per_node: row.gpus,
-            nodes: 1,
-        },
+        resources,
         attempt: row.attempt,
         max_attempts: row.max_attempts,
         wait_reason: row.wait_reason.clone(),
@@ -320,6 +322,9 @@ impl Training {
                 JobKind::Quantize
             }
             TaskKind::Evaluate => {
+                // Its metrics are read by promotion gates: a registry
+                // matter, not only a training one.
+                ctx.require(Scope::Registry)?;
                 only("quantization", req.quantization.is_some(), "evaluate")?;
                 only("output_model", req.output_model.is_some(), "evaluate")?;
                 let file = req.file.ok_or_else(|| {

@@ -104,14 +104,16 @@ impl Registry {
             .one(&self.db)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("model version `{}`", trunc(version_id))))?;
+        // A job's evaluation stands once recorded (a retry finds it, even
+        // if the version was archived since).
+        if let Some(e) = self.evaluation_of_job(scope, &input.job_id).await? {
+            return Self::evaluation_view(&m, &v, e);
+        }
         if v.status != VersionStatus::Ready.as_str() {
             return Err(ApiError::Conflict(format!(
                 "version {} of `{}` is {}; only ready versions are evaluated",
                 v.version, m.name, v.status
             )));
-        }
-        if let Some(e) = self.evaluation_of_job(scope, &input.job_id).await? {
-            return Self::evaluation_view(&m, &v, e);
         }
         let txn = begin_write(&self.db).await?;
         let row = evaluation::ActiveModel {
@@ -188,7 +190,9 @@ impl Registry {
             .filter(evaluation::Column::VersionId.eq(v.id.clone()))
             .order_by_asc(evaluation::Column::Id);
         if let Some(after) = &params.after {
-            let after: EvaluationId = after.parse()?;
+            let after: EvaluationId = after.parse().map_err(|_| {
+                ApiError::validation("after", "after is an evaluation id (`meval_…`)")
+            })?;
             q = q.filter(evaluation::Column::Id.gt(after.to_string()));
         }
         let rows = q.limit(limit + 1).all(&self.db).await?;

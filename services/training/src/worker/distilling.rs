@@ -110,10 +110,29 @@ impl Worker {
                 false,
             ));
         }
+        // A stale attempt keeps nothing.
+        match current(beat) {
+            Beat::Lost => return Err(Outcome::Lost),
+            Beat::Cancel => return Err(Outcome::Cancelled),
+            Beat::Continue | Beat::Pause => {}
+        }
         let file = files
             .upload(ctx, Some(&name), distill::body(&answered))
             .await
-            .map_err(|e| failed(format!("keeping the teacher's answers: {e}"), true))?;
+            .map_err(|e| {
+                let retryable = !matches!(
+                    e,
+                    ApiError::Validation { .. } | ApiError::PayloadTooLarge { .. }
+                );
+                failed(format!("keeping the teacher's answers: {e}"), retryable)
+            })?;
+        // Attempts that overlapped may each have kept their answers: all
+        // of them train on (and report) the oldest.
+        if let Ok(Some(first)) = files.named(ctx, &name).await
+            && first.id != file.id.to_string()
+        {
+            return self.fetch_file(ctx, &first.id, &path).await;
+        }
         self.event(
             lease,
             "info",
