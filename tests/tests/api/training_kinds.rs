@@ -337,7 +337,7 @@ async fn quantized_and_evaluated_versions_meet_promotion_gates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_teacher_on_triton_distills_into_a_student() {
     let triton = triton_url().unwrap();
-    let (app, _tenant, key) = training_app(
+    let (app, tenant, key) = training_app(
         "distill",
         &[
             ("LLMOPS_TRITON_URL", &triton),
@@ -413,6 +413,22 @@ async fn a_teacher_on_triton_distills_into_a_student() {
         .await
         .unwrap();
     assert_eq!(done["fine_tuned_model"], "smol-student@1", "{done}");
+    // The teacher's answers were the tenant's inference, metered as such.
+    let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    let answers = db
+        .query_one_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT COUNT(*) AS n FROM usage_events WHERE tenant_id = $1 AND meter = 'output_tokens'",
+            [tenant.clone().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert!(answers >= 10, "{answers} metered answers");
     let files = done["result_files"].as_array().unwrap();
     assert_eq!(files.len(), 1, "{done}");
     let generated = s(&files[0]);

@@ -8,6 +8,7 @@ use crate::distill::{self, Prompt};
 use crate::job::Lease;
 use crate::service::JobSpec;
 use llmops_core::{ApiError, TenantCtx};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// How a teacher's refusal ends the attempt: what retrying cannot mend
@@ -20,7 +21,35 @@ fn teacher_error(teacher: &str, e: ApiError) -> Outcome {
     failed(format!("the teacher `{teacher}`: {e}"), retryable)
 }
 
+/// How far a distillation's teacher got.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    /// Of the prompts file these answers belong to.
+    prompts_sha256: String,
+    /// Lines of the prompts file done.
+    processed: usize,
+    skipped: usize,
+    answered: Vec<String>,
+}
+
 impl Worker {
+    async fn distill_progress(&self, key: &str) -> Option<Progress> {
+        use futures_util::TryStreamExt;
+        let (_, stream) = self.training.files().store().get_stream(key).await.ok()?;
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.ok()?;
+        serde_json::from_slice(&chunks.concat()).ok()
+    }
+
+    async fn keep_progress(&self, key: &str, progress: &Progress) {
+        let Ok(body) = serde_json::to_vec(progress) else {
+            return;
+        };
+        let body = futures_util::stream::iter([Ok::<_, String>(bytes::Bytes::from(body))]);
+        if let Err(e) = self.training.files().store().put_stream(key, body).await {
+            tracing::warn!(error = %e, "keeping a distillation's progress failed");
+        }
+    }
+
     /// The training file with its teacher's answers, at `<dir>/distilled.jsonl`.
     pub(super) async fn distilled(
         &self,
@@ -72,38 +101,85 @@ impl Worker {
             None,
         )
         .await;
-        let (mut answered, mut skipped) = (Vec::with_capacity(lines.len()), 0usize);
-        for (i, line) in lines.iter().enumerate() {
+        // Answers an earlier attempt got stay answered (the teacher's
+        // inference is billed): progress is kept every few chats and when
+        // the attempt stops.
+        let progress_key = format!(
+            "tenants/{}/jobs/{}/distill-progress.json",
+            lease.tenant_id, lease.job_id
+        );
+        let prompts_sha = format!("{:x}", Sha256::digest(text.as_bytes()));
+        let mut progress = self
+            .distill_progress(&progress_key)
+            .await
+            .filter(|p| p.prompts_sha256 == prompts_sha && p.processed <= lines.len())
+            .unwrap_or(Progress {
+                prompts_sha256: prompts_sha,
+                ..Progress::default()
+            });
+        if progress.processed > 0 {
+            self.event(
+                lease,
+                "info",
+                &format!(
+                    "Resuming after the {} chats an earlier attempt had the teacher answer",
+                    progress.processed
+                ),
+                None,
+            )
+            .await;
+        }
+        let mut stopped: Option<Outcome> = None;
+        for (i, line) in lines.iter().enumerate().skip(progress.processed) {
             match current(beat) {
                 Beat::Continue => {}
-                Beat::Pause => return Err(Outcome::Paused),
+                Beat::Pause => {
+                    stopped = Some(Outcome::Paused);
+                    break;
+                }
                 Beat::Cancel => return Err(Outcome::Cancelled),
                 Beat::Lost => return Err(Outcome::Lost),
             }
-            let Some(prompt) = Prompt::parse(line) else {
-                skipped += 1;
-                continue;
-            };
-            let answer = teacher
-                .answer(ctx, &d.teacher, &prompt.messages, d.max_tokens, spec.seed)
-                .await
-                .map_err(|e| teacher_error(&d.teacher, e))?;
-            let answer = answer.trim();
-            if answer.is_empty() {
-                skipped += 1;
-                continue;
+            if let Some(prompt) = Prompt::parse(line) {
+                match teacher
+                    .answer(ctx, &d.teacher, &prompt.messages, d.max_tokens, spec.seed)
+                    .await
+                {
+                    Ok(answer) if !answer.trim().is_empty() => {
+                        progress.answered.push(prompt.answered(answer.trim()));
+                    }
+                    Ok(_) => progress.skipped += 1,
+                    Err(e) => {
+                        stopped = Some(teacher_error(&d.teacher, e));
+                        break;
+                    }
+                }
+            } else {
+                progress.skipped += 1;
             }
-            answered.push(prompt.answered(answer));
-            if (i + 1) % 10 == 0 {
+            progress.processed = i + 1;
+            if progress.processed % 10 == 0 {
+                self.keep_progress(&progress_key, &progress).await;
                 self.event(
                     lease,
                     "info",
-                    &format!("The teacher answered {}/{} chats", i + 1, lines.len()),
+                    &format!(
+                        "The teacher answered {}/{} chats",
+                        progress.processed,
+                        lines.len()
+                    ),
                     None,
                 )
                 .await;
             }
         }
+        if let Some(o) = stopped {
+            if current(beat) != Beat::Lost {
+                self.keep_progress(&progress_key, &progress).await;
+            }
+            return Err(o);
+        }
+        let (answered, skipped) = (progress.answered, progress.skipped);
         if answered.is_empty() {
             return Err(failed(
                 "the teacher answered none of the chats (each needs a user turn before its last assistant turn)",
@@ -126,6 +202,7 @@ impl Worker {
                 );
                 failed(format!("keeping the teacher's answers: {e}"), retryable)
             })?;
+        let _ = files.store().delete(&progress_key).await;
         // Attempts that overlapped may each have kept their answers: all
         // of them train on (and report) the oldest.
         if let Ok(Some(first)) = files.named(ctx, &name).await
