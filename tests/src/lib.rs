@@ -364,6 +364,31 @@ impl TestApp {
     /// Registers SmolLM2's GGUF (the file the local Triton model ships,
     /// `TEST_SMOLLM_GGUF`) as version 1 of a new model `smol`, uploaded and
     /// verified.
+    /// Deploys `model` (a registry version) as `name` on one CPU replica
+    /// and waits until it is ready; returns the deployment's id.
+    pub async fn deploy_ready(&self, key: &str, name: &str, model: &str) -> Result<String> {
+        let res = self
+            .post(
+                "/v1/deployments",
+                key,
+                &serde_json::json!({"name": name, "model": model, "gpu_type": "cpu", "replicas": 1}),
+            )
+            .await?;
+        if res.status() != 202 {
+            bail!("deploying {model}: {} {}", res.status(), res.text().await?);
+        }
+        let id = s(&res.json::<Value>().await?["id"]);
+        eventually(Duration::from_secs(120), || async {
+            let d = self.get_json(&format!("/v1/deployments/{id}"), key).await?;
+            if d["status"] == "failed" {
+                bail!("deployment {id} failed: {d}");
+            }
+            Ok(d["status"] == "ready")
+        })
+        .await?;
+        Ok(id)
+    }
+
     pub async fn register_smollm(&self, key: &str) -> Result<()> {
         use sha2::{Digest, Sha256};
         let path = std::env::var("TEST_SMOLLM_GGUF")

@@ -360,25 +360,7 @@ async fn a_teacher_on_triton_distills_into_a_student() {
     let p = problem(res, 422, "validation_error").await.unwrap();
     assert_eq!(p["errors"][0]["field"], "distill.teacher", "{p}");
 
-    let res = app
-        .post(
-            "/v1/deployments",
-            &key,
-            &json!({"name": "teacher", "model": "smol@1", "gpu_type": "cpu", "replicas": 1}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 202);
-    let dep = s(&res.json::<Value>().await.unwrap()["id"]);
-    eventually(Duration::from_secs(120), || async {
-        let d = app
-            .get_json(&format!("/v1/deployments/{dep}"), &key)
-            .await?;
-        assert_ne!(d["status"], "failed", "{d}");
-        Ok(d["status"] == "ready")
-    })
-    .await
-    .unwrap();
+    let dep = app.deploy_ready(&key, "teacher", "smol@1").await.unwrap();
 
     let res = app
         .post(
@@ -395,19 +377,7 @@ async fn a_teacher_on_triton_distills_into_a_student() {
     let job: Value = res.json().await.unwrap();
     assert_eq!(job["kind"], "distill", "{job}");
     let id = s(&job["id"]);
-    eventually(Duration::from_secs(600), || async {
-        let j = app
-            .get_json(&format!("/v1/fine_tuning/jobs/{id}"), &key)
-            .await?;
-        assert!(
-            j["status"] != "failed" && j["status"] != "cancelled",
-            "{j}\n{}",
-            app.servers[0].logs()
-        );
-        Ok(j["status"] == "succeeded")
-    })
-    .await
-    .unwrap();
+    succeeded(&app, &key, &id, Duration::from_secs(600)).await;
     let done = app
         .get_json(&format!("/v1/fine_tuning/jobs/{id}"), &key)
         .await

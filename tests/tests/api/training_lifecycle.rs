@@ -231,25 +231,10 @@ async fn a_file_becomes_a_fine_tuned_model_that_serves_and_bills() {
     assert!(v["metrics"]["valid_loss"].as_f64().is_some(), "{v}");
 
     // Deployed and asked a question it was not trained on verbatim.
-    let res = app
-        .post(
-            "/v1/deployments",
-            &key,
-            &json!({"name": "keeper-bot", "model": "smol-keeper@1", "gpu_type": "cpu", "replicas": 1}),
-        )
+    let dep = app
+        .deploy_ready(&key, "keeper-bot", "smol-keeper@1")
         .await
         .unwrap();
-    assert_eq!(res.status(), 202);
-    let dep = s(&res.json::<Value>().await.unwrap()["id"]);
-    eventually(Duration::from_secs(120), || async {
-        let d = app
-            .get_json(&format!("/v1/deployments/{dep}"), &key)
-            .await?;
-        assert_ne!(d["status"], "failed", "{d}");
-        Ok(d["status"] == "ready")
-    })
-    .await
-    .unwrap();
     let res = app
         .post(
             "/v1/chat/completions",

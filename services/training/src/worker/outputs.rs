@@ -71,6 +71,40 @@ impl Worker {
         }
     }
 
+    /// Registers the attempt's output file as a version of `model` (keyed
+    /// by the job, so once whatever the attempts) and says so in the job's
+    /// events. Returns the version and its `name@N`.
+    async fn register_file(
+        &self,
+        lease: &Lease,
+        model: &str,
+        version: NewVersion,
+        path: PathBuf,
+    ) -> Result<(llmops_registry::VersionView, String), Outcome> {
+        let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
+        let version = self
+            .training
+            .registry()
+            .register_output(
+                &ctx,
+                model,
+                version,
+                &lease.job_id.to_string(),
+                executor::file_stream(path),
+            )
+            .await
+            .map_err(|e| failed(format!("registering the output: {e}"), true))?;
+        let reference = format!("{}@{}", version.model, version.version);
+        self.event(
+            lease,
+            "info",
+            &format!("Registered the output as {reference}"),
+            None,
+        )
+        .await;
+        Ok((version, reference))
+    }
+
     /// Registers a quantization's output as a version (keyed by the job).
     async fn register_quantized(
         &self,
@@ -78,7 +112,6 @@ impl Worker {
         spec: &TaskSpec,
         result: RecipeResult,
     ) -> Result<(serde_json::Value, Option<FinalCheckpoint>), Outcome> {
-        let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
         let (path, sha, size) = artifact_of(&result).await?;
         let target = spec
             .quantization
@@ -105,11 +138,9 @@ impl Worker {
                 result.method.to_string().chars().take(256).collect(),
             ),
         ]);
-        let version = self
-            .training
-            .registry()
-            .register_output(
-                &ctx,
+        let (version, reference) = self
+            .register_file(
+                lease,
                 &output,
                 NewVersion {
                     format: Format::Gguf,
@@ -133,19 +164,9 @@ impl Worker {
                     metrics: metrics.clone(),
                     tags,
                 },
-                &lease.job_id.to_string(),
-                executor::file_stream(path),
+                path,
             )
-            .await
-            .map_err(|e| failed(format!("registering the output: {e}"), true))?;
-        let reference = format!("{}@{}", version.model, version.version);
-        self.event(
-            lease,
-            "info",
-            &format!("Registered the output as {reference}"),
-            None,
-        )
-        .await;
+            .await?;
         let job_result = JobResult {
             fine_tuned_model: Some(reference),
             version_id: Some(version.id.to_string()),
@@ -225,7 +246,6 @@ impl Worker {
         spec: &JobSpec,
         result: RecipeResult,
     ) -> Result<(JobResult, FinalCheckpoint), Outcome> {
-        let ctx = TenantCtx::for_job(lease.tenant_id, lease.job_id);
         let (artifact, sha, size) = artifact_of(&result).await?;
         let metrics = numbers(&result);
         let mut tags = BTreeMap::from([
@@ -265,11 +285,9 @@ impl Worker {
         let quantization = Quantization::parse(&format!("gguf_{}", result.quantization))
             .or_else(|| Quantization::parse(&result.quantization))
             .unwrap_or(Quantization::None);
-        let version = self
-            .training
-            .registry()
-            .register_output(
-                &ctx,
+        let (version, reference) = self
+            .register_file(
+                lease,
                 &spec.output_model,
                 NewVersion {
                     format: Format::Gguf,
@@ -290,19 +308,9 @@ impl Worker {
                     metrics: metrics.clone(),
                     tags,
                 },
-                &lease.job_id.to_string(),
-                executor::file_stream(artifact),
+                artifact,
             )
-            .await
-            .map_err(|e| failed(format!("registering the output: {e}"), true))?;
-        let reference = format!("{}@{}", version.model, version.version);
-        self.event(
-            lease,
-            "info",
-            &format!("Registered the output as {reference}"),
-            None,
-        )
-        .await;
+            .await?;
         let steps = metrics.get("steps").copied().unwrap_or(0.0) as i64;
         let trained = metrics.get("tokens").map(|t| *t as i64);
         let job_result = JobResult {
