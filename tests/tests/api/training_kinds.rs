@@ -346,7 +346,7 @@ async fn a_teacher_on_triton_distills_into_a_student() {
     )
     .await;
     app.register_smollm(&key).await.unwrap();
-    let prompts = upload_testdata(&app, &key, "valid.jsonl").await;
+    let prompts = upload_testdata(&app, &key, "train.jsonl").await;
 
     // A teacher that does not exist is refused at once.
     let res = app
@@ -377,12 +377,65 @@ async fn a_teacher_on_triton_distills_into_a_student() {
     let job: Value = res.json().await.unwrap();
     assert_eq!(job["kind"], "distill", "{job}");
     let id = s(&job["id"]);
+
+    // Paused while the teacher answers, then resumed: the second attempt
+    // goes on from the answers the first kept.
+    eventually(Duration::from_secs(300), || async {
+        let events = app
+            .get_json(&format!("/v1/fine_tuning/jobs/{id}/events?limit=100"), &key)
+            .await?;
+        Ok(events["data"].as_array().is_some_and(|e| {
+            e.iter()
+                .any(|e| s(&e["message"]).starts_with("The teacher answered 10/28"))
+        }))
+    })
+    .await
+    .unwrap();
+    let res = app
+        .post(
+            &format!("/v1/fine_tuning/jobs/{id}/pause"),
+            &key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    eventually(Duration::from_secs(60), || async {
+        let j = app
+            .get_json(&format!("/v1/fine_tuning/jobs/{id}"), &key)
+            .await?;
+        Ok(j["status"] == "paused")
+    })
+    .await
+    .unwrap();
+    let res = app
+        .post(
+            &format!("/v1/fine_tuning/jobs/{id}/resume"),
+            &key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
     succeeded(&app, &key, &id, Duration::from_secs(600)).await;
     let done = app
         .get_json(&format!("/v1/fine_tuning/jobs/{id}"), &key)
         .await
         .unwrap();
     assert_eq!(done["fine_tuned_model"], "smol-student@1", "{done}");
+    assert_eq!(done["attempt"], 2, "{done}");
+    let events = app
+        .get_json(&format!("/v1/fine_tuning/jobs/{id}/events?limit=100"), &key)
+        .await
+        .unwrap();
+    assert!(
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| s(&e["message"]).starts_with("Resuming after the ")),
+        "{events}"
+    );
     // The teacher's answers were the tenant's inference, metered as such.
     let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
         .await
@@ -390,7 +443,7 @@ async fn a_teacher_on_triton_distills_into_a_student() {
     let answers = db
         .query_one_raw(Statement::from_sql_and_values(
             sea_orm::DbBackend::Postgres,
-            "SELECT COUNT(*) AS n FROM usage_events WHERE tenant_id = $1 AND meter = 'output_tokens'",
+            "SELECT COUNT(*) AS n FROM usage_events WHERE tenant_id = $1 AND meter = 'requests'",
             [tenant.clone().into()],
         ))
         .await
@@ -398,7 +451,8 @@ async fn a_teacher_on_triton_distills_into_a_student() {
         .unwrap()
         .try_get::<i64>("", "n")
         .unwrap();
-    assert!(answers >= 10, "{answers} metered answers");
+    // Each chat asked once, across both attempts.
+    assert_eq!(answers, 28, "metered teacher requests");
     let files = done["result_files"].as_array().unwrap();
     assert_eq!(files.len(), 1, "{done}");
     let generated = s(&files[0]);
@@ -416,8 +470,8 @@ async fn a_teacher_on_triton_distills_into_a_student() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 10, "{text}");
-    let original: Vec<Value> = String::from_utf8(testdata("valid.jsonl"))
+    assert_eq!(lines.len(), 28, "{text}");
+    let original: Vec<Value> = String::from_utf8(testdata("train.jsonl"))
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
