@@ -316,7 +316,12 @@ impl Training {
             }
             None => None,
         };
-        let base = self.readable_version(ctx, &req.model).await?;
+        let format = if plan.executor.recipe == recipes::GPU_RECIPE {
+            llmops_registry::domain::Format::Safetensors
+        } else {
+            llmops_registry::domain::Format::Gguf
+        };
+        let base = self.readable_version(ctx, &req.model, format).await?;
         let distill = match &req.distill {
             Some(d) => Some(crate::distill::check(self.teacher(), ctx, d).await?),
             None => None,

@@ -261,7 +261,7 @@ impl Training {
             req.max_attempts,
             &req.model,
         )?;
-        let version = self.readable_version(ctx, &req.model).await?;
+        let version = self.readable_version(ctx, &req.model, Format::Gguf).await?;
         let (kind, mut spec) = (
             req.kind,
             TaskSpec {
@@ -383,11 +383,14 @@ impl Training {
         self.get_task(ctx, &id.to_string()).await
     }
 
-    /// A ready GGUF version of the tenant, as a job reads it.
+    /// A ready version of the tenant in `format`, as a job reads it:
+    /// GGUF for the CPU recipe and its tools, safetensors (a Hugging Face
+    /// model directory) for the GPU recipe.
     pub(crate) async fn readable_version(
         &self,
         ctx: &TenantCtx,
         reference: &str,
+        format: Format,
     ) -> ApiResult<llmops_registry::VersionView> {
         let v = self
             .registry()
@@ -412,11 +415,19 @@ impl Training {
                 ),
             ));
         }
-        if v.format != Format::Gguf || v.is_adapter {
+        if v.format != format || v.is_adapter {
+            let why = match format {
+                Format::Gguf => {
+                    "the CPU recipe and its tools read GGUF models (a safetensors checkpoint needs llama.cpp's convert_hf_to_gguf.py first, which no package here ships)"
+                }
+                _ => {
+                    "the GPU recipe (PyTorch + PEFT) reads a Hugging Face model directory in safetensors"
+                }
+            };
             return Err(ApiError::validation(
                 "model",
                 format!(
-                    "{}@{} is {}{}; the CPU recipes read GGUF models (a safetensors checkpoint needs llama.cpp's convert_hf_to_gguf.py first, which no package here ships)",
+                    "{}@{} is {}{}; {why}",
                     v.model,
                     v.version,
                     v.format.as_str(),

@@ -71,6 +71,17 @@ async fn base_model(app: &TestApp, key: &str) {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
+    // base@2: the same model as a Hugging Face directory, for the GPU recipe.
+    let res = app
+        .post(
+            "/v1/registry/models/base/versions",
+            key,
+            &json!({"format": "safetensors", "quantization": "bf16", "source": {"type": "import"},
+                    "artifact_uri": "s3://models/base-hf.tar", "sha256": "cd".repeat(32)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
 }
 
 on_both_backends!(files_and_jobs_over_http);
@@ -510,7 +521,7 @@ async fn pools_and_budgets_gate_jobs() {
         .post(
             "/v1/fine_tuning/jobs",
             &key,
-            &json!({"model": "base@1", "training_file": fid,
+            &json!({"model": "base@2", "training_file": fid,
                     "peft": {"type": "lora", "r": 16, "alpha": 32.0, "target_modules": ["q_proj", "v_proj"]},
                     "resources": {"gpu_type": "h100", "gpus_per_node": 8, "nodes": 2},
                     "distributed": {"type": "deepspeed", "zero_stage": 3, "offload_optimizer": true}}),
@@ -520,6 +531,22 @@ async fn pools_and_budgets_gate_jobs() {
     assert_eq!(res.status(), 200);
     let gpu_job: Value = res.json().await.unwrap();
     assert_eq!(gpu_job["executor"]["recipe"], "torch-peft");
+    // The GPU recipe reads safetensors, not the GGUF the CPU recipe reads.
+    let p = problem(
+        app.post(
+            "/v1/fine_tuning/jobs",
+            &key,
+            &json!({"model": "base@1", "training_file": fid,
+                    "resources": {"gpu_type": "h100", "gpus_per_node": 1}}),
+        )
+        .await
+        .unwrap(),
+        422,
+        "validation_error",
+    )
+    .await
+    .unwrap();
+    assert!(p["detail"].as_str().unwrap().contains("safetensors"), "{p}");
     assert_eq!(gpu_job["executor"]["trains"]["type"], "lora");
     // Only a CPU worker is online: the GPU job says why it waits.
     assert_eq!(gpu_job["wait_reason"], "capacity", "{gpu_job}");
@@ -542,7 +569,7 @@ async fn pools_and_budgets_gate_jobs() {
         app.post(
             "/v1/fine_tuning/jobs",
             &key,
-            &json!({"model": "base@1", "training_file": fid,
+            &json!({"model": "base@2", "training_file": fid,
                     "resources": {"gpu_type": "h100", "gpus_per_node": 8, "nodes": 3},
                     "distributed": {"type": "deepspeed", "zero_stage": 2}}),
         )
@@ -564,7 +591,7 @@ async fn pools_and_budgets_gate_jobs() {
         .post(
             "/v1/fine_tuning/jobs",
             &key,
-            &json!({"model": "base@1", "training_file": fid,
+            &json!({"model": "base@2", "training_file": fid,
                     "resources": {"gpu_type": "h100", "gpus_per_node": 4, "nodes": 10},
                     "distributed": {"type": "deepspeed", "zero_stage": 2}}),
         )
