@@ -11,10 +11,12 @@
 //!   artifact store with credentials taken from a Secret by reference,
 //!   `backoffLimit: 0` (retries are the queue's, fenced by attempt).
 //!
+//! The rank-0 pod uploads the recipe's `output/` to the artifact store
+//! when the recipe succeeded (the image needs the AWS CLI beside Python).
+//!
 //! Rendering is tested offline against the Kubernetes schemas
-//! (`tests/tests/api/training_kube.rs`). Submitting the objects and
-//! watching them back into the job is not built yet (no cluster runs
-//! here); the local process executor is the one that runs jobs today.
+//! (`tests/tests/api/training_kube.rs`); [`crate::kube_exec`] submits the
+//! objects and follows them (no cluster runs here).
 
 use crate::launch::{self, Rendezvous};
 use crate::service::JobSpec;
@@ -31,8 +33,12 @@ pub struct KubeSettings {
     /// Secret with `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` for the
     /// artifact store.
     pub artifacts_secret: String,
-    /// `s3://bucket/prefix` of the attempt's staged inputs.
+    /// `s3://bucket/prefix/` of the attempt's staged inputs: `base.tar`
+    /// (the base's Hugging Face directory), `train.jsonl`, `valid.jsonl`.
     pub inputs_uri: String,
+    /// `s3://bucket/prefix/` the rank-0 pod uploads `output/` to once the
+    /// recipe succeeded.
+    pub outputs_uri: String,
     /// S3 endpoint for non-AWS stores.
     pub s3_endpoint: Option<String>,
     /// Node label that names the pool (`llmops.dev/gpu-pool`).
@@ -85,17 +91,37 @@ pub fn render(
         &spec.resources,
         &rdzv,
     );
-    let mut stage = vec![
-        "aws".to_string(),
-        "s3".into(),
-        "cp".into(),
-        "--recursive".into(),
+    // The values travel as arguments ("$1", "$@"), never inside the
+    // script: nothing from a job is ever parsed by the shell.
+    let endpoint = k
+        .s3_endpoint
+        .as_ref()
+        .map(|e| format!("--endpoint-url={e}"))
+        .unwrap_or_default();
+    let stage = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!(
+            "set -e; aws s3 cp --recursive \"$1\" {root} $2; mkdir -p {root}/base; \
+             tar -xf {root}/base.tar -C {root}/base; rm {root}/base.tar"
+        ),
+        "stage-inputs".into(),
         k.inputs_uri.clone(),
-        root.into(),
+        endpoint.clone(),
     ];
-    if let Some(e) = &k.s3_endpoint {
-        stage.extend(["--endpoint-url".into(), e.clone()]);
-    }
+    // Rank 0 uploads the output once the recipe succeeded.
+    let mut train = vec![
+        "sh".to_string(),
+        "-c".into(),
+        format!(
+            "set -e; out=\"$1\"; ep=\"$2\"; shift 2; \"$@\"; \
+             if [ \"$JOB_COMPLETION_INDEX\" = 0 ]; then aws s3 cp --recursive {root}/output \"$out\" $ep; fi"
+        ),
+        "train".into(),
+        k.outputs_uri.clone(),
+        endpoint,
+    ];
+    train.extend(cmd);
     let mut job_labels = labels.clone();
     if let Some(q) = &k.queue_name {
         job_labels["kueue.x-k8s.io/queue-name"] = json!(q);
@@ -116,7 +142,7 @@ pub fn render(
             "name": "train",
             "image": k.image,
             "workingDir": root,
-            "command": cmd,
+            "command": train,
             "env": [
                 {"name": "LLMOPS_JOB_ID", "value": job_id},
                 {"name": "LLMOPS_ATTEMPT", "value": attempt.to_string()},

@@ -397,6 +397,62 @@ impl Worker {
         self.finish(&lease, finish, None).await;
     }
 
+    /// One line of a recipe's protocol: events, metrics, checkpoints (kept
+    /// only while `checkpoints`: a stale attempt keeps none), the result,
+    /// the last error message.
+    async fn on_line(
+        &self,
+        lease: &Lease,
+        line: &str,
+        checkpoints: bool,
+        result: &mut Option<RecipeResult>,
+        last_error: &mut Option<String>,
+    ) {
+        match RecipeLine::parse(line) {
+            RecipeLine::Result(r) => *result = Some(r),
+            RecipeLine::Message { level, message } => {
+                let level = match level.as_str() {
+                    "warn" | "warning" => "warn",
+                    "error" => "error",
+                    _ => "info",
+                };
+                if level == "error" {
+                    *last_error = Some(message.clone());
+                }
+                self.event(lease, level, &message, None).await;
+            }
+            RecipeLine::Metrics { step, epoch, data } => {
+                let mut d = data;
+                d.insert("step".into(), step.into());
+                if let Some(e) = epoch {
+                    d.insert("epoch".into(), e);
+                }
+                let text = d
+                    .iter()
+                    .filter(|(k, _)| *k != "step")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                self.event(
+                    lease,
+                    "info",
+                    &format!("Step {step}: {text}"),
+                    Some(&serde_json::Value::Object(d)),
+                )
+                .await;
+            }
+            RecipeLine::Checkpoint {
+                step,
+                epoch,
+                path,
+                metrics,
+            } if checkpoints => {
+                self.checkpoint(lease, step, epoch, &path, metrics).await;
+            }
+            RecipeLine::Checkpoint { .. } => {}
+        }
+    }
+
     /// Fetches the inputs, runs the recipe, follows it.
     async fn execute(
         &self,
@@ -445,30 +501,10 @@ impl Worker {
                 }
                 line = run.lines.next_line(), if reading => match line {
                     Ok(Some(line)) if line.trim().is_empty() => {}
-                    Ok(Some(line)) => match RecipeLine::parse(&line) {
-                        RecipeLine::Result(r) => result = Some(r),
-                        RecipeLine::Message { level, message } => {
-                            let level = match level.as_str() { "warn" | "warning" => "warn", "error" => "error", _ => "info" };
-                            if level == "error" {
-                                last_error = Some(message.clone());
-                            }
-                            self.event(lease, level, &message, None).await;
-                        }
-                        RecipeLine::Metrics { step, epoch, data } => {
-                            let mut d = data;
-                            d.insert("step".into(), step.into());
-                            if let Some(e) = epoch {
-                                d.insert("epoch".into(), e);
-                            }
-                            let text = d.iter().filter(|(k, _)| *k != "step").map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
-                            self.event(lease, "info", &format!("Step {step}: {text}"), Some(&serde_json::Value::Object(d))).await;
-                        }
-                        // A stale attempt keeps no checkpoint.
-                        RecipeLine::Checkpoint { step, epoch, path, metrics } if current(&beat) != Beat::Lost => {
-                            self.checkpoint(lease, step, epoch, &path, metrics).await;
-                        }
-                        RecipeLine::Checkpoint { .. } => {}
-                    },
+                    Ok(Some(line)) => {
+                        let checkpoints = current(&beat) != Beat::Lost;
+                        self.on_line(lease, &line, checkpoints, &mut result, &mut last_error).await;
+                    }
                     // End of output: the process is waited for next.
                     Ok(None) => reading = false,
                     Err(e) => {

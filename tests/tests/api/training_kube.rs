@@ -52,6 +52,7 @@ fn settings() -> KubeSettings {
         queue_name: Some("training".into()),
         artifacts_secret: "llmops-artifacts".into(),
         inputs_uri: "s3://llmops-artifacts/tenants/t/jobs/j/attempt-1/inputs/".into(),
+        outputs_uri: "s3://llmops-artifacts/tenants/t/jobs/j/attempt-1/output/".into(),
         s3_endpoint: None,
         pool_label: "llmops.dev/gpu-pool".into(),
         pool: "h100-spot".into(),
@@ -130,7 +131,40 @@ fn a_one_gpu_lora_job_renders_valid_objects() {
     );
     let c = &job["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["resources"]["limits"]["nvidia.com/gpu"], "1");
-    assert_eq!(c["command"][0], "python");
+    // The launcher runs under a wrapper that uploads rank 0's output; the
+    // URIs travel as arguments, never inside the script.
+    assert_eq!(c["command"][0], "sh");
+    assert_eq!(c["command"][4], settings().outputs_uri);
+    assert_eq!(c["command"][6], "python");
+    assert!(!c["command"][2].as_str().unwrap().contains("s3://"));
+    let stage = &job["spec"]["template"]["spec"]["initContainers"][0]["command"];
+    assert_eq!(stage[4], settings().inputs_uri);
+    // The wrapper, run by a real sh: the launcher's status decides, and
+    // only rank 0 uploads (here `aws` is not installed, so an upload fails).
+    let script = c["command"][2].as_str().unwrap();
+    let wrapper = |rank: &str, launcher: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", script, "train", "s3://b/out/", "", launcher])
+            .env("JOB_COMPLETION_INDEX", rank)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        wrapper("1", "true").status.success(),
+        "rank 1 uploads nothing"
+    );
+    assert!(
+        !wrapper("1", "false").status.success(),
+        "a failed launcher fails the pod"
+    );
+    let rank0 = wrapper("0", "true");
+    assert!(!rank0.status.success());
+    assert!(
+        String::from_utf8_lossy(&rank0.stderr).contains("aws"),
+        "rank 0 uploads: {}",
+        String::from_utf8_lossy(&rank0.stderr)
+    );
     assert_eq!(c["envFrom"][0]["secretRef"]["name"], "llmops-artifacts");
     let recipe: Value =
         serde_json::from_str(objects[0]["data"]["spec.json"].as_str().unwrap()).unwrap();
