@@ -190,6 +190,7 @@ pub fn training_worker(
     state: &AppState,
     slots: u32,
     owner: Option<String>,
+    gpu_type: &str,
 ) -> llmops_training::worker::Worker {
     let cfg = &state.config;
     let spend: Arc<dyn llmops_core::limits::SpendGuard> = state.billing.clone().into_inner();
@@ -203,7 +204,7 @@ pub fn training_worker(
         state.training.get_ref().clone(),
         llmops_training::worker::WorkerConfig {
             owner: owner.unwrap_or_else(|| format!("{host}:{}", std::process::id())),
-            gpu_type: "cpu".into(),
+            gpu_type: gpu_type.into(),
             slots,
             python: cfg.training_python(),
             recipes_dir: cfg.training_recipes_dir(),
@@ -219,8 +220,59 @@ pub fn training_worker(
     )
 }
 
-/// `llmops worker`: runs training jobs until SIGINT/SIGTERM.
-pub async fn run_worker(cfg: Config, slots: u32, owner: Option<String>) -> anyhow::Result<()> {
+/// What a GPU worker needs to run attempts on Kubernetes: its pool (which
+/// must exist and be of `gpu_type`), the namespace and image, and an S3
+/// artifact store the pods can reach.
+async fn kube_target(
+    state: &AppState,
+    gpu_type: &str,
+    pool: Option<&str>,
+) -> anyhow::Result<llmops_training::worker::KubeTarget> {
+    let cfg = &state.config;
+    let pool = pool.context("a GPU worker names its pool: --pool ID")?;
+    let found = state
+        .training
+        .pools()
+        .get(pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("--pool {pool}: {e}"))?;
+    if found.gpu_type != gpu_type {
+        anyhow::bail!("pool {pool} holds {} GPUs, not {gpu_type}", found.gpu_type);
+    }
+    let namespace = cfg.training_kube_namespace.as_deref().context(
+        "a GPU worker runs attempts on Kubernetes: set training_kube_namespace (LLMOPS_TRAINING_KUBE_NAMESPACE)",
+    )?;
+    let image = cfg
+        .training_kube_image
+        .clone()
+        .context("set training_kube_image (LLMOPS_TRAINING_KUBE_IMAGE): the GPU recipe's image")?;
+    let store_uri = cfg.artifacts_url.clone().context(
+        "pods read inputs from and write outputs to the artifact store: set artifacts_url to an s3:// bucket",
+    )?;
+    let cluster = llmops_training::kube_exec::Cluster::connect(namespace)
+        .await
+        .context("connecting to Kubernetes (kubeconfig or in-cluster service account)")?;
+    Ok(llmops_training::worker::KubeTarget {
+        cluster,
+        image,
+        queue_name: cfg.training_kube_queue.clone(),
+        artifacts_secret: cfg.training_kube_artifacts_secret.clone(),
+        pool_label: cfg.training_kube_pool_label.clone(),
+        pool: pool.to_string(),
+        store_uri: store_uri.trim_end_matches('/').to_string(),
+        s3_endpoint: cfg.s3_endpoint.clone(),
+    })
+}
+
+/// `llmops worker`: runs training jobs until SIGINT/SIGTERM: CPU jobs as
+/// local processes, or (`--gpu-type`) GPU jobs on Kubernetes.
+pub async fn run_worker(
+    cfg: Config,
+    slots: u32,
+    owner: Option<String>,
+    gpu_type: &str,
+    pool: Option<&str>,
+) -> anyhow::Result<()> {
     if !(1..=64).contains(&slots) {
         anyhow::bail!("--slots must be 1 to 64");
     }
@@ -228,7 +280,12 @@ pub async fn run_worker(cfg: Config, slots: u32, owner: Option<String>) -> anyho
     let stop = CancellationToken::new();
     let (state, flusher) = build_state(cfg, stop.clone()).await?;
     tracker.spawn(flusher);
-    let worker = training_worker(&state, slots, owner);
+    let mut worker = training_worker(&state, slots, owner, gpu_type);
+    if gpu_type != "cpu" {
+        worker = worker.on_kubernetes(kube_target(&state, gpu_type, pool).await?);
+    } else if pool.is_some() {
+        anyhow::bail!("--pool is for GPU workers (--gpu-type)");
+    }
     worker.check().map_err(anyhow::Error::msg)?;
     println!("llmops worker running {slots} slot(s)");
     let _ = std::io::stdout().flush();
@@ -399,7 +456,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if state.config.training_cpu_slots > 0 {
         // Training jobs on this machine's CPUs.
-        let worker = training_worker(&state, state.config.training_cpu_slots, None);
+        let worker = training_worker(&state, state.config.training_cpu_slots, None, "cpu");
         let stop = stop.clone();
         tracker.spawn(async move { worker.run(stop).await });
     }

@@ -38,6 +38,14 @@ enum Command {
         /// This worker's name in job leases (default: host:pid).
         #[arg(long)]
         owner: Option<String>,
+        /// The device type it runs: `cpu` (local processes), or a GPU type
+        /// whose attempts it runs on Kubernetes (`training_kube_*`).
+        #[arg(long, default_value = "cpu")]
+        gpu_type: String,
+        /// A GPU worker's pool (`/admin/v1/gpu_pools`): its nodes run the
+        /// attempts.
+        #[arg(long)]
+        pool: Option<String>,
     },
     /// Apply pending database migrations.
     Migrate,
@@ -255,7 +263,12 @@ fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
 async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
     match cmd {
         Command::Serve { .. } => unreachable_serve(),
-        Command::Worker { slots, owner } => app::run_worker(cfg, slots, owner).await,
+        Command::Worker {
+            slots,
+            owner,
+            gpu_type,
+            pool,
+        } => app::run_worker(cfg, slots, owner, &gpu_type, pool.as_deref()).await,
         Command::Config => print_json(&cfg.to_masked_json()),
         Command::Openapi => {
             print!("{}", openapi::document_json());

@@ -131,6 +131,18 @@ pub struct Config {
     pub training_recipes_dir: Option<PathBuf>,
     /// Per-attempt working directories (default `data_dir/training`).
     pub training_work_dir: Option<PathBuf>,
+    /// GPU workers (`llmops worker --gpu-type T --pool P`) run attempts in
+    /// this Kubernetes namespace (kubeconfig or in-cluster credentials).
+    pub training_kube_namespace: Option<String>,
+    /// Their image: Python with the GPU recipe's requirements and the AWS
+    /// CLI.
+    pub training_kube_image: Option<String>,
+    /// Kueue's LocalQueue in the namespace, if Kueue admits the jobs.
+    pub training_kube_queue: Option<String>,
+    /// Secret with the artifact store's credentials, for the pods.
+    pub training_kube_artifacts_secret: String,
+    /// Node label naming a node's GPU pool.
+    pub training_kube_pool_label: String,
     /// How long a claim or heartbeat holds a job; a worker that dies is
     /// replaced after this.
     pub training_lease_secs: u64,
@@ -184,6 +196,11 @@ impl Default for Config {
             training_python: None,
             training_recipes_dir: None,
             training_work_dir: None,
+            training_kube_namespace: None,
+            training_kube_image: None,
+            training_kube_queue: None,
+            training_kube_artifacts_secret: "llmops-artifacts".into(),
+            training_kube_pool_label: "llmops.dev/gpu-pool".into(),
             training_lease_secs: 30,
             training_heartbeat_secs: 2,
             training_wall_clock_secs: 6 * 3600,

@@ -22,8 +22,11 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 mod distilling;
+mod kube;
 mod outputs;
 mod staging;
+
+pub use kube::KubeTarget;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -50,6 +53,8 @@ pub struct Worker {
     spend: Option<std::sync::Arc<dyn llmops_core::limits::SpendGuard>>,
     /// Quotas, weights and budget blocks, read at most every few seconds.
     admission: tokio::sync::Mutex<Option<(Instant, StaticQuotas)>>,
+    /// Attempts run on this cluster instead of as local processes.
+    kube: Option<KubeTarget>,
 }
 
 /// How long an admission snapshot is used.
@@ -131,7 +136,15 @@ impl Worker {
             cfg,
             spend,
             admission: tokio::sync::Mutex::new(None),
+            kube: None,
         }
+    }
+
+    /// Runs attempts on `target`'s cluster (GPU jobs of this worker's
+    /// type, any size a pool of it holds; the cluster schedules them).
+    pub fn on_kubernetes(mut self, target: KubeTarget) -> Self {
+        self.kube = Some(target);
+        self
     }
 
     /// The current admission snapshot (plans' quotas and weights, tenants
@@ -157,6 +170,10 @@ impl Worker {
 
     /// Says why this worker cannot run its recipes, if it cannot.
     pub fn check(&self) -> Result<(), String> {
+        if self.kube.is_some() {
+            // Recipes run in the cluster's image.
+            return Ok(());
+        }
         if !self.cfg.python.exists() {
             return Err(format!(
                 "the recipe Python {} does not exist (build it with scripts/lib.sh train_python, or set training_python)",
@@ -226,7 +243,10 @@ impl Worker {
 
     async fn slot(&self, i: u32, stop: CancellationToken) {
         let owner = format!("{}/{i}", self.cfg.owner);
-        let capacity = Capacity::of(&self.cfg.gpu_type, 1);
+        // A local slot runs one single-device job; a cluster slot submits
+        // one job of any size (the cluster, or Kueue, schedules it).
+        let devices = if self.kube.is_some() { u32::MAX } else { 1 };
+        let capacity = Capacity::of(&self.cfg.gpu_type, devices);
         while !stop.is_cancelled() {
             let quotas = self.admission().await;
             match self
@@ -349,7 +369,13 @@ impl Worker {
                     .work_dir
                     .join(lease.job_id.to_string())
                     .join(format!("attempt-{}", lease.attempt));
-                let outcome = self.execute(&lease, &task, &dir, stop, beat.clone()).await;
+                let outcome = match (&task, &self.kube) {
+                    (Task::FineTune(spec), Some(k)) => {
+                        self.kube_execute(&lease, spec, k, &dir, stop, beat.clone())
+                            .await
+                    }
+                    _ => self.execute(&lease, &task, &dir, stop, beat.clone()).await,
+                };
                 let outcome = match outcome {
                     Outcome::Succeeded(result) => match current(&beat) {
                         // Still ours (renewed within a heartbeat), unless told

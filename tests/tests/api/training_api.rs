@@ -548,6 +548,29 @@ async fn pools_and_budgets_gate_jobs() {
     .unwrap();
     assert!(p["detail"].as_str().unwrap().contains("safetensors"), "{p}");
     assert_eq!(gpu_job["executor"]["trains"]["type"], "lora");
+    // A GPU worker runs attempts on Kubernetes, in its pool: without
+    // them it refuses to start, and says what is missing.
+    for (args, says) in [
+        (vec!["--gpu-type", "h100"], "--pool ID"),
+        (vec!["--gpu-type", "h100", "--pool", "nope"], "--pool nope"),
+        (
+            vec!["--gpu-type", "a100", "--pool", "h100-spot"],
+            "holds h100 GPUs, not a100",
+        ),
+        (
+            vec!["--gpu-type", "h100", "--pool", "h100-spot"],
+            "training_kube_namespace",
+        ),
+        (vec!["--pool", "h100-spot"], "--pool is for GPU workers"),
+    ] {
+        let mut all = vec!["worker"];
+        all.extend(args.iter().copied());
+        let out = app.cli_raw(&all).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
     // Only a CPU worker is online: the GPU job says why it waits.
     assert_eq!(gpu_job["wait_reason"], "capacity", "{gpu_job}");
     llmops_tests::eventually(std::time::Duration::from_secs(20), || async {

@@ -277,8 +277,14 @@ impl Worker {
                 })
                 .to_string(),
             ),
-            ("training.format".to_string(), "merged".to_string()),
         ]);
+        // A LoRA adapter the recipe did not merge applies to its base.
+        let adapter = result.method.get("type").and_then(|t| t.as_str()) == Some("lora")
+            && result.method.get("merged").and_then(|m| m.as_bool()) != Some(true);
+        tags.insert(
+            "training.format".into(),
+            if adapter { "adapter" } else { "merged" }.into(),
+        );
         if let Some(v) = &spec.validation_file_sha256 {
             tags.insert("training.validation_file_sha256".into(), v.clone());
         }
@@ -290,7 +296,7 @@ impl Worker {
                 lease,
                 &spec.output_model,
                 NewVersion {
-                    format: Format::Gguf,
+                    format: Format::parse(&result.format).unwrap_or(Format::Gguf),
                     quantization,
                     description: Some(format!(
                         "Fine-tuned from {} by job {} ({})",
@@ -298,7 +304,7 @@ impl Worker {
                     )),
                     parameter_count: None,
                     base_model: Some(spec.base_version.clone()),
-                    adapter_of: None,
+                    adapter_of: adapter.then(|| spec.base_version_id.clone()),
                     source: Source::FineTuningJob {
                         job_id: lease.job_id.to_string(),
                     },
