@@ -145,6 +145,7 @@ impl Cluster {
     /// Deletes the attempt's Job (its pods with it), Service and
     /// ConfigMap; what is gone already is no error.
     pub async fn delete(&self, name: &str) -> Result<(), KubeError> {
+        let mut first_error = None;
         for (group, version, kind) in [
             ("batch", "v1", "Job"),
             ("", "v1", "Service"),
@@ -158,10 +159,23 @@ impl Cluster {
             {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), |e| Err(e.into()))
+    }
+
+    /// Why the attempt's pods cannot start, if a container waits for a
+    /// reason that will not pass by itself (an image that cannot be
+    /// pulled, a missing Secret).
+    pub async fn pending_problem(&self, name: &str) -> Result<Option<String>, KubeError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let found = pods
+            .list(&ListParams::default().labels(&format!("job-name={name}")))
+            .await?;
+        Ok(found.items.iter().find_map(stuck))
     }
 
     /// The rank-0 pod's `train` log from its start, followed, line by
@@ -180,12 +194,17 @@ impl Cluster {
                 "job-name={name},batch.kubernetes.io/job-completion-index=0"
             )))
             .await?;
-        let started = found.items.into_iter().find(|p| {
-            p.status
-                .as_ref()
-                .and_then(|s| s.phase.as_deref())
-                .is_some_and(|phase| matches!(phase, "Running" | "Succeeded" | "Failed"))
-        });
+        // The newest started pod (a preempted Job's replacement, say).
+        let started = found
+            .items
+            .into_iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|phase| matches!(phase, "Running" | "Succeeded" | "Failed"))
+            })
+            .max_by_key(|p| p.metadata.creation_timestamp.clone());
         let Some(pod) = started.and_then(|p| p.metadata.name) else {
             return Ok(None);
         };
@@ -201,6 +220,39 @@ impl Cluster {
             .await?;
         Ok(Some(Box::pin(log.lines())))
     }
+}
+
+/// Container waiting reasons that do not pass by themselves.
+const STUCK: &[&str] = &[
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why a pod's containers cannot start, if for good.
+pub fn stuck(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let all = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for c in all {
+        let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
+        if let Some(w) = waiting
+            && let Some(reason) = w.reason.as_deref()
+            && STUCK.contains(&reason)
+        {
+            return Some(format!(
+                "container {}: {reason}: {}",
+                c.name,
+                w.message.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -247,6 +299,24 @@ mod tests {
                 {"type": "Suspended", "status": "False"}]}))),
             KubeState::Running
         );
+    }
+
+    #[test]
+    fn a_pod_that_cannot_pull_its_image_is_stuck() {
+        let pod = |reason: &str| -> Pod {
+            serde_json::from_value(json!({
+                "metadata": {"name": "p"},
+                "status": {"phase": "Pending", "containerStatuses": [{
+                    "name": "train", "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+                    "state": {"waiting": {"reason": reason, "message": "pull access denied"}}}]},
+            }))
+            .expect("a Pod")
+        };
+        assert_eq!(
+            stuck(&pod("ImagePullBackOff")).as_deref(),
+            Some("container train: ImagePullBackOff: pull access denied")
+        );
+        assert_eq!(stuck(&pod("ContainerCreating")), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //!   artifact store with credentials taken from a Secret by reference,
 //!   `backoffLimit: 0` (retries are the queue's, fenced by attempt).
 //!
-//! The rank-0 pod uploads the recipe's `output/` to the artifact store
+//! The rank-0 pod uploads the recipe's output archive to the artifact store
 //! when the recipe succeeded (the image needs the AWS CLI beside Python).
 //!
 //! Rendering is tested offline against the Kubernetes schemas
@@ -103,19 +103,26 @@ pub fn render(
         "-c".into(),
         format!(
             "set -e; aws s3 cp --recursive \"$1\" {root} $2; mkdir -p {root}/base; \
-             tar -xf {root}/base.tar -C {root}/base; rm {root}/base.tar"
+             python3 -m tarfile -e {root}/base.tar {root}/base; rm {root}/base.tar"
         ),
         "stage-inputs".into(),
         k.inputs_uri.clone(),
         endpoint.clone(),
     ];
-    // Rank 0 uploads the output once the recipe succeeded.
+    // Rank 0 uploads the output archive once the recipe succeeded. The
+    // shell (PID 1, which ignores signals it does not trap) passes SIGTERM
+    // on, so a deleted pod's recipe stops at its step boundary.
     let mut train = vec![
         "sh".to_string(),
         "-c".into(),
         format!(
-            "set -e; out=\"$1\"; ep=\"$2\"; shift 2; \"$@\"; \
-             if [ \"$JOB_COMPLETION_INDEX\" = 0 ]; then aws s3 cp --recursive {root}/output \"$out\" $ep; fi"
+            "out=\"$1\"; ep=\"$2\"; shift 2; \"$@\" & p=$!; \
+             trap 'kill -TERM \"$p\" 2>/dev/null' TERM INT; \
+             wait \"$p\"; rc=$?; \
+             while kill -0 \"$p\" 2>/dev/null; do wait \"$p\"; rc=$?; done; \
+             [ \"$rc\" = 0 ] || exit \"$rc\"; \
+             if [ \"$JOB_COMPLETION_INDEX\" = 0 ]; then \
+             for f in {root}/output/*.tar; do aws s3 cp \"$f\" \"$out${{f##*/}}\" $ep || exit 1; done; fi"
         ),
         "train".into(),
         k.outputs_uri.clone(),
@@ -133,7 +140,7 @@ pub fn render(
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "initContainers": [{
             "name": "stage-inputs",
-            "image": "amazon/aws-cli:2.22.0",
+            "image": k.image,
             "command": stage,
             "envFrom": [{"secretRef": {"name": k.artifacts_secret}}],
             "volumeMounts": [{"name": "work", "mountPath": root}],

@@ -165,6 +165,23 @@ fn a_one_gpu_lora_job_renders_valid_objects() {
         "rank 0 uploads: {}",
         String::from_utf8_lossy(&rank0.stderr)
     );
+    // Deleting the pod sends SIGTERM to the shell (PID 1 there): it passes
+    // it on to the recipe, whose status ends the container.
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", script, "train", "s3://b/out/", "", "sleep", "30"])
+        .env("JOB_COMPLETION_INDEX", "1")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(status.code(), Some(143), "the recipe's SIGTERM status");
     assert_eq!(c["envFrom"][0]["secretRef"]["name"], "llmops-artifacts");
     let recipe: Value =
         serde_json::from_str(objects[0]["data"]["spec.json"].as_str().unwrap()).unwrap();

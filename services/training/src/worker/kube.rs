@@ -12,7 +12,7 @@
 //! as kube-rs documents it and has not met a real API server. Checkpoints
 //! stay in the pod, so a paused or re-queued attempt starts again.
 
-use super::{Beat, Outcome, Worker, current, failed, latest};
+use super::{Beat, Outcome, Worker, failed, latest};
 use crate::executor::RecipeResult;
 use crate::job::Lease;
 use crate::kube_exec::{Cluster, KubeState};
@@ -176,8 +176,22 @@ impl Worker {
             spec,
             &settings,
         );
+        // An earlier attempt whose worker died may still hold its GPUs.
+        for earlier in 1..lease.attempt {
+            let _ = k.cluster.delete(&kubernetes::name(&job_id, earlier)).await;
+        }
         if let Err(e) = k.cluster.apply(&objects).await {
-            return failed(format!("submitting the attempt to Kubernetes: {e}"), true);
+            let _ = k.cluster.delete(&name).await;
+            // The API refusing the objects (4xx) does so every time.
+            let retryable = !matches!(
+                &e,
+                crate::kube_exec::KubeError::Api(kube::Error::Api(r)) if (400..500).contains(&r.code) && r.code != 429
+            );
+            self.clean_staged(&prefix).await;
+            return failed(
+                format!("submitting the attempt to Kubernetes: {e}"),
+                retryable,
+            );
         }
         self.event(
             lease,
@@ -189,15 +203,28 @@ impl Worker {
             None,
         )
         .await;
-        let outcome = self.follow(lease, k, &name, stop, &mut beat).await;
-        match outcome {
+        let outcome = match self.follow(lease, k, &name, stop, &mut beat).await {
             Ok(result) => self.fetch_output(lease, &prefix, result, dir).await,
-            Err(o) => {
-                if let Err(e) = k.cluster.delete(&name).await {
-                    tracing::warn!(error = %e, job = %lease.job_id, "deleting the attempt's Kubernetes objects failed");
-                }
-                o
-            }
+            Err(o) => o,
+        };
+        // Whatever the end: the objects and the staged copies go.
+        if let Err(e) = k.cluster.delete(&name).await {
+            tracing::warn!(error = %e, job = %lease.job_id, "deleting the attempt's Kubernetes objects failed");
+        }
+        self.clean_staged(&prefix).await;
+        outcome
+    }
+
+    /// Deletes the attempt's staged inputs and uploaded output.
+    async fn clean_staged(&self, prefix: &str) {
+        let store = self.training.files().store();
+        for key in [
+            "inputs/base.tar",
+            "inputs/train.jsonl",
+            "inputs/valid.jsonl",
+            "output/model.tar",
+        ] {
+            let _ = store.delete(&format!("{prefix}/{key}")).await;
         }
     }
 
@@ -214,15 +241,19 @@ impl Worker {
         let mut log: Option<Log> = None;
         let mut log_ended = false;
         let mut tick = tokio::time::interval(self.cfg.heartbeat);
-        let deadline = tokio::time::sleep(self.cfg.wall_clock);
+        // The wall clock runs from the first running pod: time in Kueue's
+        // queue or pulling images does not count.
+        let far = Duration::from_secs(10 * 365 * 86400);
+        let deadline = tokio::time::sleep(far);
         tokio::pin!(deadline);
+        let mut running = false;
         let ended = loop {
             tokio::select! {
                 line = next_line(&mut log) => match line {
                     Some(Ok(line)) if line.trim().is_empty() => {}
+                    // Checkpoints stay in the pod: their paths are not ours.
                     Some(Ok(line)) => {
-                        let keep = current(beat) != Beat::Lost;
-                        self.on_line(lease, &line, keep, &mut result, &mut last_error).await;
+                        self.on_line(lease, &line, false, &mut result, &mut last_error).await;
                     }
                     // The container ended (or the stream broke: not
                     // reopened, which would repeat its events).
@@ -238,7 +269,17 @@ impl Worker {
                         log = Some(Box::pin(l));
                     }
                     match k.cluster.state(name).await {
-                        Ok(KubeState::Pending | KubeState::Running) => {}
+                        Ok(KubeState::Running) => {
+                            if !running {
+                                running = true;
+                                deadline.as_mut().reset(tokio::time::Instant::now() + self.cfg.wall_clock);
+                            }
+                        }
+                        Ok(KubeState::Pending) => {
+                            if let Ok(Some(why)) = k.cluster.pending_problem(name).await {
+                                break Err(failed(format!("the attempt's pods cannot start: {why}"), false));
+                            }
+                        }
                         Ok(KubeState::Succeeded) => break Ok(()),
                         Ok(KubeState::Failed(why)) => {
                             break Err(failed(
@@ -282,14 +323,31 @@ impl Worker {
             let drain = async {
                 while let Some(Ok(line)) = l.next().await {
                     if !line.trim().is_empty() {
-                        self.on_line(lease, &line, true, &mut result, &mut last_error)
+                        self.on_line(lease, &line, false, &mut result, &mut last_error)
                             .await;
                     }
                 }
             };
             let _ = tokio::time::timeout(Duration::from_secs(60), drain).await;
         }
-        result.ok_or_else(|| failed("the Job succeeded without a result line in its log", false))
+        // A stream that broke early: the finished pod's whole log, read
+        // again for its result only (its events are in already).
+        if result.is_none()
+            && let Ok(Some(l)) = k.cluster.rank0_log(name).await
+        {
+            let mut l: Log = Box::pin(l);
+            let read = async {
+                while let Some(Ok(line)) = l.next().await {
+                    if let crate::executor::RecipeLine::Result(r) =
+                        crate::executor::RecipeLine::parse(&line)
+                    {
+                        result = Some(r);
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(60), read).await;
+        }
+        result.ok_or_else(|| failed("the Job succeeded without a result line in its log", true))
     }
 
     /// Downloads the artifact rank 0 uploaded, for registration.

@@ -288,8 +288,14 @@ impl Worker {
         if let Some(v) = &spec.validation_file_sha256 {
             tags.insert("training.validation_file_sha256".into(), v.clone());
         }
-        let quantization = Quantization::parse(&format!("gguf_{}", result.quantization))
-            .or_else(|| Quantization::parse(&result.quantization))
+        // The recipes' names (`q8_0`, `f16`, `bf16`) as the registry's.
+        let named = match result.quantization.as_str() {
+            "f16" => "fp16".to_string(),
+            "f32" => "fp32".to_string(),
+            other => other.to_string(),
+        };
+        let quantization = Quantization::parse(&format!("gguf_{named}"))
+            .or_else(|| Quantization::parse(&named))
             .unwrap_or(Quantization::None);
         let (version, reference) = self
             .register_file(
