@@ -191,6 +191,7 @@ pub fn training_worker(
     slots: u32,
     owner: Option<String>,
     gpu_type: &str,
+    pool: Option<&str>,
 ) -> llmops_training::worker::Worker {
     let cfg = &state.config;
     let spend: Arc<dyn llmops_core::limits::SpendGuard> = state.billing.clone().into_inner();
@@ -205,6 +206,7 @@ pub fn training_worker(
         llmops_training::worker::WorkerConfig {
             owner: owner.unwrap_or_else(|| format!("{host}:{}", std::process::id())),
             gpu_type: gpu_type.into(),
+            pool: pool.map(str::to_string),
             slots,
             python: cfg.training_python(),
             recipes_dir: cfg.training_recipes_dir(),
@@ -220,16 +222,8 @@ pub fn training_worker(
     )
 }
 
-/// What a GPU worker needs to run attempts on Kubernetes: its pool (which
-/// must exist and be of `gpu_type`), the namespace and image, and an S3
-/// artifact store the pods can reach.
-async fn kube_target(
-    state: &AppState,
-    gpu_type: &str,
-    pool: Option<&str>,
-) -> anyhow::Result<llmops_training::worker::KubeTarget> {
-    let cfg = &state.config;
-    let pool = pool.context("a GPU worker names its pool: --pool ID")?;
+/// Checks that `pool` exists and holds `gpu_type` devices.
+async fn check_pool(state: &AppState, gpu_type: &str, pool: &str) -> anyhow::Result<()> {
     let found = state
         .training
         .pools()
@@ -237,8 +231,23 @@ async fn kube_target(
         .await
         .map_err(|e| anyhow::anyhow!("--pool {pool}: {e}"))?;
     if found.gpu_type != gpu_type {
-        anyhow::bail!("pool {pool} holds {} GPUs, not {gpu_type}", found.gpu_type);
+        anyhow::bail!(
+            "pool {pool} holds {} devices, not {gpu_type}",
+            found.gpu_type
+        );
     }
+    Ok(())
+}
+
+/// What a GPU worker needs to run attempts on Kubernetes: its pool (which
+/// must exist and be of `gpu_type`), the namespace and image, and an S3
+/// artifact store the pods can reach.
+async fn kube_target(
+    state: &AppState,
+    pool: Option<&str>,
+) -> anyhow::Result<llmops_training::worker::KubeTarget> {
+    let cfg = &state.config;
+    let pool = pool.context("a GPU worker names its pool: --pool ID")?;
     let namespace = cfg.training_kube_namespace.as_deref().context(
         "a GPU worker runs attempts on Kubernetes: set training_kube_namespace (LLMOPS_TRAINING_KUBE_NAMESPACE)",
     )?;
@@ -280,11 +289,12 @@ pub async fn run_worker(
     let stop = CancellationToken::new();
     let (state, flusher) = build_state(cfg, stop.clone()).await?;
     tracker.spawn(flusher);
-    let mut worker = training_worker(&state, slots, owner, gpu_type);
+    if let Some(p) = pool {
+        check_pool(&state, gpu_type, p).await?;
+    }
+    let mut worker = training_worker(&state, slots, owner, gpu_type, pool);
     if gpu_type != "cpu" {
-        worker = worker.on_kubernetes(kube_target(&state, gpu_type, pool).await?);
-    } else if pool.is_some() {
-        anyhow::bail!("--pool is for GPU workers (--gpu-type)");
+        worker = worker.on_kubernetes(kube_target(&state, pool).await?);
     }
     worker.check().map_err(anyhow::Error::msg)?;
     println!("llmops worker running {slots} slot(s)");
@@ -456,7 +466,14 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     if state.config.training_cpu_slots > 0 {
         // Training jobs on this machine's CPUs.
-        let worker = training_worker(&state, state.config.training_cpu_slots, None, "cpu");
+        let pool = state.config.training_cpu_pool.clone();
+        let worker = training_worker(
+            &state,
+            state.config.training_cpu_slots,
+            None,
+            "cpu",
+            pool.as_deref(),
+        );
         let stop = stop.clone();
         tracker.spawn(async move { worker.run(stop).await });
     }

@@ -20,6 +20,7 @@ mod m20261201_000011_gpu_pools;
 mod m20261201_000012_attempt_started;
 mod m20261202_000013_evaluations;
 mod m20261202_000014_training_workers;
+mod m20261202_000015_job_pool;
 
 pub struct Migrator;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000012_attempt_started::Migration),
             Box::new(m20261202_000013_evaluations::Migration),
             Box::new(m20261202_000014_training_workers::Migration),
+            Box::new(m20261202_000015_job_pool::Migration),
         ]
     }
 }

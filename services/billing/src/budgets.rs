@@ -77,6 +77,7 @@ impl Billing {
         let Some(pricing) = pricing else {
             return Ok((0, "USD".into()));
         };
+        let pricing = self.with_pool_prices(pricing).await?;
         let usage = self
             .usage_between(
                 tenant,

@@ -345,7 +345,12 @@ impl Billing {
         // The plan in effect when the period started: a change takes
         // effect at the next boundary.
         let plan_id = store::plan_at(&self.db, tenant, start).await?;
-        let pricing = self.pricing(&plan_id).await?.unwrap_or_else(pricing_free);
+        // A plan with prices also pays its pools' list prices for the
+        // training time it does not price itself; a plan without is free.
+        let pricing = match self.pricing(&plan_id).await? {
+            Some(p) => self.with_pool_prices(p).await?,
+            None => pricing_free(),
+        };
         let previous = Scoped::new(tenant)
             .find::<invoice::Entity>()
             .filter(invoice::Column::PeriodStart.lt(start))

@@ -8,6 +8,7 @@ pub mod budgets;
 pub mod entities;
 pub mod invoices;
 pub mod periods;
+mod pool_prices;
 pub mod rating;
 pub mod routes;
 pub mod stripe_push;

@@ -131,6 +131,10 @@ pub struct Config {
     pub training_recipes_dir: Option<PathBuf>,
     /// Per-attempt working directories (default `data_dir/training`).
     pub training_work_dir: Option<PathBuf>,
+    /// The pool (`/admin/v1/gpu_pools`, of type `cpu`) `serve`'s CPU slots
+    /// are in: their metered time carries it, priced at its list price
+    /// when the plan does not price `cpu_milliseconds`.
+    pub training_cpu_pool: Option<String>,
     /// GPU workers (`llmops worker --gpu-type T --pool P`) run attempts in
     /// this Kubernetes namespace (kubeconfig or in-cluster credentials).
     pub training_kube_namespace: Option<String>,
@@ -196,6 +200,7 @@ impl Default for Config {
             training_python: None,
             training_recipes_dir: None,
             training_work_dir: None,
+            training_cpu_pool: None,
             training_kube_namespace: None,
             training_kube_image: None,
             training_kube_queue: None,

@@ -121,13 +121,25 @@ pub struct NewJob {
     pub status: JobStatus,
 }
 
-/// What a worker can start now: free devices per GPU type.
+/// What a worker can start now: free devices per GPU type, and the pool
+/// they are in (recorded on the attempt, whose metered time carries it).
 #[derive(Debug, Clone, Default)]
-pub struct Capacity(pub BTreeMap<String, u32>);
+pub struct Capacity {
+    pub devices: BTreeMap<String, u32>,
+    pub pool: Option<String>,
+}
 
 impl Capacity {
     pub fn of(gpu_type: &str, free: u32) -> Self {
-        Self(BTreeMap::from([(gpu_type.to_string(), free)]))
+        Self {
+            devices: BTreeMap::from([(gpu_type.to_string(), free)]),
+            pool: None,
+        }
+    }
+
+    pub fn in_pool(mut self, pool: Option<String>) -> Self {
+        self.pool = pool;
+        self
     }
 }
 
@@ -221,12 +233,14 @@ impl Default for QueueConfig {
 /// an id derived from the job and attempt, so an attempt is billed once
 /// whoever records it (its worker at the end, or the queue when its lease
 /// lapsed).
+#[allow(clippy::too_many_arguments)]
 pub fn attempt_usage(
     job: JobId,
     tenant: TenantId,
     attempt: i32,
     kind: JobKind,
     gpu_type: &str,
+    pool: Option<&str>,
     gpus: u32,
     ms: i64,
 ) -> Option<llmops_core::usage::UsageEvent> {
@@ -241,11 +255,17 @@ pub fn attempt_usage(
         tenant_id: tenant,
         meter: Meter::new(meter).ok()?,
         quantity: ms.max(0).saturating_mul(i64::from(gpus.max(1))),
-        dimensions: BTreeMap::from([
-            ("gpu_type".to_string(), gpu_type.to_string()),
-            ("job_id".to_string(), job.to_string()),
-            ("kind".to_string(), kind.as_str().to_string()),
-        ]),
+        dimensions: {
+            let mut d = BTreeMap::from([
+                ("gpu_type".to_string(), gpu_type.to_string()),
+                ("job_id".to_string(), job.to_string()),
+                ("kind".to_string(), kind.as_str().to_string()),
+            ]);
+            if let Some(p) = pool {
+                d.insert("pool".to_string(), p.to_string());
+            }
+            d
+        },
         occurred_at: chrono::Utc::now(),
     })
 }

@@ -67,10 +67,12 @@ fn check_pool(p: &GpuPool) -> ApiResult<()> {
             "id is lower-case letters, digits, `.`, `_`, `-` (at most 64)",
         ));
     }
-    if !valid_name(&p.gpu_type) || p.gpu_type == "cpu" {
+    // `cpu` pools price CPU workers' time; CPU jobs need no pool to be
+    // accepted.
+    if !valid_name(&p.gpu_type) {
         return Err(ApiError::validation(
             "gpu_type",
-            "gpu_type is lower-case letters, digits, `.`, `_`, `-` (at most 64); `cpu` is built in",
+            "gpu_type is lower-case letters, digits, `.`, `_`, `-` (at most 64)",
         ));
     }
     if !(1..=64).contains(&p.gpus_per_node) || !(1..=4096).contains(&p.nodes) {

@@ -153,7 +153,7 @@ impl Queue {
         quotas: &dyn Quotas,
     ) -> Result<Option<Lease>, QueueError> {
         let types: Vec<&String> = capacity
-            .0
+            .devices
             .iter()
             .filter(|(_, n)| **n > 0)
             .map(|(t, _)| t)
@@ -181,7 +181,7 @@ impl Queue {
                 waits.push((c.id.clone(), reason));
                 continue;
             }
-            if capacity.0.get(&c.gpu_type).copied().unwrap_or(0) < c.gpus {
+            if capacity.devices.get(&c.gpu_type).copied().unwrap_or(0) < c.gpus {
                 waits.push((c.id.clone(), "capacity"));
                 continue;
             }
@@ -203,7 +203,10 @@ impl Queue {
                 waits.push((c.id.clone(), "quota"));
                 continue;
             }
-            if let Some(lease) = self.take(&txn, c, owner, now).await? {
+            if let Some(lease) = self
+                .take(&txn, c, owner, capacity.pool.as_deref(), now)
+                .await?
+            {
                 claimed = Some(lease);
                 break;
             }
@@ -323,7 +326,7 @@ impl Queue {
         // Fenced by the attempt the candidate read: never a newer one.
         let Some(row) = txn
             .query_one_raw(self.stmt(
-                "SELECT tenant_id, kind, gpu_type, gpus, attempt, attempt_started_ms, lease_until_ms \
+                "SELECT tenant_id, kind, gpu_type, pool, gpus, attempt, attempt_started_ms, lease_until_ms \
                  FROM training_jobs WHERE id = $1 AND status = 'running' AND attempt = $2 \
                  AND lease_until_ms < $3",
                 vec![c.id.clone().into(), c.attempt.into(), now.into()],
@@ -346,6 +349,7 @@ impl Queue {
             row.try_get("", "attempt")?,
             JobKind::parse(&row.try_get::<String>("", "kind")?)?,
             &row.try_get::<String>("", "gpu_type")?,
+            row.try_get::<Option<String>>("", "pool")?.as_deref(),
             u32::try_from(row.try_get::<i32>("", "gpus")?).unwrap_or(0),
             until - ms(self.cfg.lease) - started,
         );
@@ -363,6 +367,7 @@ impl Queue {
         txn: &DatabaseTransaction,
         c: &Candidate,
         owner: &str,
+        pool: Option<&str>,
         now: i64,
     ) -> Result<Option<Lease>, QueueError> {
         let target = if self.is_pg() {
@@ -396,7 +401,7 @@ impl Queue {
         let sql = format!(
             "UPDATE training_jobs SET status = 'running', attempt = attempt + 1, lease_owner = $3, \
                lease_until_ms = $4, wait_reason = NULL, control = NULL, updated_at = $5, \
-               started_at = COALESCE(started_at, $5), attempt_started_ms = $1 \
+               started_at = COALESCE(started_at, $5), attempt_started_ms = $1, pool = $6 \
              WHERE id = {target} AND {CLAIMABLE} \
              RETURNING {COLUMNS}"
         );
@@ -409,6 +414,7 @@ impl Queue {
                     owner.into(),
                     (now + ms(self.cfg.lease)).into(),
                     Utc::now().into(),
+                    pool.map(str::to_string).into(),
                 ],
             ))
             .await?;
@@ -488,7 +494,7 @@ impl Queue {
         let now = Utc::now();
         let row = txn
             .query_one_raw(self.stmt(
-                "SELECT attempt, max_attempts, attempt_started_ms, control FROM training_jobs \
+                "SELECT attempt, max_attempts, attempt_started_ms, control, pool FROM training_jobs \
                  WHERE id = $1 AND attempt = $2 AND lease_owner = $3 AND status = 'running'",
                 vec![
                     lease.job_id.to_string().into(),
@@ -508,6 +514,7 @@ impl Queue {
             lease.attempt,
             lease.kind,
             &lease.gpu_type,
+            row.try_get::<Option<String>>("", "pool")?.as_deref(),
             lease.gpus,
             started.map_or(0, |s| now_ms() - s),
         ) {

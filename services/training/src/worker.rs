@@ -34,6 +34,8 @@ pub struct WorkerConfig {
     pub owner: String,
     /// The device type it offers (`cpu`).
     pub gpu_type: String,
+    /// The pool its devices are in: attempts' metered time carries it.
+    pub pool: Option<String>,
     /// Jobs it runs at once.
     pub slots: u32,
     pub python: PathBuf,
@@ -246,7 +248,7 @@ impl Worker {
         // A local slot runs one single-device job; a cluster slot submits
         // one job of any size (the cluster, or Kueue, schedules it).
         let devices = if self.kube.is_some() { u32::MAX } else { 1 };
-        let capacity = Capacity::of(&self.cfg.gpu_type, devices);
+        let capacity = Capacity::of(&self.cfg.gpu_type, devices).in_pool(self.cfg.pool.clone());
         while !stop.is_cancelled() {
             let quotas = self.admission().await;
             match self

@@ -555,13 +555,13 @@ async fn pools_and_budgets_gate_jobs() {
         (vec!["--gpu-type", "h100", "--pool", "nope"], "--pool nope"),
         (
             vec!["--gpu-type", "a100", "--pool", "h100-spot"],
-            "holds h100 GPUs, not a100",
+            "holds h100 devices, not a100",
         ),
         (
             vec!["--gpu-type", "h100", "--pool", "h100-spot"],
             "training_kube_namespace",
         ),
-        (vec!["--pool", "h100-spot"], "--pool is for GPU workers"),
+        (vec!["--pool", "h100-spot"], "holds h100 devices, not cpu"),
     ] {
         let mut all = vec!["worker"];
         all.extend(args.iter().copied());

@@ -5,6 +5,7 @@
 //! read by promotion gates), and `distill` (a teacher on Triton answers
 //! the prompts, a student is fine-tuned on its answers).
 
+use crate::billing::{admin, close};
 use crate::training_lifecycle::{testdata, training_app, upload_testdata};
 use llmops_tests::{TestApp, eventually, problem, s, triton_url};
 use sea_orm::{ConnectionTrait, Statement};
@@ -41,14 +42,15 @@ async fn create(app: &TestApp, key: &str, body: Value) -> String {
     s(&job["id"])
 }
 
-/// The usage events of a tenant's training jobs: (id, meter, kind).
-async fn training_usage(app: &TestApp, tenant: &str) -> Vec<(String, String, String)> {
+/// The usage events of a tenant's training jobs: (id, kind, pool,
+/// quantity).
+async fn training_usage(app: &TestApp, tenant: &str) -> Vec<(String, String, String, i64)> {
     let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
         .await
         .unwrap();
     db.query_all_raw(Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
-        "SELECT id, meter, dimensions FROM usage_events WHERE tenant_id = $1 \
+        "SELECT id, quantity, dimensions FROM usage_events WHERE tenant_id = $1 \
          AND meter = 'cpu_milliseconds' ORDER BY id",
         [tenant.into()],
     ))
@@ -60,8 +62,9 @@ async fn training_usage(app: &TestApp, tenant: &str) -> Vec<(String, String, Str
         let dims: Value = serde_json::from_str(&dims).unwrap();
         (
             r.try_get("", "id").unwrap(),
-            r.try_get("", "meter").unwrap(),
             s(&dims["kind"]),
+            s(&dims["pool"]),
+            r.try_get("", "quantity").unwrap(),
         )
     })
     .collect()
@@ -69,7 +72,39 @@ async fn training_usage(app: &TestApp, tenant: &str) -> Vec<(String, String, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quantized_and_evaluated_versions_meet_promotion_gates() {
-    let (app, tenant, key) = training_app("kinds", &[("LLMOPS_TRAINING_CPU_SLOTS", "1")]).await;
+    let (app, tenant, key) = training_app(
+        "kinds",
+        &[
+            ("LLMOPS_TRAINING_CPU_SLOTS", "1"),
+            // The in-process worker's CPUs are the operator's pool `cpu-std`.
+            ("LLMOPS_TRAINING_CPU_POOL", "cpu-std"),
+            ("LLMOPS_BILLING_AUTO_CLOSE", "false"),
+            ("LLMOPS_BILLING_SETTLE_SECS", "0"),
+        ],
+    )
+    .await;
+    // The pool's list price (36 dollars a device-hour: a cent a second)
+    // prices training time, as the plan prices tokens only.
+    let res = admin(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/v1/gpu_pools/cpu-std",
+        &json!({"id": "cpu-std", "gpu_type": "cpu", "gpus_per_node": 1, "nodes": 1, "spot": false,
+                "price_per_gpu_hour_minor": 3600, "currency": "USD"}),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = admin(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/v1/plans/plan-kinds/pricing",
+        &json!({"currency": "USD", "components": [
+            {"meter": "input_tokens", "mode": "graduated", "description": "Input tokens",
+             "tiers": [{"up_to": null, "rate": {"amount_minor": 1, "per": 1000000}}]}]}),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let started = chrono::Utc::now();
     app.register_smollm(&key).await.unwrap();
     let heldout = upload_testdata(&app, &key, "valid.jsonl").await;
 
@@ -284,16 +319,43 @@ async fn quantized_and_evaluated_versions_meet_promotion_gates() {
         .unwrap();
     assert_eq!(res.status(), 409);
 
-    // Each job's one attempt is metered once, with its kind.
+    // Each job's one attempt is metered once, with its kind and pool…
     let usage = training_usage(&app, &tenant).await;
-    let mut kinds: Vec<&str> = usage.iter().map(|(_, _, k)| k.as_str()).collect();
+    let mut kinds: Vec<&str> = usage.iter().map(|(_, k, _, _)| k.as_str()).collect();
     kinds.sort_unstable();
     assert_eq!(kinds, ["evaluate", "evaluate", "quantize"], "{usage:?}");
     assert!(
         usage
             .iter()
-            .any(|(id, _, _)| *id == format!("{quantize}:attempt-1"))
+            .any(|(id, ..)| *id == format!("{quantize}:attempt-1"))
     );
+    assert!(
+        usage.iter().all(|(_, _, pool, _)| pool == "cpu-std"),
+        "{usage:?}"
+    );
+    // … and priced at the pool's list price on the invoice.
+    let cpu_ms: i64 = usage.iter().map(|(.., q)| q).sum();
+    let invoice = close(
+        &app,
+        &tenant,
+        &started.to_rfc3339(),
+        &(chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339(),
+    )
+    .await;
+    let line = invoice["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["meter"] == "cpu_milliseconds")
+        .cloned()
+        .unwrap_or_else(|| panic!("no training line: {invoice}"));
+    assert_eq!(line["quantity"], cpu_ms, "{line}");
+    assert_eq!(
+        line["description"],
+        "Training on pool cpu-std (cpu), per device-hour"
+    );
+    // 3600 cents an hour: a cent a second, rounded half up.
+    assert_eq!(line["amount_minor"], (cpu_ms + 500) / 1000, "{line}");
 
     // Another tenant sees none of it.
     let (_, other) = app
