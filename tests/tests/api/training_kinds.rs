@@ -6,7 +6,7 @@
 //! the prompts, a student is fine-tuned on its answers).
 
 use crate::billing::{admin, close};
-use crate::training_lifecycle::{testdata, training_app, upload_testdata};
+use crate::training_lifecycle::{control_until, testdata, training_app, upload_testdata};
 use llmops_tests::{TestApp, eventually, problem, s, triton_url};
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
@@ -453,23 +453,7 @@ async fn a_teacher_on_triton_distills_into_a_student() {
     })
     .await
     .unwrap();
-    let res = app
-        .post(
-            &format!("/v1/fine_tuning/jobs/{id}/pause"),
-            &key,
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    eventually(Duration::from_secs(60), || async {
-        let j = app
-            .get_json(&format!("/v1/fine_tuning/jobs/{id}"), &key)
-            .await?;
-        Ok(j["status"] == "paused")
-    })
-    .await
-    .unwrap();
+    control_until(&app, &key, &id, "pause", "paused", Duration::from_secs(60)).await;
     let res = app
         .post(
             &format!("/v1/fine_tuning/jobs/{id}/resume"),

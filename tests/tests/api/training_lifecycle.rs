@@ -72,6 +72,35 @@ pub async fn upload_testdata(app: &TestApp, key: &str, name: &str) -> String {
     s(&res.json::<Value>().await.unwrap()["id"])
 }
 
+/// Posts `action` (`cancel`, `pause`) to a fine-tuning job and waits
+/// until it shows `status`.
+pub async fn control_until(
+    app: &TestApp,
+    key: &str,
+    id: &str,
+    action: &str,
+    status: &str,
+    limit: Duration,
+) {
+    let res = app
+        .post(
+            &format!("/v1/fine_tuning/jobs/{id}/{action}"),
+            key,
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{action}");
+    eventually(limit, || async {
+        let j = app
+            .get_json(&format!("/v1/fine_tuning/jobs/{id}"), key)
+            .await?;
+        Ok(j["status"] == status)
+    })
+    .await
+    .unwrap();
+}
+
 /// Every metrics event of a job, oldest first.
 pub async fn metrics(app: &TestApp, key: &str, job: &str) -> Vec<Value> {
     let mut all = Vec::new();
@@ -427,23 +456,15 @@ async fn a_killed_worker_is_replaced_and_the_job_ends_once() {
     .await
     .unwrap();
     let asked = std::time::Instant::now();
-    let res = app
-        .post(
-            &format!("/v1/fine_tuning/jobs/{id2}/cancel"),
-            &key,
-            &json!({}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    eventually(Duration::from_secs(30), || async {
-        let j = app
-            .get_json(&format!("/v1/fine_tuning/jobs/{id2}"), &key)
-            .await?;
-        Ok(j["status"] == "cancelled")
-    })
-    .await
-    .unwrap();
+    control_until(
+        &app,
+        &key,
+        &id2,
+        "cancel",
+        "cancelled",
+        Duration::from_secs(30),
+    )
+    .await;
     let latency = asked.elapsed();
     println!(
         "cancellation reached the running job in {} ms",
