@@ -97,8 +97,29 @@ pub(crate) fn queue_error(e: QueueError) -> ApiError {
     }
 }
 
-fn unix(t: chrono::DateTime<Utc>) -> i64 {
+pub(crate) fn unix(t: chrono::DateTime<Utc>) -> i64 {
     t.timestamp()
+}
+
+/// A file a job names that does not exist is the request's fault (422 on
+/// `field`), not a missing route object.
+pub(crate) fn missing_file<'a>(
+    field: &'static str,
+    id: &'a str,
+) -> impl FnOnce(ApiError) -> ApiError + 'a {
+    move |e: ApiError| match e {
+        ApiError::NotFound(_) => ApiError::validation(field, format!("file `{id}` does not exist")),
+        other => other,
+    }
+}
+
+/// A failed job's error, in OpenAI's shape.
+pub(crate) fn job_error(row: &JobRow) -> Option<JobError> {
+    (row.status == JobStatus::Failed).then(|| JobError {
+        code: "job_failed".into(),
+        message: row.error.clone().unwrap_or_else(|| "the job failed".into()),
+        param: None,
+    })
 }
 
 fn check_metadata(m: &BTreeMap<String, String>) -> ApiResult<()> {
@@ -290,20 +311,12 @@ impl Training {
             .shape_for(&asked.gpu_type, asked.gpus_per_node, asked.nodes)
             .await?;
         let plan = recipes::plan(&req, pool)?;
-        fn missing<'a>(field: &'static str, id: &'a str) -> impl FnOnce(ApiError) -> ApiError + 'a {
-            move |e: ApiError| match e {
-                ApiError::NotFound(_) => {
-                    ApiError::validation(field, format!("file `{id}` does not exist"))
-                }
-                other => other,
-            }
-        }
         let train_id = req.training_file.to_string();
         let train = self
             .files
             .row(ctx, &train_id)
             .await
-            .map_err(missing("training_file", &train_id))?;
+            .map_err(missing_file("training_file", &train_id))?;
         let valid = match &req.validation_file {
             Some(v) => {
                 let id = v.to_string();
@@ -311,7 +324,7 @@ impl Training {
                     self.files
                         .row(ctx, &id)
                         .await
-                        .map_err(missing("validation_file", &id))?,
+                        .map_err(missing_file("validation_file", &id))?,
                 )
             }
             None => None,
@@ -625,14 +638,7 @@ fn view(row: JobRow) -> ApiResult<JobView> {
         .clone()
         .and_then(|r| serde_json::from_value(r).ok())
         .unwrap_or_default();
-    let error = match row.status {
-        JobStatus::Failed => Some(JobError {
-            code: "job_failed".into(),
-            message: row.error.clone().unwrap_or_else(|| "the job failed".into()),
-            param: None,
-        }),
-        _ => None,
-    };
+    let error = job_error(&row);
     Ok(JobView {
         id: row.id,
         object: "fine_tuning.job",

@@ -10,7 +10,9 @@
 
 use crate::api::{JobError, Resources};
 use crate::job::{JobKind, JobRow, JobStatus, NewJob};
-use crate::service::{JobResult, JobSpec, Training, queue_error, record_event};
+use crate::service::{
+    JobResult, JobSpec, Training, job_error, missing_file, queue_error, record_event, unix,
+};
 use llmops_core::ids::{FileId, JobId};
 use llmops_core::pagination::{ListParams, Page};
 use llmops_core::{ApiError, ApiResult, Scope, TenantCtx};
@@ -167,18 +169,6 @@ pub struct TrainingJobView {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-fn unix(t: chrono::DateTime<chrono::Utc>) -> i64 {
-    t.timestamp()
-}
-
-fn failed_error(row: &JobRow) -> Option<JobError> {
-    (row.status == JobStatus::Failed).then(|| JobError {
-        code: "job_failed".into(),
-        message: row.error.clone().unwrap_or_else(|| "the job failed".into()),
-        param: None,
-    })
-}
-
 /// The view of any job.
 pub fn task_view(row: JobRow) -> ApiResult<TrainingJobView> {
     let internal = |e: serde_json::Error| ApiError::Internal(Box::new(e));
@@ -239,7 +229,7 @@ pub fn task_view(row: JobRow) -> ApiResult<TrainingJobView> {
         attempt: row.attempt,
         max_attempts: row.max_attempts,
         wait_reason: row.wait_reason.clone(),
-        error: failed_error(&row),
+        error: job_error(&row),
         parameters,
         output_version: result.fine_tuned_model,
         result_metrics: result.metrics,
@@ -340,12 +330,11 @@ impl Training {
                     ));
                 }
                 let id = file.to_string();
-                let row = self.files().row(ctx, &id).await.map_err(|e| match e {
-                    ApiError::NotFound(_) => {
-                        ApiError::validation("file", format!("file `{id}` does not exist"))
-                    }
-                    other => other,
-                })?;
+                let row = self
+                    .files()
+                    .row(ctx, &id)
+                    .await
+                    .map_err(missing_file("file", &id))?;
                 spec.file = Some(row.id);
                 spec.file_sha256 = Some(row.sha256);
                 spec.name = Some(name);

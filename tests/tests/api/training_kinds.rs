@@ -5,10 +5,11 @@
 //! read by promotion gates), and `distill` (a teacher on Triton answers
 //! the prompts, a student is fine-tuned on its answers).
 
-use crate::billing::{admin, close};
-use crate::training_lifecycle::{control_until, testdata, training_app, upload_testdata};
+use crate::billing::admin;
+use crate::training_lifecycle::{
+    control_until, testdata, training_app, training_invoice_line, upload_testdata, usage_events,
+};
 use llmops_tests::{TestApp, eventually, problem, s, triton_url};
-use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -45,29 +46,11 @@ async fn create(app: &TestApp, key: &str, body: Value) -> String {
 /// The usage events of a tenant's training jobs: (id, kind, pool,
 /// quantity).
 async fn training_usage(app: &TestApp, tenant: &str) -> Vec<(String, String, String, i64)> {
-    let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
+    usage_events(app, tenant, "cpu_milliseconds")
         .await
-        .unwrap();
-    db.query_all_raw(Statement::from_sql_and_values(
-        sea_orm::DbBackend::Postgres,
-        "SELECT id, quantity, dimensions FROM usage_events WHERE tenant_id = $1 \
-         AND meter = 'cpu_milliseconds' ORDER BY id",
-        [tenant.into()],
-    ))
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| {
-        let dims: String = r.try_get("", "dimensions").unwrap();
-        let dims: Value = serde_json::from_str(&dims).unwrap();
-        (
-            r.try_get("", "id").unwrap(),
-            s(&dims["kind"]),
-            s(&dims["pool"]),
-            r.try_get("", "quantity").unwrap(),
-        )
-    })
-    .collect()
+        .into_iter()
+        .map(|(id, q, dims)| (id, s(&dims["kind"]), s(&dims["pool"]), q))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,20 +318,7 @@ async fn quantized_and_evaluated_versions_meet_promotion_gates() {
     );
     // … and priced at the pool's list price on the invoice.
     let cpu_ms: i64 = usage.iter().map(|(.., q)| q).sum();
-    let invoice = close(
-        &app,
-        &tenant,
-        &started.to_rfc3339(),
-        &(chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339(),
-    )
-    .await;
-    let line = invoice["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["meter"] == "cpu_milliseconds")
-        .cloned()
-        .unwrap_or_else(|| panic!("no training line: {invoice}"));
+    let line = training_invoice_line(&app, &tenant, started).await;
     assert_eq!(line["quantity"], cpu_ms, "{line}");
     assert_eq!(
         line["description"],
@@ -483,20 +453,7 @@ async fn a_teacher_on_triton_distills_into_a_student() {
         "{events}"
     );
     // The teacher's answers were the tenant's inference, metered as such.
-    let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
-        .await
-        .unwrap();
-    let answers = db
-        .query_one_raw(Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT COUNT(*) AS n FROM usage_events WHERE tenant_id = $1 AND meter = 'requests'",
-            [tenant.clone().into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "n")
-        .unwrap();
+    let answers = usage_events(&app, &tenant, "requests").await.len();
     // Each chat asked once, across both attempts.
     assert_eq!(answers, 28, "metered teacher requests");
     let files = done["result_files"].as_array().unwrap();

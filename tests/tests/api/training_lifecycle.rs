@@ -296,39 +296,66 @@ async fn a_file_becomes_a_fine_tuned_model_that_serves_and_bills() {
 
     // On the invoice (of a period that starts after the pricing was set:
     // prices apply to periods from their start).
-    let invoice = close(
-        &app,
-        &tenant,
-        &started.to_rfc3339(),
-        &(chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339(),
-    )
-    .await;
-    let line = invoice["lines"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["meter"] == "cpu_milliseconds")
-        .cloned()
-        .unwrap_or_else(|| panic!("no training line: {invoice}"));
+    let line = training_invoice_line(&app, &tenant, started).await;
     assert_eq!(line["quantity"], cpu_ms, "{line}");
     assert!(line["amount_minor"].as_i64().unwrap() >= 1, "{line}");
 }
 
-/// The tenant's `cpu_milliseconds` events, `(id, quantity)` by id.
-async fn cpu_usage(app: &TestApp, tenant: &str) -> Vec<(String, i64)> {
+/// The tenant's usage events of `meter`, by id: `(id, quantity,
+/// dimensions)`.
+pub async fn usage_events(app: &TestApp, tenant: &str, meter: &str) -> Vec<(String, i64, Value)> {
     let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
         .await
         .unwrap();
     db.query_all_raw(Statement::from_sql_and_values(
         sea_orm::DbBackend::Postgres,
-        "SELECT id, quantity FROM usage_events WHERE tenant_id = $1 AND meter = 'cpu_milliseconds' ORDER BY id",
-        [tenant.into()],
+        "SELECT id, quantity, dimensions FROM usage_events WHERE tenant_id = $1 AND meter = $2 ORDER BY id",
+        [tenant.into(), meter.into()],
     ))
     .await
     .unwrap()
     .iter()
-    .map(|r| (r.try_get("", "id").unwrap(), r.try_get("", "quantity").unwrap()))
+    .map(|r| {
+        let dims: String = r.try_get("", "dimensions").unwrap();
+        (
+            r.try_get("", "id").unwrap(),
+            r.try_get("", "quantity").unwrap(),
+            serde_json::from_str(&dims).unwrap(),
+        )
+    })
     .collect()
+}
+
+/// The tenant's `cpu_milliseconds` events, `(id, quantity)` by id.
+async fn cpu_usage(app: &TestApp, tenant: &str) -> Vec<(String, i64)> {
+    usage_events(app, tenant, "cpu_milliseconds")
+        .await
+        .into_iter()
+        .map(|(id, q, _)| (id, q))
+        .collect()
+}
+
+/// The tenant's invoice for `[started, now + 1 min)`, closed now, and its
+/// `cpu_milliseconds` line.
+pub async fn training_invoice_line(
+    app: &TestApp,
+    tenant: &str,
+    started: chrono::DateTime<chrono::Utc>,
+) -> Value {
+    let invoice = close(
+        app,
+        tenant,
+        &started.to_rfc3339(),
+        &(chrono::Utc::now() + chrono::Duration::minutes(1)).to_rfc3339(),
+    )
+    .await;
+    invoice["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["meter"] == "cpu_milliseconds")
+        .cloned()
+        .unwrap_or_else(|| panic!("no training line: {invoice}"))
 }
 
 /// Every event message of a job, oldest first.
