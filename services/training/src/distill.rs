@@ -6,7 +6,6 @@
 //! instead of asking the teacher again.
 
 use crate::api::Distill;
-use bytes::Bytes;
 use llmops_core::{ApiError, ApiResult, TenantCtx};
 
 /// What answers a distillation's prompts: serving's chat completions.
@@ -121,13 +120,6 @@ impl Prompt {
         }
         serde_json::Value::Object(self.line).to_string()
     }
-}
-
-/// The generated file's bytes, as one chunk for [`crate::files::Files::upload`].
-pub fn body(lines: &[String]) -> impl futures_util::Stream<Item = Result<Bytes, String>> + Unpin {
-    let mut text = lines.join("\n");
-    text.push('\n');
-    futures_util::stream::iter([Ok(Bytes::from(text))])
 }
 
 #[cfg(test)]

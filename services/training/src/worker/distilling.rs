@@ -192,8 +192,14 @@ impl Worker {
             Beat::Cancel => return Err(Outcome::Cancelled),
             Beat::Continue | Beat::Pause => {}
         }
+        // Written once: the file the student trains on is the one kept.
+        let mut text = answered.join("\n");
+        text.push('\n');
+        tokio::fs::write(&path, text)
+            .await
+            .map_err(|e| failed(format!("writing the answers: {e}"), true))?;
         let file = files
-            .upload(ctx, Some(&name), distill::body(&answered))
+            .upload(ctx, Some(&name), crate::executor::file_stream(path.clone()))
             .await
             .map_err(|e| {
                 let retryable = !matches!(
@@ -222,11 +228,6 @@ impl Worker {
             None,
         )
         .await;
-        let mut text = answered.join("\n");
-        text.push('\n');
-        tokio::fs::write(&path, text)
-            .await
-            .map_err(|e| failed(format!("writing the answers: {e}"), true))?;
         Ok(path)
     }
 }
