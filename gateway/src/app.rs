@@ -144,8 +144,9 @@ pub async fn build_state(
     let (ledger, flusher) = GroupCommitSink::new(db.clone(), 2_000, Duration::from_millis(5), stop);
     let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(ledger);
     let triton = cfg.triton_url.as_deref().map(Triton::new).transpose()?;
-    let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some())
-        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let catalog =
+        llmops_serving::catalog::build(&cfg.catalog, triton.is_some(), &cfg.model_tokenizers)
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
     let billing = web::Data::new(llmops_billing::Billing::from_config(db.clone(), &cfg)?);
     let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();
@@ -167,6 +168,7 @@ pub async fn build_state(
         serving,
         usage,
         metrics: install_metrics(),
+        rag: None,
         config: cfg,
         db,
         auth,
@@ -174,6 +176,41 @@ pub async fn build_state(
         redis,
     };
     Ok((state, flusher))
+}
+
+/// The RAG service on the configured vector store: a Qdrant server, or
+/// the embedded engine under `data_dir/vectors`. Collections of the
+/// catalog's embedding models are created or checked now: a mismatch
+/// stops start-up.
+pub async fn build_rag(state: &AppState) -> anyhow::Result<web::Data<llmops_rag::Rag>> {
+    let cfg = &state.config;
+    let backend = match &cfg.qdrant_url {
+        Some(url) => llmops_vectors::Backend::Server {
+            url: url.clone(),
+            api_key: cfg.qdrant_api_key.as_ref().map(|k| k.expose().clone()),
+        },
+        None => llmops_vectors::Backend::Edge(cfg.data_dir.join("vectors")),
+    };
+    let store = llmops_vectors::VectorStore::open(&backend).context("opening the vector store")?;
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let rag = llmops_rag::Rag::new(llmops_rag::RagParts {
+        db: state.db.clone(),
+        store,
+        models: Arc::new(crate::rag_models::ServingModels(state.serving.clone())),
+        usage: state.usage.clone(),
+        config: llmops_rag::RagConfig {
+            ingest_workers: cfg.rag_ingest_workers,
+            max_attempts: cfg.rag_ingest_max_attempts,
+            max_document_bytes: cfg.rag_max_document_bytes,
+            storage_meter_secs: cfg.rag_storage_meter_secs,
+            owner: format!("{host}:{}:{}", std::process::id(), ulid::Ulid::new()),
+        },
+    })
+    .await
+    .context("opening the knowledge bases' vector collections")?;
+    Ok(web::Data::new(rag))
 }
 
 /// The training queue's timing from the configuration.
@@ -319,6 +356,9 @@ pub async fn run_worker(
 /// Registers every route on an actix `App`.
 pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
     let max_body = state.config.max_body_bytes;
+    if let Some(rag) = &state.rag {
+        cfg.app_data(rag.clone());
+    }
     cfg.app_data(state.registry.clone())
         .app_data(state.serving.clone())
         .app_data(state.billing.clone())
@@ -337,14 +377,16 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .configure(routes::v1)
                 .configure(llmops_billing::routes::configure)
                 .configure(llmops_registry::routes::configure)
-                .configure(llmops_training::routes::configure),
+                .configure(llmops_training::routes::configure)
+                .configure(llmops_rag::routes::configure),
         )
         .service(
             web::scope("/admin/v1")
                 .wrap(from_fn(operator_only))
                 .configure(routes::admin)
                 .configure(llmops_billing::routes::configure_admin)
-                .configure(llmops_training::admin::configure_admin),
+                .configure(llmops_training::admin::configure_admin)
+                .configure(llmops_rag::routes::configure_admin),
         )
         .configure(routes::health::configure)
         .route(
@@ -372,9 +414,21 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let flush_every = Duration::from_secs(cfg.key_usage_flush_secs);
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
-    let (state, flusher) = build_state(cfg, stop.clone()).await?;
+    let (mut state, flusher) = build_state(cfg, stop.clone()).await?;
+    let rag = build_rag(&state).await?;
+    state.rag = Some(rag.clone());
     let state = web::Data::new(state);
     tracker.spawn(flusher);
+    for _ in 0..state.config.rag_ingest_workers {
+        let rag = rag.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move { rag.run_ingest_worker(stop).await });
+    }
+    {
+        let rag = rag.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move { rag.run_storage_meter(stop).await });
+    }
     // Know which models are ready before the first request.
     state.serving.poll_readiness().await;
 

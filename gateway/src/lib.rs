@@ -7,6 +7,7 @@ pub mod extract;
 pub mod logwriter;
 pub mod middleware;
 pub mod openapi;
+pub mod rag_models;
 pub mod ratelimit;
 pub mod routes;
 pub mod state;

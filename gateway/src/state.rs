@@ -20,4 +20,7 @@ pub struct AppState {
     pub serving: actix_web::web::Data<llmops_serving::Serving>,
     pub billing: actix_web::web::Data<llmops_billing::Billing>,
     pub training: actix_web::web::Data<llmops_training::Training>,
+    /// Knowledge bases (`llmops serve` only: it owns the embedded vector
+    /// store's files).
+    pub rag: Option<actix_web::web::Data<llmops_rag::Rag>>,
 }

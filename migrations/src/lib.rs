@@ -21,6 +21,7 @@ mod m20261201_000012_attempt_started;
 mod m20261202_000013_evaluations;
 mod m20261202_000014_training_workers;
 mod m20261202_000015_job_pool;
+mod m20261202_000016_rag;
 
 pub struct Migrator;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000013_evaluations::Migration),
             Box::new(m20261202_000014_training_workers::Migration),
             Box::new(m20261202_000015_job_pool::Migration),
+            Box::new(m20261202_000016_rag::Migration),
         ]
     }
 }

@@ -102,11 +102,22 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         ),
         None => None,
     };
+    let vectors = match &state.rag {
+        Some(rag) => Some(
+            match tokio::time::timeout(CHECK_TIMEOUT, rag.store().health()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(short(&e.to_string())),
+                Err(_) => Err("timed out".into()),
+            },
+        ),
+        None => None,
+    };
     for (name, result) in [
         ("database", Some(db)),
         ("redis", redis),
         ("artifact_store", artifacts),
         ("triton", triton),
+        ("vector_store", vectors),
     ] {
         match result {
             None => {}

@@ -32,6 +32,10 @@ pub struct CatalogEntry {
     pub base_url: Option<String>,
     pub api_key: Option<Secret<String>>,
     pub context_tokens: Option<u32>,
+    /// For `embedding`: the vector size (knowledge bases and the semantic
+    /// cache need it to make their collections; without it the model cannot
+    /// back a knowledge base).
+    pub dimensions: Option<u32>,
     /// The model's Hugging Face `tokenizer.json`: the gateway counts tokens
     /// with it when the backend reports no usage (estimated otherwise).
     pub tokenizer: Option<PathBuf>,
@@ -119,6 +123,23 @@ pub struct Config {
     pub log_level: String,
     /// HTTP worker threads; defaults to the number of CPUs.
     pub http_workers: Option<usize>,
+    /// Hugging Face `tokenizer.json` files of catalog models by id (the
+    /// local Triton's models too): knowledge bases chunk by the embedding
+    /// model's tokens and budget answers by the chat model's.
+    pub model_tokenizers: std::collections::BTreeMap<String, PathBuf>,
+    /// A Qdrant server's gRPC URL (`http://qdrant:6334`): vectors live
+    /// there instead of the embedded engine under `data_dir/vectors`.
+    pub qdrant_url: Option<String>,
+    pub qdrant_api_key: Option<Secret<String>>,
+    /// Documents a replica ingests at once.
+    pub rag_ingest_workers: u32,
+    /// Attempts of a document's ingestion before it shows `failed`.
+    pub rag_ingest_max_attempts: u32,
+    /// Largest document upload, in bytes.
+    pub rag_max_document_bytes: usize,
+    /// How often the `vector_storage` meter is sampled (seconds; one event
+    /// per tenant and window).
+    pub rag_storage_meter_secs: u64,
     /// Training jobs `llmops serve` runs at once on this machine's CPUs
     /// (0: none; `llmops worker` processes run them elsewhere).
     pub training_cpu_slots: u32,
@@ -196,6 +217,13 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_level: "info,sqlx=warn,sea_orm=warn".into(),
             http_workers: None,
+            model_tokenizers: std::collections::BTreeMap::new(),
+            qdrant_url: None,
+            qdrant_api_key: None,
+            rag_ingest_workers: 2,
+            rag_ingest_max_attempts: 3,
+            rag_max_document_bytes: 16 * 1024 * 1024,
+            rag_storage_meter_secs: 3600,
             training_cpu_slots: 1,
             training_python: None,
             training_recipes_dir: None,
@@ -278,6 +306,20 @@ impl Config {
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
             return Err(invalid("triton_url", "must start with http:// or https://"));
+        }
+        if let Some(url) = &self.qdrant_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "qdrant_url",
+                "must start with http:// or https:// (Qdrant's gRPC port, 6334)",
+            ));
+        }
+        if self.rag_ingest_max_attempts == 0 || self.rag_storage_meter_secs == 0 {
+            return Err(invalid(
+                "rag_ingest_max_attempts",
+                "rag_ingest_max_attempts and rag_storage_meter_secs must be at least 1",
+            ));
         }
         if let Some(tok) = &self.operator_token
             && tok.expose().len() < 16

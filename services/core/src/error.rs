@@ -144,6 +144,9 @@ pub enum ApiError {
     ConcurrencyLimited { limit: u32 },
     #[error("{0}")]
     BudgetExhausted(String),
+    /// A plan's cap on stored objects (knowledge bases, documents, chunks).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error("{dependency} is unavailable")]
     Unavailable {
         dependency: String,
@@ -243,6 +246,7 @@ impl ApiError {
             Self::BudgetExhausted(_) => {
                 (S::PAYMENT_REQUIRED, "budget_exhausted", "Budget exhausted")
             }
+            Self::QuotaExceeded(_) => (S::FORBIDDEN, "quota_exceeded", "Plan quota exceeded"),
             Self::Unavailable { .. } => (
                 S::SERVICE_UNAVAILABLE,
                 "service_unavailable",

@@ -176,6 +176,15 @@ define_id!(
     CheckpointId, "ftckpt", "checkpoint"
 );
 
+define_id!(
+    /// A knowledge base, `kb_…`.
+    KnowledgeBaseId, "kb", "knowledge base"
+);
+define_id!(
+    /// A document of a knowledge base, `doc_…`.
+    DocumentId, "doc", "document"
+);
+
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {
     format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

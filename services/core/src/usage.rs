@@ -27,6 +27,11 @@ impl Meter {
     /// A training job on CPU workers: slots × wall time, with `pool`.
     pub const CPU_MILLISECONDS: &'static str = "cpu_milliseconds";
     pub const REQUESTS: &'static str = "requests";
+    /// Retrievals from a knowledge base (`query` and `answer`).
+    pub const RAG_QUERIES: &'static str = "rag_queries";
+    /// Chunks stored in knowledge bases, sampled once per window (so a
+    /// price per unit is a price per chunk-window).
+    pub const VECTOR_STORAGE: &'static str = "vector_storage";
 
     pub fn new(name: &str) -> Result<Self, UsageError> {
         let ok = !name.is_empty()

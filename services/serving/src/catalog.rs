@@ -40,6 +40,8 @@ pub struct CatalogModel {
     pub backend: ModelBackend,
     /// Upper bound of prompt + completion tokens.
     pub context_tokens: u32,
+    /// Vector size of an embedding model, when known.
+    pub dimensions: Option<u32>,
     /// Models tried in order when this one's backend is unavailable.
     pub fallbacks: Vec<String>,
     /// Counts tokens when the backend reports none.
@@ -100,14 +102,20 @@ pub fn from_entry(e: &CatalogEntry) -> Result<CatalogModel, String> {
         kind,
         backend,
         context_tokens: e.context_tokens.unwrap_or(4096),
+        dimensions: e.dimensions,
         fallbacks: e.fallbacks.clone(),
         counter,
     })
 }
 
 /// The whole catalog: the configured models, then (with a Triton) the local
-/// ones not overridden by id.
-pub fn build(entries: &[CatalogEntry], with_local: bool) -> Result<Vec<CatalogModel>, String> {
+/// ones not overridden by id; `tokenizers` (by model id) give models their
+/// `tokenizer.json` where their entry names none.
+pub fn build(
+    entries: &[CatalogEntry],
+    with_local: bool,
+    tokenizers: &std::collections::BTreeMap<String, std::path::PathBuf>,
+) -> Result<Vec<CatalogModel>, String> {
     let mut out = entries
         .iter()
         .map(from_entry)
@@ -117,6 +125,15 @@ pub fn build(entries: &[CatalogEntry], with_local: bool) -> Result<Vec<CatalogMo
             if !out.iter().any(|o| o.id == m.id) {
                 out.push(m);
             }
+        }
+    }
+    for (id, path) in tokenizers {
+        let m = out
+            .iter_mut()
+            .find(|m| &m.id == id)
+            .ok_or_else(|| format!("model_tokenizers: no catalog model `{id}`"))?;
+        if m.counter.tokenizer().is_none() {
+            m.counter = TokenCounter::load(path).map_err(|e| format!("model_tokenizers: {e}"))?;
         }
     }
     Ok(out)
@@ -132,6 +149,7 @@ pub fn local_models() -> Vec<CatalogModel> {
                 model: "smollm2-135m-instruct".into(),
             },
             context_tokens: 2048,
+            dimensions: None,
             fallbacks: Vec::new(),
             counter: TokenCounter::estimate(),
         },
@@ -142,6 +160,7 @@ pub fn local_models() -> Vec<CatalogModel> {
                 model: "all-minilm-l6-v2".into(),
             },
             context_tokens: 256,
+            dimensions: Some(384),
             fallbacks: Vec::new(),
             counter: TokenCounter::estimate(),
         },

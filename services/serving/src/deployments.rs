@@ -452,6 +452,7 @@ impl Serving {
                     model: d.triton_model,
                 },
                 context_tokens: 2048,
+                dimensions: None,
                 fallbacks: Vec::new(),
                 counter: crate::tokens::TokenCounter::estimate(),
             })),

@@ -28,10 +28,12 @@ impl Serving {
                 "inputs must not be empty strings",
             ));
         }
-        if req.dimensions.is_some_and(|d| d != 384) {
+        if let (Some(asked), Some(has)) = (req.dimensions, model.dimensions)
+            && asked != has
+        {
             return Err(ApiError::validation(
                 "dimensions",
-                "this model has 384 dimensions",
+                format!("this model has {has} dimensions"),
             ));
         }
         let base64 = match req.encoding_format.as_deref() {

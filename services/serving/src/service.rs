@@ -166,8 +166,14 @@ impl Serving {
         &self.0
     }
 
-    pub(crate) fn catalog(&self) -> &[CatalogModel] {
+    /// Every shared model of the catalog.
+    pub fn catalog(&self) -> &[CatalogModel] {
         &self.0.catalog
+    }
+
+    /// A shared model of the catalog by id (not a tenant's deployment).
+    pub fn catalog_model(&self, id: &str) -> Option<&CatalogModel> {
+        self.0.catalog.iter().find(|m| m.id == id)
     }
 
     pub(crate) fn tasks(&self) -> &TaskTracker {

@@ -61,6 +61,11 @@ impl TokenCounter {
         Self(None)
     }
 
+    /// The model's tokenizer, when it has one.
+    pub fn tokenizer(&self) -> Option<Arc<tokenizers::Tokenizer>> {
+        self.0.clone()
+    }
+
     pub fn source(&self) -> UsageSource {
         if self.0.is_some() {
             UsageSource::Tokenizer

@@ -85,7 +85,8 @@ fn latest(beat: &mut tokio::sync::watch::Receiver<Beat>) -> Beat {
 
 /// How an attempt ended, before it is written.
 enum Outcome {
-    Succeeded(RecipeResult),
+    /// Boxed: the result is large next to the other outcomes.
+    Succeeded(Box<RecipeResult>),
     Failed {
         error: String,
         retryable: bool,
@@ -384,7 +385,7 @@ impl Worker {
                         // otherwise: a lost lease registers nothing.
                         Beat::Lost => Err(Outcome::Lost),
                         Beat::Cancel => Err(Outcome::Cancelled),
-                        Beat::Continue | Beat::Pause => Ok(result),
+                        Beat::Continue | Beat::Pause => Ok(*result),
                     },
                     other => Err(other),
                 };
@@ -583,7 +584,7 @@ impl Worker {
             return o;
         }
         match (exit, result) {
-            (Exit::Code(0), Some(r)) => Outcome::Succeeded(r),
+            (Exit::Code(0), Some(r)) => Outcome::Succeeded(Box::new(r)),
             (Exit::Code(0), None) => failed("the recipe ended without a result", false),
             (e, _) => {
                 let why = match last_error {

@@ -295,16 +295,19 @@ impl Engine for EdgeEngine {
             Ranking::Dense => (Vec::new(), dense()),
             Ranking::Sparse => (Vec::new(), lexical()),
             Ranking::Hybrid => {
-                let prefetch = |query| Prefetch {
+                let prefetch = |query, score_threshold: Option<f32>| Prefetch {
                     prefetches: Vec::new(),
                     query: Some(query),
                     limit: q.prefetch,
                     params: None,
                     filter: f.clone(),
-                    score_threshold: None,
+                    score_threshold: score_threshold.map(OrderedFloat),
                 };
                 (
-                    vec![prefetch(dense()), prefetch(lexical())],
+                    vec![
+                        prefetch(dense(), q.score_threshold),
+                        prefetch(lexical(), None),
+                    ],
                     ScoringQuery::Fusion(Fusion::Rrf {
                         k: 60,
                         weights: None,
@@ -316,7 +319,10 @@ impl Engine for EdgeEngine {
             prefetches,
             query: Some(query),
             filter: f,
-            score_threshold: q.score_threshold.map(OrderedFloat),
+            score_threshold: match q.ranking {
+                Ranking::Dense => q.score_threshold.map(OrderedFloat),
+                Ranking::Sparse | Ranking::Hybrid => None,
+            },
             limit: q.limit,
             offset: 0,
             params: None,

@@ -80,8 +80,10 @@ pub struct Query {
     pub limit: usize,
     /// How many candidates each prefetch of a hybrid query takes.
     pub prefetch: usize,
-    /// Drops results scoring below it (the final score: cosine similarity,
-    /// BM25, or RRF).
+    /// Least cosine similarity of a dense match: the final score's floor
+    /// for [`Ranking::Dense`], the dense prefetch's for [`Ranking::Hybrid`]
+    /// (lexical candidates need a shared term instead); unused by
+    /// [`Ranking::Sparse`].
     pub score_threshold: Option<f32>,
 }
 

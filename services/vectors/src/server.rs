@@ -291,24 +291,27 @@ impl Engine for ServerEngine {
             Ranking::Sparse => b
                 .query(pb::Query::new_nearest(sparse(q.sparse)))
                 .using(CollectionSpec::SPARSE),
-            Ranking::Hybrid => b
-                .add_prefetch(
-                    PrefetchQueryBuilder::default()
-                        .query(pb::Query::new_nearest(VectorInput::new_dense(q.dense)))
-                        .using(CollectionSpec::DENSE)
-                        .filter(f.clone())
-                        .limit(q.prefetch as u64),
-                )
-                .add_prefetch(
-                    PrefetchQueryBuilder::default()
-                        .query(pb::Query::new_nearest(sparse(q.sparse)))
-                        .using(CollectionSpec::SPARSE)
-                        .filter(f)
-                        .limit(q.prefetch as u64),
-                )
-                .query(pb::Query::new_rrf(RrfBuilder::with_k(60))),
+            Ranking::Hybrid => {
+                let mut dense = PrefetchQueryBuilder::default()
+                    .query(pb::Query::new_nearest(VectorInput::new_dense(q.dense)))
+                    .using(CollectionSpec::DENSE)
+                    .filter(f.clone())
+                    .limit(q.prefetch as u64);
+                if let Some(t) = q.score_threshold {
+                    dense = dense.score_threshold(t);
+                }
+                b.add_prefetch(dense)
+                    .add_prefetch(
+                        PrefetchQueryBuilder::default()
+                            .query(pb::Query::new_nearest(sparse(q.sparse)))
+                            .using(CollectionSpec::SPARSE)
+                            .filter(f)
+                            .limit(q.prefetch as u64),
+                    )
+                    .query(pb::Query::new_rrf(RrfBuilder::with_k(60)))
+            }
         };
-        if let Some(t) = q.score_threshold {
+        if let (Ranking::Dense, Some(t)) = (q.ranking, q.score_threshold) {
             b = b.score_threshold(t);
         }
         let res = self.client.query(b).await.map_err(unavailable)?;

@@ -165,6 +165,11 @@ pub enum Principal {
     Job {
         id: JobId,
     },
+    /// A document's ingestion (embedding its chunks) after the request
+    /// that uploaded it.
+    Ingestion {
+        id: crate::ids::DocumentId,
+    },
 }
 
 /// Proof that a request authenticated as a tenant. Only
@@ -211,6 +216,31 @@ impl TenantCtx {
         )
     }
 
+    /// A document's ingestion: the `rag` and `inference` scopes of its
+    /// tenant and no request limits (the embedding tokens are metered).
+    /// Only the worker holding the document's lease should build one.
+    pub fn for_ingestion(tenant_id: TenantId, document: crate::ids::DocumentId) -> Self {
+        Self::new(
+            tenant_id,
+            Principal::Ingestion { id: document },
+            [Scope::Rag, Scope::Inference].into_iter().collect(),
+            PlanLimits {
+                requests_per_minute: u32::MAX,
+                tokens_per_minute: u32::MAX,
+                concurrent_requests: u32::MAX,
+            },
+        )
+    }
+
+    /// The same caller with `scope` added, for a call one service makes to
+    /// another on the caller's behalf after checking the caller's own scope
+    /// (RAG embeds and generates through serving for a `rag` key).
+    pub fn delegate(&self, scope: Scope) -> Self {
+        let mut ctx = self.clone();
+        ctx.scopes = self.scopes.iter().chain([scope]).collect();
+        ctx
+    }
+
     pub fn tenant_id(&self) -> TenantId {
         self.tenant_id
     }
@@ -247,6 +277,7 @@ impl TenantCtx {
             Principal::ApiKey { id, .. } => id.to_string(),
             Principal::User { id } => id.to_string(),
             Principal::Job { id } => id.to_string(),
+            Principal::Ingestion { id } => id.to_string(),
         }
     }
 }

@@ -383,6 +383,6 @@ impl Worker {
         self.event(lease, "info", &format!("Fetched the output {file}"), None)
             .await;
         result.artifact = Some(local);
-        Outcome::Succeeded(result)
+        Outcome::Succeeded(Box::new(result))
     }
 }
