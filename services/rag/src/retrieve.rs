@@ -1,7 +1,7 @@
 //! Retrieval (`query`) and grounded answers (`answer`).
 
 use crate::api::{
-    Answer, AnswerRequest, AnswerUsage, ChunkHit, Citation, QueryRequest, QueryResponse,
+    Answer, AnswerRequest, AnswerUsage, ChunkHit, Citation, Fusion, QueryRequest, QueryResponse,
     QueryUsage, Ranking,
 };
 use crate::entities::{document as doc, knowledge_base as kb};
@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 pub const NOTHING_RELEVANT: &str =
     "I could not find anything relevant to this question in the knowledge base.";
 
-const DEFAULT_ANSWER_THRESHOLD: f32 = 0.2;
+const DEFAULT_ANSWER_THRESHOLD: f32 = 0.25;
 
 /// The instruction the chat model gets.
 const SYSTEM: &str = "Answer the question using only the numbered sources. Cite the sources you use as [1], [2]. If the sources do not contain the answer, say that you do not know.";
@@ -28,9 +28,12 @@ struct Retrieval<'a> {
     text: &'a str,
     top_k: usize,
     ranking: Ranking,
+    fusion: Fusion,
     filter: Option<&'a serde_json::Value>,
     document_ids: Option<&'a [String]>,
     score_threshold: Option<f32>,
+    /// Keep only chunks whose dense similarity reaches this (answers).
+    relevance: Option<f32>,
 }
 
 fn ranking(r: Ranking) -> llmops_vectors::Ranking {
@@ -127,19 +130,46 @@ impl Rag {
         // A few more than asked: chunks of a version being replaced are
         // dropped below.
         let limit = r.top_k + 8;
-        let hits = coll
-            .scoped(ctx)
-            .query(Query {
-                dense,
-                sparse: self.0.lexical.query(r.text),
-                ranking: ranking(r.ranking),
-                filter: Filter::must(must),
-                limit,
-                prefetch: (limit * 4).max(40),
-                score_threshold: r.score_threshold,
-            })
-            .await
-            .map_err(vector_err)?;
+        let scope = coll.scoped(ctx);
+        let query = Query {
+            dense,
+            sparse: self.0.lexical.query(r.text),
+            ranking: ranking(r.ranking),
+            fusion: match r.fusion {
+                Fusion::Dbsf => llmops_vectors::Fusion::Dbsf,
+                Fusion::Rrf => llmops_vectors::Fusion::Rrf,
+            },
+            filter: Filter::must(must),
+            limit,
+            prefetch: (limit * 4).max(40),
+            score_threshold: r.score_threshold,
+        };
+        // Relevance is the embedding's: a lexical match alone (a shared
+        // word) does not make a chunk relevant to a question.
+        let relevant: Option<std::collections::HashSet<u128>> = match r.relevance {
+            Some(t) => {
+                let gate = Query {
+                    ranking: llmops_vectors::Ranking::Dense,
+                    score_threshold: Some(t),
+                    limit: query.prefetch,
+                    ..query.clone()
+                };
+                Some(
+                    scope
+                        .query(gate)
+                        .await
+                        .map_err(vector_err)?
+                        .into_iter()
+                        .map(|h| h.id)
+                        .collect(),
+                )
+            }
+            None => None,
+        };
+        let mut hits = scope.query(query).await.map_err(vector_err)?;
+        if let Some(relevant) = relevant {
+            hits.retain(|h| relevant.contains(&h.id));
+        }
         let live = self.live_versions(ctx, &hits).await?;
         let out = hits
             .into_iter()
@@ -217,6 +247,7 @@ impl Rag {
         }
         check_threshold(req.score_threshold)?;
         let rank = req.ranking.unwrap_or(Ranking::Hybrid);
+        let fusion = req.fusion.unwrap_or(Fusion::Dbsf);
         let (data, tokens) = self
             .retrieve(
                 ctx,
@@ -225,9 +256,11 @@ impl Rag {
                     text: &req.query,
                     top_k: top_k as usize,
                     ranking: rank,
+                    fusion,
                     filter: req.filter.as_ref(),
                     document_ids: req.document_ids.as_deref(),
                     score_threshold: req.score_threshold,
+                    relevance: None,
                 },
             )
             .await?;
@@ -237,6 +270,7 @@ impl Rag {
             object: "list",
             data,
             ranking: rank,
+            fusion: (rank == Ranking::Hybrid).then_some(fusion),
             embedding_model: kb.embedding_model,
             usage: QueryUsage {
                 embedding_tokens: tokens,
@@ -284,9 +318,11 @@ impl Rag {
                     text: &req.question,
                     top_k: top_k as usize,
                     ranking: req.ranking.unwrap_or(Ranking::Hybrid),
+                    fusion: req.fusion.unwrap_or(Fusion::Dbsf),
                     filter: req.filter.as_ref(),
                     document_ids: None,
-                    score_threshold: Some(req.score_threshold.unwrap_or(DEFAULT_ANSWER_THRESHOLD)),
+                    score_threshold: None,
+                    relevance: Some(req.score_threshold.unwrap_or(DEFAULT_ANSWER_THRESHOLD)),
                 },
             )
             .await?;

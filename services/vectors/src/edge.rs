@@ -308,9 +308,12 @@ impl Engine for EdgeEngine {
                         prefetch(dense(), q.score_threshold),
                         prefetch(lexical(), None),
                     ],
-                    ScoringQuery::Fusion(Fusion::Rrf {
-                        k: 60,
-                        weights: None,
+                    ScoringQuery::Fusion(match q.fusion {
+                        crate::Fusion::Rrf => Fusion::Rrf {
+                            k: crate::RRF_K,
+                            weights: None,
+                        },
+                        crate::Fusion::Dbsf => Fusion::Dbsf,
                     }),
                 )
             }

@@ -64,10 +64,23 @@ pub enum Ranking {
     Dense,
     /// Highest lexical (BM25 with Qdrant's IDF) scores.
     Sparse,
-    /// Both, fused by reciprocal rank fusion in Qdrant's query API
-    /// (two prefetches and an RRF query).
+    /// Both: two prefetches fused by [`Fusion`] in Qdrant's query API.
     Hybrid,
 }
+
+/// How a hybrid query fuses its dense and lexical candidates (both in
+/// Qdrant's query API, on both engines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fusion {
+    /// Reciprocal rank fusion, k = [`RRF_K`].
+    Rrf,
+    /// Distribution-based score fusion: each list's scores normalised by
+    /// their mean and three standard deviations, then summed.
+    Dbsf,
+}
+
+/// RRF's k, set explicitly so both engines fuse alike (Qdrant's default).
+pub const RRF_K: usize = 2;
 
 /// A query.
 #[derive(Debug, Clone)]
@@ -75,6 +88,8 @@ pub struct Query {
     pub dense: Vec<f32>,
     pub sparse: Sparse,
     pub ranking: Ranking,
+    /// For [`Ranking::Hybrid`].
+    pub fusion: Fusion,
     /// Conditions on top of the tenant's.
     pub filter: Filter,
     pub limit: usize,

@@ -308,7 +308,12 @@ impl Engine for ServerEngine {
                             .filter(f)
                             .limit(q.prefetch as u64),
                     )
-                    .query(pb::Query::new_rrf(RrfBuilder::with_k(60)))
+                    .query(match q.fusion {
+                        crate::Fusion::Rrf => {
+                            pb::Query::new_rrf(RrfBuilder::with_k(crate::RRF_K as u32))
+                        }
+                        crate::Fusion::Dbsf => pb::Query::new_fusion(pb::Fusion::Dbsf),
+                    })
             }
         };
         if let (Ranking::Dense, Some(t)) = (q.ranking, q.score_threshold) {

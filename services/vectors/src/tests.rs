@@ -81,6 +81,7 @@ fn query(dense: [f32; 4], text: &str, ranking: Ranking, lex: &Lexical) -> Query 
         dense: dense.to_vec(),
         sparse: lex.query(text),
         ranking,
+        fusion: Fusion::Dbsf,
         filter: Filter::default(),
         limit: 10,
         prefetch: 20,
@@ -123,11 +124,21 @@ async fn isolation(engine: &str) {
     let (sa, sb) = (coll.scoped(&a), coll.scoped(&b));
     assert_eq!(sa.count(Filter::default()).await.expect("count"), 4);
     assert_eq!(sb.count(Filter::default()).await.expect("count"), 0);
-    for ranking in [Ranking::Dense, Ranking::Sparse, Ranking::Hybrid] {
-        let hits = sa
-            .query(query([1.0, 0.0, 0.0, 0.0], "fox", ranking, &lex))
-            .await
-            .expect("query");
+    for (ranking, fusion) in [
+        (Ranking::Dense, Fusion::Dbsf),
+        (Ranking::Sparse, Fusion::Dbsf),
+        (Ranking::Hybrid, Fusion::Dbsf),
+        (Ranking::Hybrid, Fusion::Rrf),
+    ] {
+        let mut q = query([1.0, 0.0, 0.0, 0.0], "fox", ranking, &lex);
+        q.fusion = fusion;
+        let hits = sa.query(q).await.expect("query");
+        // The vector and the word agree on point 1.
+        assert_eq!(
+            hits.first().map(|h| h.id),
+            Some(1),
+            "{ranking:?} {fusion:?}"
+        );
         assert!(!hits.is_empty(), "{ranking:?}");
         assert!(
             hits.iter()

@@ -12,6 +12,7 @@ mod keys;
 mod ledger;
 mod ops;
 mod periods;
+mod rag;
 mod ratelimit;
 mod readme;
 mod registry;
