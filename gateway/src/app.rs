@@ -144,9 +144,17 @@ pub async fn build_state(
     let (ledger, flusher) = GroupCommitSink::new(db.clone(), 2_000, Duration::from_millis(5), stop);
     let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(ledger);
     let triton = cfg.triton_url.as_deref().map(Triton::new).transpose()?;
-    let catalog =
-        llmops_serving::catalog::build(&cfg.catalog, triton.is_some(), &cfg.model_tokenizers)
-            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let mut tokenizers = cfg.model_tokenizers.clone();
+    if triton.is_some() {
+        for m in llmops_serving::catalog::local_models() {
+            let shipped = cfg.triton_models_dir.join(&m.id).join("tokenizer.json");
+            if shipped.is_file() && !cfg.catalog.iter().any(|c| c.id == m.id) {
+                tokenizers.entry(m.id).or_insert(shipped);
+            }
+        }
+    }
+    let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some(), &tokenizers)
+        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
     let billing = web::Data::new(llmops_billing::Billing::from_config(db.clone(), &cfg)?);
     let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();

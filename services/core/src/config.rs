@@ -127,6 +127,10 @@ pub struct Config {
     /// local Triton's models too): knowledge bases chunk by the embedding
     /// model's tokens and budget answers by the chat model's.
     pub model_tokenizers: std::collections::BTreeMap<String, PathBuf>,
+    /// The local Triton's model repository: a local model's
+    /// `<dir>/<model>/tokenizer.json`, when there, is its tokenizer unless
+    /// `model_tokenizers` names another.
+    pub triton_models_dir: PathBuf,
     /// A Qdrant server's gRPC URL (`http://qdrant:6334`): vectors live
     /// there instead of the embedded engine under `data_dir/vectors`.
     pub qdrant_url: Option<String>,
@@ -218,6 +222,7 @@ impl Default for Config {
             log_level: "info,sqlx=warn,sea_orm=warn".into(),
             http_workers: None,
             model_tokenizers: std::collections::BTreeMap::new(),
+            triton_models_dir: PathBuf::from("infra/triton/models"),
             qdrant_url: None,
             qdrant_api_key: None,
             rag_ingest_workers: 2,

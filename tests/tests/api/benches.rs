@@ -100,3 +100,23 @@ fn inference_bench_measures_both_paths() {
     let out = bench("inference.sh", &["1"], &[("TRITON_URL", triton)]);
     assert!(out.contains("gateway") && out.contains("direct"), "{out}");
 }
+
+#[test]
+fn rag_bench_reports_ingestion_queries_and_the_store() {
+    let triton = std::env::var("TEST_TRITON_URL").expect("TEST_TRITON_URL (scripts/test.sh)");
+    let out = bench(
+        "rag.sh",
+        &["1", "5", "300"],
+        &[("TRITON_URL", triton), ("BENCH_QUERIES", "40".into())],
+    );
+    for figure in [
+        "chunks/s",
+        "embedding",
+        "query through the API",
+        "| 300 |",
+        "Hybrid",
+        "qdrant server: skipped",
+    ] {
+        assert!(out.contains(figure), "no `{figure}` in:\n{out}");
+    }
+}

@@ -11,6 +11,14 @@ pub const BOUNDARY: &str = "llmops-test-boundary-7d1f";
 
 /// A multipart/form-data body with the given text parts and one file part.
 pub fn form(parts: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Vec<u8> {
+    form_typed(
+        parts,
+        file.map(|(name, bytes)| (name, "application/jsonl", bytes)),
+    )
+}
+
+/// The same with the file part's content type: `(filename, type, bytes)`.
+pub fn form_typed(parts: &[(&str, &str)], file: Option<(&str, &str, &[u8])>) -> Vec<u8> {
     let mut body = Vec::new();
     for (name, value) in parts {
         body.extend_from_slice(
@@ -20,10 +28,10 @@ pub fn form(parts: &[(&str, &str)], file: Option<(&str, &[u8])>) -> Vec<u8> {
             .as_bytes(),
         );
     }
-    if let Some((filename, bytes)) = file {
+    if let Some((filename, mime, bytes)) = file {
         body.extend_from_slice(
             format!(
-                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/jsonl\r\n\r\n"
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: {mime}\r\n\r\n"
             )
             .as_bytes(),
         );
