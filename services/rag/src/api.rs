@@ -366,16 +366,19 @@ pub struct Answer {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RagLimits {
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_knowledge_bases: u64,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_documents: u64,
     /// Chunks stored over all knowledge bases.
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub max_chunks: u64,
 }
 
 impl RagLimits {
+    /// The largest cap.
+    pub const MAX: u64 = 1_000_000_000_000;
+
     /// For plans without their own.
     pub const DEFAULT: RagLimits = RagLimits {
         max_knowledge_bases: 100,

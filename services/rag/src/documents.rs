@@ -217,7 +217,10 @@ impl Rag {
             .find::<doc::Entity>()
             .filter(doc::Column::KbId.eq(kb.id));
         if let Some(after) = &params.after {
-            q = q.filter(doc::Column::Id.gt(after.clone()));
+            let after: DocumentId = after
+                .parse()
+                .map_err(|_| ApiError::validation("after", "a document id (`doc_…`)"))?;
+            q = q.filter(doc::Column::Id.gt(after.to_string()));
         }
         let rows = q
             .order_by_asc(doc::Column::Id)

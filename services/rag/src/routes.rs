@@ -75,7 +75,7 @@ pub async fn create_knowledge_base(
 #[utoipa::path(get, path = "/v1/rag/knowledge_bases", tag = "rag",
     security(("bearer" = [])),
     params(("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
-        ("after" = Option<String>, Query, description = "The `last_id` of the previous page", max_length = 64)),
+        ("after" = Option<llmops_core::ids::KnowledgeBaseId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of knowledge bases, oldest first", body = inline(Page<KnowledgeBase>))))]
 pub async fn list_knowledge_bases(
     svc: web::Data<Rag>,
@@ -267,7 +267,7 @@ pub async fn create_document(
     security(("bearer" = [])),
     params(("kb_id" = String, Path, description = "The knowledge base", max_length = 64),
         ("limit" = Option<u64>, Query, description = "Page size, 1 to 100 (default 20)", minimum = 1, maximum = 100),
-        ("after" = Option<String>, Query, description = "The `last_id` of the previous page", max_length = 64)),
+        ("after" = Option<llmops_core::ids::DocumentId>, Query, description = "The `last_id` of the previous page")),
     responses((status = 200, description = "A page of documents, oldest first", body = inline(Page<Document>)),
         (status = 404, description = "No such knowledge base", body = Problem, content_type = "application/problem+json")))]
 pub async fn list_documents(
@@ -447,5 +447,5 @@ pub async fn purge_tenant_rag(
     put_rag_limits,
     get_rag_limits,
     purge_tenant_rag
-))]
+), components(schemas(llmops_core::ids::KnowledgeBaseId, llmops_core::ids::DocumentId)))]
 pub struct RagDoc;

@@ -428,7 +428,10 @@ impl Rag {
         let limit = params.limit()?;
         let mut q = ctx.scoped().find::<kb::Entity>();
         if let Some(after) = &params.after {
-            q = q.filter(kb::Column::Id.gt(after.clone()));
+            let after: KnowledgeBaseId = after
+                .parse()
+                .map_err(|_| ApiError::validation("after", "a knowledge base id (`kb_…`)"))?;
+            q = q.filter(kb::Column::Id.gt(after.to_string()));
         }
         let rows = q
             .order_by_asc(kb::Column::Id)
@@ -576,6 +579,15 @@ impl Rag {
     /// Sets a plan's caps.
     pub async fn set_limits(&self, plan: &str, l: RagLimits) -> ApiResult<RagLimits> {
         use llmops_core::entities::plan;
+        for (field, v) in [
+            ("max_knowledge_bases", l.max_knowledge_bases),
+            ("max_documents", l.max_documents),
+            ("max_chunks", l.max_chunks),
+        ] {
+            if v > RagLimits::MAX {
+                return Err(ApiError::validation(field, "at most 10^12"));
+            }
+        }
         if plan::Entity::find_by_id(plan.to_string())
             .one(&self.0.db)
             .await

@@ -38,7 +38,18 @@ fn schemathesis(app: &TestApp, bearer: &str, paths: &str, work: &TempDir) -> (bo
         // use_after_free takes for a deleted resource still served.
         // Schemathesis runs checks for the whole run, so it is left out
         // here; registry.rs checks that a deleted model is gone.
-        .args(["--checks", "all", "--exclude-checks", "use_after_free"])
+        // ensure_resource_availability takes every GET whose path holds a
+        // created object's id for that object: a new plan's prices
+        // (`/admin/v1/plans/{id}/pricing`, a documented 404 until PUT sets
+        // them) fail it, and it cannot be turned off for one operation of
+        // the stateful phase. The black-box tests read every object back
+        // after creating it instead.
+        .args([
+            "--checks",
+            "all",
+            "--exclude-checks",
+            "use_after_free,ensure_resource_availability",
+        ])
         .args(["--mode", "all"])
         .args(["--seed", "20261201", "--max-examples", "30"])
         .args(["--generation-database", ":memory:", "--no-color"])
