@@ -17,13 +17,11 @@ pub enum Engine {
 /// The app on PostgreSQL, the test Triton, the model's tokenizer and the
 /// engine; `extra` adds or overrides variables.
 pub async fn rag_app(engine: Engine, extra: &[(&str, &str)]) -> TestApp {
-    let tokenizer = std::env::var("TEST_TOKENIZER_JSON").expect("TEST_TOKENIZER_JSON");
+    // The local models' tokenizers the repository ships.
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/triton/models");
     let mut env = vec![
         ("LLMOPS_TRITON_URL".to_string(), triton_url().unwrap()),
-        (
-            "LLMOPS_MODEL_TOKENIZERS".to_string(),
-            format!("{{all-minilm-l6-v2=\"{tokenizer}\"}}"),
-        ),
+        ("LLMOPS_TRITON_MODELS_DIR".to_string(), models.display().to_string()),
     ];
     if engine == Engine::Server {
         let url = std::env::var("TEST_QDRANT_URL").expect("TEST_QDRANT_URL");
@@ -767,6 +765,32 @@ matrix!(
     answers_cite_retrieved_chunks,
     failed_ingestion_is_retried,
 );
+
+/// The SmolLM2 tokenizer.json the repository ships (converted from the
+/// GGUF by infra/triton/lib/gguf_tokenizer.py) tokenizes as llama.cpp does.
+#[test]
+fn shipped_smollm_tokenizer_matches_llama_cpp() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var("TEST_TOKENIZER_PYTHON").expect("TEST_TOKENIZER_PYTHON");
+    let gguf = std::env::var("TEST_SMOLLM_GGUF").expect("TEST_SMOLLM_GGUF");
+    let corpus: Vec<String> = corpus()
+        .iter()
+        .map(|(slug, _)| format!("tests/corpus/rag/{slug}.md"))
+        .collect();
+    let out = std::process::Command::new(python)
+        .current_dir(&root)
+        .arg("infra/triton/lib/gguf_tokenizer.py")
+        .arg("--check")
+        .arg(gguf)
+        .arg("infra/triton/models/smollm2-135m-instruct/tokenizer.json")
+        .args(&corpus)
+        .arg("README.md")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" 0 differ"), "{stdout}");
+}
 
 /// A one-page PDF; with `text`, a text layer in Helvetica.
 fn pdf(text: Option<&str>) -> Vec<u8> {
