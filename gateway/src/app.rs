@@ -213,7 +213,8 @@ pub async fn build_rag(state: &AppState) -> anyhow::Result<web::Data<llmops_rag:
             max_attempts: cfg.rag_ingest_max_attempts,
             max_document_bytes: cfg.rag_max_document_bytes,
             storage_meter_secs: cfg.rag_storage_meter_secs,
-            owner: format!("{host}:{}:{}", std::process::id(), ulid::Ulid::new()),
+            owner: format!("{host}:{}", std::process::id()),
+            extractor: std::env::current_exe().ok(),
         },
     })
     .await

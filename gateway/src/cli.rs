@@ -65,6 +65,14 @@ enum Command {
     /// Billing operations.
     #[command(subcommand)]
     Billing(BillingCmd),
+    /// Internal: extracts a document's text from stdin to stdout, in a
+    /// process of its own so that a hostile file (a PDF that recurses
+    /// forever, a decompression bomb) can only take this process down.
+    #[command(hide = true)]
+    Extract {
+        #[arg(long)]
+        content_type: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -206,6 +214,9 @@ pub fn main() -> ExitCode {
     // rustls provider; install it before any command can build one.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
+    if let Command::Extract { content_type } = &cli.command {
+        return extract(content_type);
+    }
     let cfg = match Config::load() {
         Ok(c) => c,
         Err(e) => {
@@ -240,6 +251,31 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// `llmops extract`: stdin's document as text on stdout; a document that
+/// cannot be read is exit code 2 with the reason on stderr.
+fn extract(content_type: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let Some(kind) = llmops_rag::extract::ContentType::from_mime(content_type) else {
+        eprintln!("unknown content type {content_type}");
+        return ExitCode::from(2);
+    };
+    let mut bytes = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut bytes) {
+        eprintln!("reading stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    match llmops_rag::extract::text(kind, &bytes) {
+        Ok(text) => match std::io::stdout().write_all(text.as_bytes()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
+        Err(e) => {
+            eprint!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn connect(cfg: &Config) -> anyhow::Result<db::Db> {
     let db = db::connect(cfg)
         .await
@@ -262,7 +298,7 @@ fn parse_scopes(raw: &[String]) -> anyhow::Result<Vec<Scope>> {
 
 async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
     match cmd {
-        Command::Serve { .. } => unreachable_serve(),
+        Command::Serve { .. } | Command::Extract { .. } => unreachable_serve(),
         Command::Worker {
             slots,
             owner,
@@ -436,5 +472,5 @@ async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
 }
 
 fn unreachable_serve() -> anyhow::Result<()> {
-    anyhow::bail!("serve is handled before the runtime starts")
+    anyhow::bail!("serve and extract are handled before the runtime starts")
 }

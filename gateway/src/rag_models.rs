@@ -52,7 +52,9 @@ fn chat_request(
 /// Turns serving's OpenAI server-sent events into text deltas and a final
 /// usage.
 struct SseText {
-    buf: String,
+    /// Bytes of an event not complete yet (a character may be split
+    /// between network chunks: decoded only once the event is whole).
+    buf: Vec<u8>,
     text: String,
     usage: (u32, u32),
 }
@@ -60,11 +62,12 @@ struct SseText {
 impl SseText {
     /// Complete events in `bytes`: deltas, and `true` once `[DONE]` came.
     fn feed(&mut self, bytes: &[u8]) -> (Vec<String>, bool) {
-        self.buf.push_str(&String::from_utf8_lossy(bytes));
+        self.buf.extend_from_slice(bytes);
         let mut deltas = Vec::new();
         let mut done = false;
-        while let Some(end) = self.buf.find("\n\n") {
-            let event: String = self.buf.drain(..end + 2).collect();
+        while let Some(end) = self.buf.windows(2).position(|w| w == b"\n\n") {
+            let raw: Vec<u8> = self.buf.drain(..end + 2).collect();
+            let event = String::from_utf8_lossy(&raw);
             for line in event.lines() {
                 let Some(data) = line.strip_prefix("data:") else {
                     continue;
@@ -204,7 +207,7 @@ impl Models for ServingModels {
             }
         };
         let parser = SseText {
-            buf: String::new(),
+            buf: Vec::new(),
             text: String::new(),
             usage: (0, 0),
         };

@@ -123,7 +123,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(D::PendingVersion).integer().null())
                     .col(ColumnDef::new(D::Attempts).integer().not_null())
                     .col(ts(D::NextAttemptAt))
-                    .col(ColumnDef::new(D::LeaseOwner).string_len(80).null())
+                    // `host:pid:claim-ulid`
+                    .col(ColumnDef::new(D::LeaseOwner).string_len(200).null())
                     .col(ts_null(D::LeaseUntil))
                     .col(ColumnDef::new(D::ChunkCount).integer().not_null())
                     .col(ColumnDef::new(D::TokenCount).big_integer().not_null())

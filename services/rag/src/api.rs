@@ -260,7 +260,8 @@ pub struct ChunkHit {
     pub document_id: String,
     pub external_id: Option<String>,
     pub chunk_index: u32,
-    /// Cosine similarity (dense), BM25 (sparse) or the RRF score (hybrid).
+    /// Cosine similarity (dense), BM25 (sparse), or the fused score
+    /// (hybrid: DBSF's sum of normalised scores, or RRF's).
     pub score: f32,
     pub text: String,
     /// Character offsets of `text` in the document's extracted text (end

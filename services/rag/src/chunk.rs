@@ -67,17 +67,27 @@ fn structure(text: &str) -> (Vec<(usize, Boundary)>, Vec<(usize, usize, String)>
     (bounds, headings)
 }
 
-/// The heading path in force at `offset`.
-fn section_at(headings: &[(usize, usize, String)], offset: usize) -> String {
+/// The heading path of each heading (outermost first, joined by ` > `),
+/// by the heading's offset: one pass.
+fn section_paths(headings: &[(usize, usize, String)]) -> Vec<(usize, String)> {
     let mut path: Vec<(usize, &str)> = Vec::new();
-    for (at, level, title) in headings {
-        if *at > offset {
-            break;
-        }
-        path.retain(|(l, _)| l < level);
-        path.push((*level, title));
+    headings
+        .iter()
+        .map(|(at, level, title)| {
+            path.retain(|(l, _)| l < level);
+            path.push((*level, title));
+            let joined = path.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(" > ");
+            (*at, joined)
+        })
+        .collect()
+}
+
+/// The heading path in force at `offset` (a binary search).
+fn section_at(paths: &[(usize, String)], offset: usize) -> String {
+    match paths.partition_point(|(at, _)| *at <= offset) {
+        0 => String::new(),
+        i => paths[i - 1].1.clone(),
     }
-    path.iter().map(|(_, t)| *t).collect::<Vec<_>>().join(" > ")
 }
 
 /// Splits `text` into chunks of at most `max_tokens` tokens with `overlap`.
@@ -105,12 +115,21 @@ pub fn chunk(
         return Ok(Vec::new());
     }
     let (bounds, headings) = structure(text);
-    // Token index where each boundary starts.
+    let paths = section_paths(&headings);
+    // Token index where each boundary starts (ascending), and the
+    // headings' among them: every lookup below is a binary search, so
+    // chunking is O(n log n) whatever the document's shape.
     let tok_at = |char_off: usize| offsets.partition_point(|(s, _)| *s < char_off);
-    let breaks: Vec<(usize, Boundary)> = bounds
+    let breaks: Vec<usize> = bounds
         .iter()
-        .map(|(c, b)| (tok_at(*c), *b))
-        .filter(|(t, _)| *t > 0 && *t < offsets.len())
+        .map(|(c, _)| tok_at(*c))
+        .filter(|t| *t > 0 && *t < offsets.len())
+        .collect();
+    let heading_breaks: Vec<usize> = bounds
+        .iter()
+        .filter(|(_, b)| *b == Boundary::Heading)
+        .map(|(c, _)| tok_at(*c))
+        .filter(|t| *t > 0 && *t < offsets.len())
         .collect();
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
@@ -118,47 +137,47 @@ pub fn chunk(
     while start < offsets.len() {
         let limit = (start + max_tokens).min(offsets.len());
         // A heading inside the window ends the chunk there.
-        let heading = breaks
-            .iter()
-            .find(|(t, b)| *b == Boundary::Heading && *t > start && *t <= limit)
-            .map(|(t, _)| *t);
+        let heading = heading_breaks
+            .get(heading_breaks.partition_point(|t| *t <= start))
+            .copied()
+            .filter(|t| *t <= limit);
         let end = match heading {
             Some(h) => h,
             None if limit == offsets.len() => limit,
-            None => breaks
-                .iter()
-                .rev()
-                .find(|(t, _)| *t > start && *t <= limit)
-                // Not a tiny tail of a chunk: at least half the window.
-                .filter(|(t, _)| *t - start >= max_tokens / 2)
-                .map(|(t, _)| *t)
-                .unwrap_or(limit),
+            // The last paragraph start in the window, if it leaves at
+            // least half a window in the chunk.
+            None => match breaks.partition_point(|t| *t <= limit) {
+                0 => limit,
+                i => Some(breaks[i - 1])
+                    .filter(|t| *t > start && *t - start >= max_tokens / 2)
+                    .unwrap_or(limit),
+            },
         };
         let (s_char, e_char) = (offsets[start].0, offsets[end - 1].1);
-        let text: String = chars[s_char..e_char.min(chars.len())].iter().collect();
+        let text: String = chars[s_char.min(chars.len())..e_char.min(chars.len())]
+            .iter()
+            .collect();
         out.push(Chunk {
             index: out.len(),
             start: s_char,
             end: e_char,
             text,
-            section: section_at(&headings, s_char),
+            section: section_at(&paths, s_char),
             tokens: end - start,
         });
         if end >= offsets.len() {
             break;
         }
-        let at_heading = breaks
-            .iter()
-            .any(|(t, b)| *t == end && *b == Boundary::Heading);
+        let at_heading = heading_breaks.binary_search(&end).is_ok();
         start = if at_heading || overlap == 0 {
             end
         } else {
             let from = end.saturating_sub(overlap).max(start + 1);
             // Snap to a paragraph start inside the overlap window.
             breaks
-                .iter()
-                .find(|(t, _)| *t >= from && *t < end)
-                .map(|(t, _)| *t)
+                .get(breaks.partition_point(|t| *t < from))
+                .copied()
+                .filter(|t| *t < end)
                 .unwrap_or(from)
         };
     }

@@ -75,15 +75,19 @@ impl Rag {
             });
         }
         if let Some(e) = &new.external_id
-            && (e.is_empty() || e.len() > 256 || e.chars().any(char::is_control))
+            && (e.is_empty() || e.chars().count() > 256 || e.chars().any(char::is_control))
         {
             return Err(ApiError::validation(
                 "external_id",
-                "1 to 256 bytes, no control characters",
+                "1 to 256 characters, no control characters",
             ));
         }
-        if new.filename.as_ref().is_some_and(|f| f.len() > 256) {
-            return Err(ApiError::validation("filename", "at most 256 bytes"));
+        if new
+            .filename
+            .as_ref()
+            .is_some_and(|f| f.chars().count() > 256)
+        {
+            return Err(ApiError::validation("filename", "at most 256 characters"));
         }
         let metadata = new.metadata.unwrap_or_default();
         check_metadata("metadata", &metadata)?;
@@ -94,15 +98,10 @@ impl Rag {
             .unwrap_or(ContentType::Text);
         let sha = hex::encode(sha2::Sha256::digest(&new.bytes));
         let bytes = new.bytes.len();
-        // Extraction runs now (a 422 at upload for an unreadable file); a
-        // parser that panics on a hostile file fails its blocking task,
-        // not the process.
-        let raw = new.bytes;
-        let text = tokio::task::spawn_blocking(move || crate::extract::text(kind, &raw))
-            .await
-            .map_err(|_| {
-                ApiError::validation("file", format!("the {} could not be read", kind.as_str()))
-            })??;
+        // Extraction runs now (a 422 at upload for an unreadable file), in
+        // a process of its own for the parsers a hostile file can crash.
+        let text =
+            crate::extract::isolated(self.0.config.extractor.as_deref(), kind, new.bytes).await?;
         let existing = match &new.external_id {
             Some(e) => ctx
                 .scoped()
@@ -133,6 +132,12 @@ impl Rag {
         let metadata = serde_json::Value::Object(metadata).to_string();
         let txn = self.0.db.begin().await.map_err(db_err)?;
         let (row, created) = match existing {
+            Some(d) if d.status == "deleting" => {
+                return Err(ApiError::Conflict(format!(
+                    "document `{}` is being deleted: repeat its DELETE, then upload again",
+                    d.id
+                )));
+            }
             Some(d) => {
                 let version = d.version.max(d.pending_version.unwrap_or(0)) + 1;
                 let mut a: doc::ActiveModel = d.into();
@@ -197,7 +202,15 @@ impl Rag {
         }
         .insert(&txn)
         .await
-        .map_err(db_err)?;
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                ApiError::Conflict(
+                    "another upload of this document arrived at the same time; upload again".into(),
+                )
+            } else {
+                db_err(e)
+            }
+        })?;
         txn.commit().await.map_err(db_err)?;
         self.0.queued.notify_waiters();
         Ok((document_view(row), created))

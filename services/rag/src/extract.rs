@@ -104,6 +104,85 @@ pub fn text(kind: ContentType, bytes: &[u8]) -> Result<String, ApiError> {
     Ok(text)
 }
 
+/// Limits of the extraction process: address space and CPU time.
+const EXTRACT_MEMORY_KIB: u64 = 4 * 1024 * 1024;
+const EXTRACT_CPU_SECS: u64 = 60;
+
+/// [`text`] in a child process (`<exe> extract --content-type T`) under
+/// memory and CPU limits, for the formats whose parsers a hostile file can
+/// drive into unbounded recursion or memory (HTML, PDF): whatever the file
+/// does, it can only end that process. Plain text and Markdown are read
+/// here.
+pub async fn isolated(
+    exe: Option<&std::path::Path>,
+    kind: ContentType,
+    bytes: Vec<u8>,
+) -> Result<String, ApiError> {
+    let exe = match (kind, exe) {
+        (ContentType::Html | ContentType::Pdf, Some(exe)) => exe.to_path_buf(),
+        _ => {
+            return tokio::task::spawn_blocking(move || text(kind, &bytes))
+                .await
+                .map_err(|_| unreadable(format!("the {} could not be read", kind.as_str())))?;
+        }
+    };
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v {EXTRACT_MEMORY_KIB} 2>/dev/null; ulimit -t {EXTRACT_CPU_SECS} 2>/dev/null; exec \"$0\" extract --content-type \"$1\""
+        ))
+        .arg(&exe)
+        .arg(kind.as_str())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(ApiError::internal)?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| ApiError::Internal("the extractor has no stdin".into()))?;
+    let write = async move {
+        // A reader that stops early closes the pipe: not our error.
+        let _ = stdin.write_all(&bytes).await;
+        drop(stdin);
+    };
+    let run = async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(EXTRACT_CPU_SECS * 2),
+            child.wait_with_output(),
+        )
+        .await
+    };
+    let ((), out) = tokio::join!(write, run);
+    let out = match out {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => return Err(ApiError::internal(e)),
+        Err(_) => {
+            return Err(unreadable(format!(
+                "reading the {} took too long",
+                kind.as_str()
+            )));
+        }
+    };
+    match out.status.code() {
+        Some(0) => String::from_utf8(out.stdout)
+            .map_err(|_| ApiError::Internal("the extractor wrote text that is not UTF-8".into())),
+        Some(2) => Err(unreadable(
+            String::from_utf8_lossy(&out.stderr)
+                .chars()
+                .take(500)
+                .collect::<String>(),
+        )),
+        _ => Err(unreadable(format!(
+            "the {} could not be read: its reader failed or ran out of its limits",
+            kind.as_str()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

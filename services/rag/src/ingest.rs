@@ -26,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Chunks embedded per call.
 const BATCH: usize = 32;
-const LEASE: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(120);
 
 /// Why an attempt stopped.
+#[derive(Clone)]
 enum Stop {
     /// Retry later (serving or the vector store unavailable, …).
     Transient(String),
@@ -61,6 +62,14 @@ pub(crate) fn point_id(doc: &str, version: i32, index: usize) -> u128 {
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     u128::from_be_bytes(b)
+}
+
+/// What an attempt writes to.
+struct Target {
+    tenant: TenantId,
+    kb: kb::Model,
+    model: crate::models::EmbeddingModel,
+    coll: llmops_vectors::Collection,
 }
 
 impl Rag {
@@ -110,16 +119,39 @@ impl Rag {
             .limit(8)
             .all(&self.0.db)
             .await?;
+        let max = i32::try_from(self.0.config.max_attempts).unwrap_or(i32::MAX);
         for c in candidates {
+            if c.status == "processing" && c.attempts >= max {
+                // Its workers died (or lost the lease) `max` times: give up
+                // rather than hand a poison document to every worker.
+                doc::Entity::update_many()
+                    .filter(doc::Column::Id.eq(c.id.clone()))
+                    .filter(doc::Column::PendingVersion.eq(c.pending_version))
+                    .filter(due.clone())
+                    .col_expr(doc::Column::Status, Expr::value("failed"))
+                    .col_expr(
+                        doc::Column::Error,
+                        Expr::value(format!(
+                            "ingestion stopped without finishing {} times (its worker died or lost the lease)",
+                            c.attempts
+                        )),
+                    )
+                    .col_expr(doc::Column::LeaseOwner, Expr::value(Option::<String>::None))
+                    .col_expr(doc::Column::UpdatedAt, Expr::value(now))
+                    .exec(&self.0.db)
+                    .await?;
+                continue;
+            }
+            // Each claim its own fence token: two workers of a replica (or
+            // a worker and its own earlier, lost claim) never pass for each
+            // other.
+            let token = format!("{}:{}", self.0.config.owner, ulid::Ulid::new());
             let res = doc::Entity::update_many()
                 .filter(doc::Column::Id.eq(c.id.clone()))
                 .filter(doc::Column::PendingVersion.eq(c.pending_version))
                 .filter(due.clone())
                 .col_expr(doc::Column::Status, Expr::value("processing"))
-                .col_expr(
-                    doc::Column::LeaseOwner,
-                    Expr::value(self.0.config.owner.clone()),
-                )
+                .col_expr(doc::Column::LeaseOwner, Expr::value(token))
                 .col_expr(doc::Column::LeaseUntil, Expr::value(now + LEASE))
                 .col_expr(
                     doc::Column::Attempts,
@@ -135,11 +167,11 @@ impl Rag {
         Ok(None)
     }
 
-    /// The fence of every write after the claim.
+    /// The fence of every write after the claim: the claim's own token.
     fn fenced(&self, d: &doc::Model, version: i32) -> sea_orm::UpdateMany<doc::Entity> {
         doc::Entity::update_many()
             .filter(doc::Column::Id.eq(d.id.clone()))
-            .filter(doc::Column::LeaseOwner.eq(self.0.config.owner.clone()))
+            .filter(doc::Column::LeaseOwner.eq(d.lease_owner.clone().unwrap_or_default()))
             .filter(doc::Column::PendingVersion.eq(version))
             .filter(doc::Column::Status.eq("processing"))
     }
@@ -161,37 +193,41 @@ impl Rag {
             return;
         };
         let started = std::time::Instant::now();
-        let outcome = self.attempt(&d, version).await;
-        let tenant: TenantId = d.tenant_id.parse().unwrap_or_default();
+        let target = self.target(&d).await;
+        let outcome = match &target {
+            Ok(t) => self.attempt(&d, version, t).await,
+            Err(stop) => Err(stop.clone()),
+        };
         let now = Utc::now();
+        let max = i32::try_from(self.0.config.max_attempts).unwrap_or(i32::MAX);
         let (status, error, delay) = match outcome {
             Ok((chunks, tokens)) => {
-                tracing::info!(
-                    chunks,
-                    tokens,
-                    secs = started.elapsed().as_secs_f64(),
-                    "document ingested"
-                );
-                metrics::histogram!("rag_ingest_seconds").record(started.elapsed().as_secs_f64());
+                let secs = started.elapsed().as_secs_f64();
+                tracing::info!(chunks, tokens, secs, "document ingested");
+                metrics::histogram!("rag_ingest_seconds").record(secs);
                 return;
             }
             Err(Stop::Superseded) => {
-                self.drop_version(&d, tenant, version).await;
+                if let Ok(t) = &target {
+                    self.drop_version(&d, version, t).await;
+                }
                 return;
             }
-            Err(Stop::Transient(m))
-                if d.attempts < i32::try_from(self.0.config.max_attempts).unwrap_or(i32::MAX) =>
-            {
-                let secs = Ord::min(
-                    2u64.saturating_pow(u32::try_from(d.attempts).unwrap_or(0)),
-                    300,
-                );
+            Err(Stop::Transient(m)) if d.attempts < max => {
+                let exp = u32::try_from(d.attempts).unwrap_or(0);
+                let secs = Ord::min(2u64.saturating_pow(exp), 300);
                 ("queued", m, Duration::from_secs(secs))
             }
             Err(Stop::Transient(m) | Stop::Permanent(m)) => ("failed", m, Duration::ZERO),
         };
         tracing::warn!(error = %error, status, "document ingestion stopped");
-        self.drop_version(&d, tenant, version).await;
+        // This attempt's partial chunks go while the lease is still ours
+        // (a retry writes the same points again).
+        if let Ok(t) = &target
+            && matches!(self.renew(&d, version).await, Ok(true))
+        {
+            self.drop_version(&d, version, t).await;
+        }
         let res = self
             .fenced(&d, version)
             .col_expr(doc::Column::Status, Expr::value(status))
@@ -213,25 +249,22 @@ impl Rag {
         }
     }
 
-    /// Removes the chunks of `version` unless readers see that version.
-    async fn drop_version(&self, d: &doc::Model, tenant: TenantId, version: i32) {
-        let current = doc::Entity::find_by_id(d.id.clone())
-            .one(&self.0.db)
-            .await
-            .ok()
-            .flatten();
-        if current.as_ref().is_some_and(|c| c.version == version) {
+    /// Removes the chunks of `version` unless readers see that version or
+    /// another claim of the same version is under way (same point ids).
+    async fn drop_version(&self, d: &doc::Model, version: i32, t: &Target) {
+        let current = match doc::Entity::find_by_id(d.id.clone()).one(&self.0.db).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "chunks of an abandoned version kept (database)");
+                return;
+            }
+        };
+        if let Some(c) = &current
+            && (c.version == version
+                || (c.pending_version == Some(version) && c.lease_owner != d.lease_owner))
+        {
             return;
         }
-        let Ok(kb) = self.kb_of(tenant, &d.kb_id).await else {
-            return;
-        };
-        let Ok(model) = self.embedding(&kb.embedding_model) else {
-            return;
-        };
-        let Ok(coll) = self.collection(&model).await else {
-            return;
-        };
         let filter = Filter::must(vec![
             kb_filter(&d.kb_id),
             doc_filter(&d.id),
@@ -240,37 +273,51 @@ impl Rag {
                 value: Value::Integer(i64::from(version)),
             },
         ]);
-        if let Err(e) = coll.for_tenant_maintenance(tenant).delete(filter).await {
+        if let Err(e) = t.coll.for_tenant_maintenance(t.tenant).delete(filter).await {
             tracing::warn!(error = %e, "chunks of an abandoned version were not deleted");
         }
     }
 
-    async fn kb_of(&self, tenant: TenantId, kb: &str) -> Result<kb::Model, Stop> {
-        Scoped::new(tenant)
-            .find::<kb::Entity>()
-            .filter(kb::Column::Id.eq(kb))
-            .one(&self.0.db)
-            .await
-            .map_err(|e| Stop::Transient(e.to_string()))?
-            .ok_or(Stop::Superseded)
-    }
-
-    /// One attempt: the chunks stored and the switch made, or why not.
-    async fn attempt(&self, d: &doc::Model, version: i32) -> Result<(usize, u64), Stop> {
+    /// What an attempt writes to: the tenant, knowledge base, model and
+    /// collection.
+    async fn target(&self, d: &doc::Model) -> Result<Target, Stop> {
         let tenant: TenantId = d
             .tenant_id
             .parse()
             .map_err(|_| Stop::Permanent("bad tenant id".into()))?;
+        let kb = Scoped::new(tenant)
+            .find::<kb::Entity>()
+            .filter(kb::Column::Id.eq(d.kb_id.clone()))
+            .one(&self.0.db)
+            .await
+            .map_err(|e| Stop::Transient(e.to_string()))?
+            .ok_or(Stop::Superseded)?;
+        let model = self.embedding(&kb.embedding_model)?;
+        let coll = self.collection(&model).await?;
+        Ok(Target {
+            tenant,
+            kb,
+            model,
+            coll,
+        })
+    }
+
+    /// One attempt: the chunks stored and the switch made, or why not.
+    async fn attempt(
+        &self,
+        d: &doc::Model,
+        version: i32,
+        t: &Target,
+    ) -> Result<(usize, u64), Stop> {
+        let tenant = t.tenant;
         let doc_id: DocumentId =
             d.id.parse()
                 .map_err(|_| Stop::Permanent("bad document id".into()))?;
         let ctx = TenantCtx::for_ingestion(tenant, doc_id);
-        let kb = self.kb_of(tenant, &d.kb_id).await?;
-        let model = self.embedding(&kb.embedding_model)?;
+        let (kb, model, coll) = (&t.kb, &t.model, &t.coll);
         let tokenizer = model.tokenizer.clone().ok_or_else(|| {
             Stop::Permanent(format!("`{}` has no tokenizer configured", model.id))
         })?;
-        let coll = self.collection(&model).await?;
         let text = Scoped::new(tenant)
             .find::<source::Entity>()
             .filter(source::Column::DocId.eq(d.id.clone()))
@@ -404,14 +451,18 @@ impl Rag {
             return Err(Stop::Superseded);
         }
         // Readers now see only `version`; the others go.
-        let others = Filter {
-            must: vec![kb_filter(&d.kb_id), doc_filter(&d.id)],
-            must_not: vec![Cond::Match {
+        // Older versions only: a newer one may be arriving already.
+        let others = Filter::must(vec![
+            kb_filter(&d.kb_id),
+            doc_filter(&d.id),
+            Cond::Range {
                 key: key::VERSION.into(),
-                value: Value::Integer(i64::from(version)),
-            }],
-            ..Filter::default()
-        };
+                gt: None,
+                gte: None,
+                lt: Some(f64::from(version)),
+                lte: None,
+            },
+        ]);
         if let Err(e) = scope.delete(others).await {
             tracing::warn!(error = %e, "old chunks of a replaced document were not deleted yet");
         }

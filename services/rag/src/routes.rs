@@ -238,7 +238,9 @@ pub async fn create_document(
         let mut payload = payload;
         while let Some(chunk) = payload.next().await {
             let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("body: {e}")))?;
-            if body.len() + chunk.len() > max + 4096 {
+            // Escapes can double the text; the text itself is held to
+            // the limit once decoded.
+            if body.len() + chunk.len() > max.saturating_mul(2) + 4096 {
                 return Err(ApiError::PayloadTooLarge { limit: max });
             }
             body.extend_from_slice(&chunk);
@@ -431,21 +433,24 @@ pub async fn purge_tenant_rag(
 }
 
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(
-    create_knowledge_base,
-    list_knowledge_bases,
-    get_knowledge_base,
-    update_knowledge_base,
-    delete_knowledge_base,
-    create_document,
-    list_documents,
-    get_document,
-    delete_document,
-    retry_document,
-    query,
-    answer,
-    put_rag_limits,
-    get_rag_limits,
-    purge_tenant_rag
-), components(schemas(llmops_core::ids::KnowledgeBaseId, llmops_core::ids::DocumentId)))]
+#[openapi(
+    paths(
+        create_knowledge_base,
+        list_knowledge_bases,
+        get_knowledge_base,
+        update_knowledge_base,
+        delete_knowledge_base,
+        create_document,
+        list_documents,
+        get_document,
+        delete_document,
+        retry_document,
+        query,
+        answer,
+        put_rag_limits,
+        get_rag_limits,
+        purge_tenant_rag
+    ),
+    components(schemas(llmops_core::ids::KnowledgeBaseId, llmops_core::ids::DocumentId))
+)]
 pub struct RagDoc;

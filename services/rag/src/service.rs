@@ -45,8 +45,11 @@ pub struct RagConfig {
     pub max_attempts: u32,
     pub max_document_bytes: usize,
     pub storage_meter_secs: u64,
-    /// Names this replica's leases.
+    /// Names this replica's leases (each claim adds its own id).
     pub owner: String,
+    /// The `llmops` binary, whose `extract` command reads HTML and PDF in a
+    /// process of its own (in-process when none).
+    pub extractor: Option<std::path::PathBuf>,
 }
 
 pub struct RagParts {
@@ -82,6 +85,7 @@ pub(crate) fn vector_err(e: llmops_vectors::VectorError) -> ApiError {
     use llmops_vectors::VectorError as V;
     match e {
         V::Invalid(m) => ApiError::validation("filter", m),
+        e @ V::Dimensions(_) => ApiError::Internal(Box::new(e)),
         V::Unavailable(m) => {
             tracing::warn!(error = %m, "vector store unavailable");
             ApiError::Unavailable {
@@ -200,8 +204,17 @@ impl Rag {
     pub async fn new(parts: RagParts) -> Result<Self, llmops_vectors::VectorError> {
         let mut collections = HashMap::new();
         for m in parts.models.embedding_models() {
-            let c = parts.store.collection(spec_for(&m)).await?;
-            collections.insert(m.id.clone(), c);
+            match parts.store.collection(spec_for(&m)).await {
+                Ok(c) => {
+                    collections.insert(m.id.clone(), c);
+                }
+                // Another schema: refused at start-up, with the reason.
+                Err(e @ llmops_vectors::VectorError::Schema { .. }) => return Err(e),
+                // Unreachable now (a server down, the embedded store held
+                // by another process): tried again on first use (503
+                // meanwhile), and /readyz says so.
+                Err(e) => tracing::warn!(error = %e, model = %m.id, "vector collection not opened"),
+            }
         }
         // About the words of a 200-token chunk, less stopwords.
         let lexical =
@@ -270,6 +283,7 @@ impl Rag {
             .filter(doc::Column::KbId.eq(m.id.clone()));
         let document_count = docs.clone().count(&self.0.db).await.map_err(db_err)?;
         let chunk_count: Option<i64> = docs
+            .filter(doc::Column::Status.ne("deleting"))
             .select_only()
             .column_as(doc::Column::ChunkCount.sum(), "n")
             .into_tuple()
@@ -354,8 +368,15 @@ impl Rag {
     ) -> ApiResult<KnowledgeBase> {
         ctx.require(Scope::Rag)?;
         check_name(&req.name)?;
-        if req.description.as_ref().is_some_and(|d| d.len() > 2048) {
-            return Err(ApiError::validation("description", "at most 2048 bytes"));
+        if req
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 2048)
+        {
+            return Err(ApiError::validation(
+                "description",
+                "at most 2048 characters",
+            ));
         }
         let metadata = req.metadata.unwrap_or_default();
         check_metadata("metadata", &metadata)?;
@@ -466,8 +487,11 @@ impl Rag {
             a.name = Set(name);
         }
         if let Some(d) = req.description {
-            if d.len() > 2048 {
-                return Err(ApiError::validation("description", "at most 2048 bytes"));
+            if d.chars().count() > 2048 {
+                return Err(ApiError::validation(
+                    "description",
+                    "at most 2048 characters",
+                ));
             }
             a.description = Set(Some(d));
         }
@@ -486,28 +510,30 @@ impl Rag {
         self.kb_view(ctx, m).await
     }
 
-    /// Deletes the rows, then the points (an ingestion finishing meanwhile
-    /// finds its document gone and removes its own points).
+    /// Deletes the points, then the rows: when the vector store is down
+    /// nothing is deleted and the call is a 503 to repeat. An ingestion
+    /// finishing meanwhile finds its document gone and removes what it
+    /// wrote.
     #[tracing::instrument(skip_all, fields(tenant_id = %ctx.tenant_id()))]
     pub async fn delete_kb(&self, ctx: &TenantCtx, id: &str) -> ApiResult<Deleted> {
         ctx.require(Scope::Rag)?;
         let m = self.find_kb(ctx, id).await?;
-        let model = self.embedding(&m.embedding_model)?;
-        let coll = self.collection(&model).await?;
+        if let Some(model) = self.0.models.embedding_model(&m.embedding_model) {
+            let coll = self.collection(&model).await?;
+            coll.scoped(ctx)
+                .delete(Filter::must(vec![kb_filter(&m.id)]))
+                .await
+                .map_err(vector_err)?;
+        }
         let txn = self.0.db.begin().await.map_err(db_err)?;
-        let docs: Vec<String> = ctx
-            .scoped()
-            .find::<doc::Entity>()
-            .filter(doc::Column::KbId.eq(m.id.clone()))
-            .select_only()
+        let docs = sea_orm::sea_query::Query::select()
             .column(doc::Column::Id)
-            .into_tuple()
-            .all(&txn)
-            .await
-            .map_err(db_err)?;
+            .from(doc::Entity)
+            .and_where(doc::Column::KbId.eq(m.id.clone()))
+            .to_owned();
         ctx.scoped()
             .delete_many::<source::Entity>()
-            .filter(source::Column::DocId.is_in(docs))
+            .filter(source::Column::DocId.in_subquery(docs))
             .exec(&txn)
             .await
             .map_err(db_err)?;
@@ -524,10 +550,6 @@ impl Rag {
             .await
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
-        coll.scoped(ctx)
-            .delete(Filter::must(vec![kb_filter(&m.id)]))
-            .await
-            .map_err(vector_err)?;
         Ok(Deleted {
             id: m.id,
             object: "knowledge_base.deleted",
@@ -535,19 +557,18 @@ impl Rag {
         })
     }
 
-    /// Removes every knowledge base of a tenant, rows and points (operator
-    /// work for a tenant that leaves). Returns the points removed.
+    /// Removes every knowledge base of a tenant, points (in every
+    /// collection, whatever rows remain, so a purge that failed half-way
+    /// can be repeated) then rows. Returns the points removed.
     pub async fn purge_tenant(&self, tenant: TenantId) -> ApiResult<u64> {
+        let mut removed = 0;
+        for m in self.0.models.embedding_models() {
+            let coll = self.collection(&m).await?;
+            let scope = coll.for_tenant_maintenance(tenant);
+            removed += scope.count(Filter::default()).await.map_err(vector_err)?;
+            scope.delete(Filter::default()).await.map_err(vector_err)?;
+        }
         let scoped = llmops_core::db::Scoped::new(tenant);
-        let models: Vec<String> = scoped
-            .find::<kb::Entity>()
-            .select_only()
-            .column(kb::Column::EmbeddingModel)
-            .distinct()
-            .into_tuple()
-            .all(&self.0.db)
-            .await
-            .map_err(db_err)?;
         let txn = self.0.db.begin().await.map_err(db_err)?;
         scoped
             .delete_many::<source::Entity>()
@@ -565,14 +586,6 @@ impl Rag {
             .await
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
-        let mut removed = 0;
-        let all: Vec<EmbeddingModel> = self.0.models.embedding_models();
-        for m in all.iter().filter(|m| models.contains(&m.id)) {
-            let coll = self.collection(m).await?;
-            let scope = coll.for_tenant_maintenance(tenant);
-            removed += scope.count(Filter::default()).await.map_err(vector_err)?;
-            scope.delete(Filter::default()).await.map_err(vector_err)?;
-        }
         Ok(removed)
     }
 

@@ -38,6 +38,13 @@ struct Shard {
 pub(crate) struct EdgeEngine {
     dir: PathBuf,
     shards: RwLock<HashMap<String, Arc<Shard>>>,
+    /// Opening a shard is one at a time (two opens of one directory would
+    /// be two engines on the same files).
+    opening: tokio::sync::Mutex<()>,
+    /// Held for the process's life: one process owns the directory.
+    _lock: Option<std::fs::File>,
+    /// Another process holds the directory: every call is unavailable.
+    held_elsewhere: bool,
 }
 
 fn engine_err(e: impl std::fmt::Display) -> VectorError {
@@ -46,18 +53,42 @@ fn engine_err(e: impl std::fmt::Display) -> VectorError {
 
 impl EdgeEngine {
     pub(crate) fn new(dir: PathBuf) -> Result<Self, VectorError> {
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| VectorError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let io = |e: std::io::Error| VectorError::Unavailable(format!("{}: {e}", dir.display()));
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".llmops.lock"))
+            .map_err(io)?;
+        let (lock, held_elsewhere) = match file.try_lock() {
+            Ok(()) => (Some(file), false),
+            Err(std::fs::TryLockError::WouldBlock) => (None, true),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        };
         Ok(Self {
             dir,
             shards: RwLock::new(HashMap::new()),
+            opening: tokio::sync::Mutex::new(()),
+            _lock: lock,
+            held_elsewhere,
         })
     }
 
+    fn held(&self) -> VectorError {
+        VectorError::Unavailable(format!(
+            "the embedded vector store at {} belongs to another process (one `llmops serve` owns it; set qdrant_url to share vectors between replicas)",
+            self.dir.display()
+        ))
+    }
+
     fn shard(&self, collection: &str) -> Result<Arc<Shard>, VectorError> {
+        if self.held_elsewhere {
+            return Err(self.held());
+        }
         self.shards
             .read()
-            .map_err(engine_err)?
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(collection)
             .cloned()
             .ok_or_else(|| VectorError::Engine(format!("collection `{collection}` is not open")))
@@ -169,7 +200,17 @@ impl Engine for EdgeEngine {
     }
 
     async fn ensure(&self, spec: &CollectionSpec) -> Result<(), VectorError> {
-        if let Some(open) = self.shards.read().map_err(engine_err)?.get(&spec.name) {
+        if self.held_elsewhere {
+            return Err(self.held());
+        }
+        let _opening = self.opening.lock().await;
+        let open = self
+            .shards
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&spec.name)
+            .cloned();
+        if let Some(open) = open {
             return match mismatch(&open.shard.config(), spec) {
                 None => Ok(()),
                 Some(detail) => Err(VectorError::Schema {
@@ -214,13 +255,16 @@ impl Engine for EdgeEngine {
         })
         .await
         .map_err(engine_err)??;
-        self.shards.write().map_err(engine_err)?.insert(
-            spec.name.clone(),
-            Arc::new(Shard {
-                shard,
-                writes: Mutex::new(0),
-            }),
-        );
+        self.shards
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(
+                spec.name.clone(),
+                Arc::new(Shard {
+                    shard,
+                    writes: Mutex::new(0),
+                }),
+            );
         Ok(())
     }
 
@@ -244,7 +288,12 @@ impl Engine for EdgeEngine {
                     payload: Some(qdrant_edge::Payload(p.payload)),
                 })
                 .collect();
-            let mut writes = s.writes.lock().map_err(engine_err)?;
+            // A write that panicked (a failed flush) leaves the lock
+            // poisoned: the next write takes it over.
+            let mut writes = s
+                .writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             s.shard
                 .update(UpdateOperation::PointOperation(
                     PointOperations::UpsertPoints(PointInsertOperations::PointsList(list)),
@@ -265,7 +314,10 @@ impl Engine for EdgeEngine {
     async fn delete(&self, collection: &str, f: Filter) -> Result<(), VectorError> {
         let f = filter(&f)?.ok_or_else(|| VectorError::Invalid("delete needs a filter".into()))?;
         self.blocking(collection, move |s| {
-            let _writes = s.writes.lock().map_err(engine_err)?;
+            let _writes = s
+                .writes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             s.shard
                 .update(UpdateOperation::PointOperation(
                     PointOperations::DeletePointsByFilter(f),
@@ -430,6 +482,9 @@ impl Engine for EdgeEngine {
     }
 
     async fn health(&self) -> Result<(), VectorError> {
+        if self.held_elsewhere {
+            return Err(self.held());
+        }
         std::fs::metadata(&self.dir)
             .map(|_| ())
             .map_err(|e| VectorError::Unavailable(format!("{}: {e}", self.dir.display())))

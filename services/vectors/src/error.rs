@@ -5,9 +5,13 @@ pub enum VectorError {
     /// needs (e.g. another embedding size): refused rather than mixed.
     #[error("vector collection `{collection}`: {detail}")]
     Schema { collection: String, detail: String },
-    /// The caller's request cannot be run (wrong vector size, bad filter).
+    /// The caller's filter or key cannot be used.
     #[error("{0}")]
     Invalid(String),
+    /// A vector of another size than the collection's: the embedding
+    /// model answered unlike its configuration (the platform's fault).
+    #[error("{0}")]
+    Dimensions(String),
     /// The engine is unreachable or failed (Qdrant server down, I/O).
     #[error("vector store unavailable: {0}")]
     Unavailable(String),

@@ -252,6 +252,21 @@ impl Collection {
     }
 }
 
+/// The stored id of a tenant's point `id`: a UUID (version 8) from both,
+/// so tenants cannot address each other's points by id.
+fn scoped_id(tenant: &str, id: u128) -> u128 {
+    use sha2::Digest;
+    let h = sha2::Sha256::new()
+        .chain_update(tenant.as_bytes())
+        .chain_update(id.to_be_bytes())
+        .finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    u128::from_be_bytes(b)
+}
+
 /// A collection seen by one tenant: every call carries the tenant's
 /// condition, which no caller's filter can widen (the caller's filter is
 /// one more `must` beside it).
@@ -285,7 +300,9 @@ impl TenantScope<'_> {
         }
     }
 
-    /// Inserts or replaces points, stamped with the tenant.
+    /// Inserts or replaces points, stamped with the tenant. A point's id is
+    /// the tenant's own: it is stored (and returned by queries and
+    /// scrolls) as [`scoped_id`] of the tenant and the id given.
     pub async fn upsert(&self, mut points: Vec<Point>) -> Result<(), VectorError> {
         if points.is_empty() {
             return Ok(());
@@ -293,11 +310,14 @@ impl TenantScope<'_> {
         let size = self.collection.spec.dense_size;
         for p in &mut points {
             if p.dense.len() != size {
-                return Err(VectorError::Invalid(format!(
+                return Err(VectorError::Dimensions(format!(
                     "a vector of {} dimensions for a collection of {size}",
                     p.dense.len()
                 )));
             }
+            // Ids are the tenant's own: another tenant's point of the same
+            // id is another point.
+            p.id = scoped_id(&self.tenant, p.id);
             p.payload.insert(
                 TENANT_KEY.into(),
                 serde_json::Value::String(self.tenant.clone()),
@@ -309,7 +329,7 @@ impl TenantScope<'_> {
     pub async fn query(&self, mut query: Query) -> Result<Vec<Hit>, VectorError> {
         if query.dense.len() != self.collection.spec.dense_size && query.ranking != Ranking::Sparse
         {
-            return Err(VectorError::Invalid(format!(
+            return Err(VectorError::Dimensions(format!(
                 "a query vector of {} dimensions for a collection of {}",
                 query.dense.len(),
                 self.collection.spec.dense_size

@@ -23,15 +23,26 @@ pub(crate) struct ServerEngine {
     client: Qdrant,
 }
 
+/// As the embedded engine classifies its failures: the server down or
+/// overloaded is unavailable (retried), anything else it refuses is an
+/// engine failure (the request was ours; filters are checked before they
+/// are sent).
 fn unavailable(e: qdrant_client::QdrantError) -> VectorError {
     match &e {
         qdrant_client::QdrantError::ResponseError { status }
-            if matches!(
+            if !matches!(
                 status.code(),
-                tonic::Code::InvalidArgument | tonic::Code::NotFound
+                tonic::Code::Unavailable
+                    | tonic::Code::DeadlineExceeded
+                    | tonic::Code::ResourceExhausted
+                    | tonic::Code::Aborted
+                    | tonic::Code::Unknown
+                    | tonic::Code::Cancelled
+                    | tonic::Code::Unauthenticated
+                    | tonic::Code::PermissionDenied
             ) =>
         {
-            VectorError::Invalid(status.message().to_string())
+            VectorError::Engine(status.message().to_string())
         }
         _ => VectorError::Unavailable(e.to_string()),
     }

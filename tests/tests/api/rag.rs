@@ -21,7 +21,10 @@ pub async fn rag_app(engine: Engine, extra: &[(&str, &str)]) -> TestApp {
     let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/triton/models");
     let mut env = vec![
         ("LLMOPS_TRITON_URL".to_string(), triton_url().unwrap()),
-        ("LLMOPS_TRITON_MODELS_DIR".to_string(), models.display().to_string()),
+        (
+            "LLMOPS_TRITON_MODELS_DIR".to_string(),
+            models.display().to_string(),
+        ),
     ];
     if engine == Engine::Server {
         let url = std::env::var("TEST_QDRANT_URL").expect("TEST_QDRANT_URL");
@@ -788,7 +791,11 @@ fn shipped_smollm_tokenizer_matches_llama_cpp() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains(" 0 differ"), "{stdout}");
 }
 
@@ -798,30 +805,46 @@ fn pdf(text: Option<&str>) -> Vec<u8> {
         Some(t) => format!("BT /F1 12 Tf 72 720 Td ({t}) Tj ET"),
         None => "0 0 1 rg 72 72 200 200 re f".to_string(),
     };
-    let objects = [
-        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
+    pdf_of(&[
         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>".to_string(),
         format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_string(),
+    ])
+}
+
+/// A PDF whose page draws a form that draws itself: a reader that follows
+/// it without a depth limit recurses until its stack overflows.
+fn recursive_pdf() -> Vec<u8> {
+    let draw = "/X1 Do";
+    pdf_of(&[
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /XObject << /X1 5 0 R >> >> >>".to_string(),
+        format!("<< /Length {} >>\nstream\n{draw}\nendstream", draw.len()),
+        format!("<< /Type /XObject /Subtype /Form /BBox [0 0 100 100] /Resources << /XObject << /X1 5 0 R >> >> /Length {} >>\nstream\n{draw}\nendstream", draw.len()),
+    ])
+}
+
+/// A PDF of a catalog (1), one page tree (2) and `objects` from 3 on.
+fn pdf_of(objects: &[String]) -> Vec<u8> {
+    let mut all = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_string(),
     ];
+    all.extend_from_slice(objects);
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
-    for (i, o) in objects.iter().enumerate() {
+    for (i, o) in all.iter().enumerate() {
         offsets.push(out.len());
         out.extend_from_slice(format!("{} 0 obj\n{o}\nendobj\n", i + 1).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", all.len() + 1).as_bytes());
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
     out.extend_from_slice(
         format!(
             "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
+            all.len() + 1
         )
         .as_bytes(),
     );
@@ -905,6 +928,20 @@ async fn formats_and_bad_uploads() {
     .await
     .unwrap();
     assert!(s(&p["detail"]).contains("no text layer"), "{p}");
+    // A hostile PDF ends its reader's process, not the server's.
+    let hostile = form(&[], Some(("loop.pdf", "application/pdf", &recursive_pdf())));
+    problem(
+        upload_form(&app, &key, &kb, hostile).await,
+        422,
+        "validation_error",
+    )
+    .await
+    .unwrap();
+    let alive = app
+        .get_json(&format!("/v1/rag/knowledge_bases/{kb}"), &key)
+        .await
+        .unwrap();
+    assert_eq!(alive["id"], kb.as_str());
     let junk = form(&[], Some(("x.pdf", "application/pdf", b"%PDF-1.7 junk")));
     problem(
         upload_form(&app, &key, &kb, junk).await,
