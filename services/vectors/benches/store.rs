@@ -14,6 +14,9 @@
 //! size) and texts random 120-word passages of a 5,000-word vocabulary, so
 //! the figures are the store's, without embedding time.
 
+// A benchmark binary: a failure stops it with its reason.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use llmops_core::TenantCtx;
 use llmops_core::ids::{JobId, TenantId};
 use llmops_vectors::{
