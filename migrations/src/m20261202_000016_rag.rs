@@ -45,8 +45,18 @@ enum RagDocuments {
     TokenCount,
     Bytes,
     Sha256,
+    Terms,
     CreatedAt,
     UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum RagTerms {
+    Table,
+    TenantId,
+    KbId,
+    Term,
+    Df,
 }
 
 #[derive(DeriveIden)]
@@ -130,6 +140,8 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(D::TokenCount).big_integer().not_null())
                     .col(ColumnDef::new(D::Bytes).big_integer().not_null())
                     .col(ColumnDef::new(D::Sha256).string_len(64).not_null())
+                    // The readers' version's terms: `[[term, chunks], …]`.
+                    .col(ColumnDef::new(D::Terms).text().null())
                     .col(ts(D::CreatedAt))
                     .col(ts(D::UpdatedAt))
                     .to_owned(),
@@ -183,6 +195,23 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
+        // Document frequencies per knowledge base: in how many of its
+        // readers' chunks each BM25 term occurs (the IDF of queries, kept
+        // per tenant's knowledge base rather than by the vector engine).
+        use RagTerms as T;
+        manager
+            .create_table(
+                Table::create()
+                    .table(T::Table)
+                    .col(id(T::TenantId))
+                    .col(id(T::KbId))
+                    .col(ColumnDef::new(T::Term).big_integer().not_null())
+                    .col(ColumnDef::new(T::Df).big_integer().not_null())
+                    .primary_key(Index::create().col(T::KbId).col(T::Term))
+                    .to_owned(),
+            )
+            .await?;
+
         use RagLimits as L;
         manager
             .create_table(
@@ -209,6 +238,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for t in [
+            RagTerms::Table.into_iden(),
             RagLimits::Table.into_iden(),
             RagDocumentSources::Table.into_iden(),
             RagDocuments::Table.into_iden(),

@@ -177,6 +177,7 @@ impl Rag {
                     token_count: Set(0),
                     bytes: Set(i64::try_from(bytes).unwrap_or(i64::MAX)),
                     sha256: Set(sha),
+                    terms: Set(None),
                     created_at: Set(now),
                     updated_at: Set(now),
                 };
@@ -279,6 +280,21 @@ impl Rag {
             .await
             .map_err(vector_err)?;
         let txn = self.0.db.begin().await.map_err(db_err)?;
+        // Its chunks no longer count in the knowledge base's statistics
+        // (the row read now: a version switched meanwhile is the one gone).
+        if let Some(current) = ctx
+            .scoped()
+            .find::<doc::Entity>()
+            .filter(doc::Column::Id.eq(d.id.clone()))
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+        {
+            let gone = crate::terms::from_json(current.terms.as_deref());
+            crate::terms::apply(&txn, ctx.tenant_id(), &kb.id, &Default::default(), &gone)
+                .await
+                .map_err(db_err)?;
+        }
         ctx.scoped()
             .delete_many::<source::Entity>()
             .filter(source::Column::DocId.eq(d.id.clone()))

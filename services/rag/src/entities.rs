@@ -4,5 +4,6 @@ pub mod document;
 pub mod knowledge_base;
 pub mod limits;
 pub mod source;
+pub mod terms;
 
-llmops_core::tenant_owned!(document, knowledge_base, source);
+llmops_core::tenant_owned!(document, knowledge_base, source, terms);

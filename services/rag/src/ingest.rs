@@ -19,7 +19,9 @@ use llmops_core::ids::{DocumentId, TenantId};
 use llmops_core::{ApiError, TenantCtx};
 use llmops_vectors::{Cond, Filter, Point, Value};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
 use sha2::Digest;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -365,6 +367,7 @@ impl Rag {
             serde_json::from_str(&d.metadata).unwrap_or_else(|_| serde_json::json!({}));
         let scope = coll.scoped(&ctx);
         let mut tokens = 0u64;
+        let mut chunk_terms: Vec<Vec<u32>> = Vec::with_capacity(chunks.len());
         for batch in chunks.chunks(BATCH) {
             if !self.renew(d, version).await? {
                 return Err(Stop::Superseded);
@@ -406,10 +409,15 @@ impl Rag {
                             .map_or(serde_json::Value::Null, Into::into),
                     );
                     payload.insert(crate::filter::METADATA.into(), metadata.clone());
+                    let sparse = self.0.lexical.document(&embedded);
+                    let mut distinct = sparse.indices.clone();
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    chunk_terms.push(distinct);
                     Point {
                         id: point_id(&d.id, version, c.index),
                         dense,
-                        sparse: self.0.lexical.document(&embedded),
+                        sparse,
                         payload,
                     }
                 })
@@ -419,10 +427,22 @@ impl Rag {
                 .await
                 .map_err(crate::service::vector_err)?;
         }
-        // The switch: one fenced update.
+        // The switch: one fenced update, with the knowledge base's term
+        // statistics moved from the old version to this one.
+        let counts = crate::terms::count(chunk_terms.iter().map(Vec::as_slice));
         let now = Utc::now();
+        let txn = self
+            .0
+            .db
+            .begin()
+            .await
+            .map_err(|e| Stop::Transient(e.to_string()))?;
         let res = self
             .fenced(d, version)
+            .col_expr(
+                doc::Column::Terms,
+                Expr::value(crate::terms::to_json(&counts)),
+            )
             .col_expr(doc::Column::Version, Expr::value(version))
             .col_expr(
                 doc::Column::PendingVersion,
@@ -444,12 +464,19 @@ impl Rag {
                 Expr::value(Option::<chrono::DateTime<Utc>>::None),
             )
             .col_expr(doc::Column::UpdatedAt, Expr::value(now))
-            .exec(&self.0.db)
+            .exec(&txn)
             .await
             .map_err(|e| Stop::Transient(e.to_string()))?;
         if res.rows_affected != 1 {
             return Err(Stop::Superseded);
         }
+        let old = crate::terms::from_json(d.terms.as_deref());
+        crate::terms::apply(&txn, tenant, &d.kb_id, &counts, &old)
+            .await
+            .map_err(|e| Stop::Transient(e.to_string()))?;
+        txn.commit()
+            .await
+            .map_err(|e| Stop::Transient(e.to_string()))?;
         // Readers now see only `version`; the others go.
         // Older versions only: a newer one may be arriving already.
         let others = Filter::must(vec![

@@ -21,6 +21,7 @@ pub mod models;
 mod retrieve;
 pub mod routes;
 mod service;
+mod terms;
 
 pub use documents::NewDocument;
 pub use retrieve::NOTHING_RELEVANT;

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use llmops_core::usage::{Meter, UsageEvent};
 use llmops_core::{ApiError, ApiResult, Scope, TenantCtx};
 use llmops_vectors::{Cond, Filter, Hit, Query};
-use sea_orm::{ColumnTrait, QueryFilter};
+use sea_orm::{ColumnTrait, QueryFilter, QuerySelect};
 use std::collections::{BTreeMap, HashMap};
 
 /// What the answer says when nothing relevant was found.
@@ -131,9 +131,31 @@ impl Rag {
         // dropped below.
         let limit = r.top_k + 8;
         let scope = coll.scoped(ctx);
+        // The query's terms weighted by their IDF in this knowledge base.
+        let n: Option<i64> = ctx
+            .scoped()
+            .find::<doc::Entity>()
+            .filter(doc::Column::KbId.eq(kb.id.clone()))
+            .filter(doc::Column::Status.ne("deleting"))
+            .select_only()
+            .column_as(doc::Column::ChunkCount.sum(), "n")
+            .into_tuple()
+            .one(&self.0.db)
+            .await
+            .map_err(ApiError::internal)?
+            .flatten();
+        let n = n.unwrap_or(0);
+        let asked = self.0.lexical.query(r.text).indices;
+        let df = crate::terms::frequencies(&self.0.db, ctx.tenant_id(), &kb.id, &asked)
+            .await
+            .map_err(ApiError::internal)?;
+        let sparse = self
+            .0
+            .lexical
+            .weighted(r.text, |t| df.get(&t).map(|d| crate::terms::idf(n, *d)));
         let query = Query {
             dense,
-            sparse: self.0.lexical.query(r.text),
+            sparse,
             ranking: ranking(r.ranking),
             fusion: match r.fusion {
                 Fusion::Dbsf => llmops_vectors::Fusion::Dbsf,

@@ -544,6 +544,12 @@ impl Rag {
             .await
             .map_err(db_err)?;
         ctx.scoped()
+            .delete_many::<crate::entities::terms::Entity>()
+            .filter(crate::entities::terms::Column::KbId.eq(m.id.clone()))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        ctx.scoped()
             .delete_many::<kb::Entity>()
             .filter(kb::Column::Id.eq(m.id.clone()))
             .exec(&txn)
@@ -577,6 +583,11 @@ impl Rag {
             .map_err(db_err)?;
         scoped
             .delete_many::<doc::Entity>()
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        scoped
+            .delete_many::<crate::entities::terms::Entity>()
             .exec(&txn)
             .await
             .map_err(db_err)?;

@@ -113,11 +113,13 @@ fn config(spec: &CollectionSpec) -> EdgeConfig {
             CollectionSpec::DENSE,
             EdgeVectorParams::builder(spec.dense_size, Distance::Cosine).build(),
         )
+        // No IDF modifier: the engine would compute IDF over the whole
+        // collection, every tenant's chunks, and scores would tell one
+        // tenant about another's texts. Callers weight query terms by
+        // their own statistics instead.
         .sparse_vector(
             CollectionSpec::SPARSE,
-            EdgeSparseVectorParams::builder()
-                .modifier(Modifier::Idf)
-                .build(),
+            EdgeSparseVectorParams::builder().build(),
         )
         .build()
 }
@@ -141,9 +143,10 @@ fn mismatch(stored: &EdgeConfig, spec: &CollectionSpec) -> Option<String> {
     }
     match stored.sparse_vectors.get(CollectionSpec::SPARSE) {
         None => Some("it has no `sparse` vector".into()),
-        Some(s) if s.modifier != Some(Modifier::Idf) => {
-            Some("its sparse vector lacks the IDF modifier".into())
-        }
+        Some(s) if s.modifier.is_some_and(|m| m != Modifier::None) => Some(
+            "its sparse vector has a modifier (collection-wide IDF would leak between tenants)"
+                .into(),
+        ),
         Some(_) => None,
     }
 }

@@ -1,10 +1,12 @@
 //! The lexical (sparse) vectors of hybrid retrieval: Qdrant's own BM25
 //! (from qdrant-edge, the same tokenizer, stemmer and stopwords as the
 //! server's `qdrant/bm25`), computed here for both engines so that they
-//! store identical sparse vectors. Term frequencies are BM25-saturated and
-//! length-normalised; the IDF half is Qdrant's `idf` modifier on the
-//! collection's sparse vector, computed by the engine over the points it
-//! holds.
+//! store identical sparse vectors. A document's vector holds BM25's
+//! saturated, length-normalised term frequencies; the IDF half is the
+//! query's: its terms are weighted by IDF from statistics the caller keeps
+//! per tenant (a knowledge base's), not by the engine's `idf` modifier,
+//! which would count every tenant's chunks in one collection and let
+//! scores tell one tenant about another's texts.
 
 use crate::Sparse;
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
@@ -36,11 +38,32 @@ impl Lexical {
         }
     }
 
+    /// The query's terms, each weighted 1 (see [`Lexical::weighted`]).
     pub fn query(&self, text: &str) -> Sparse {
         let v = self.0.embed_query(text);
         Sparse {
             indices: v.indices,
             values: v.values,
         }
+    }
+
+    /// The query's terms weighted by `idf` (terms it gives no weight are
+    /// left out: they occur in no chunk).
+    pub fn weighted(&self, text: &str, idf: impl Fn(u32) -> Option<f32>) -> Sparse {
+        let q = self.query(text);
+        let (indices, values) = q
+            .indices
+            .into_iter()
+            .filter_map(|i| idf(i).filter(|w| *w > 0.0).map(|w| (i, w)))
+            .unzip();
+        Sparse { indices, values }
+    }
+
+    /// A document's distinct terms.
+    pub fn terms(&self, text: &str) -> Vec<u32> {
+        let mut t = self.document(text).indices;
+        t.sort_unstable();
+        t.dedup();
+        t
     }
 }

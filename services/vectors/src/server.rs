@@ -166,9 +166,10 @@ impl ServerEngine {
             .and_then(|s| s.map.get(CollectionSpec::SPARSE));
         Ok(match sparse {
             None => Some("it has no `sparse` vector".into()),
-            Some(s) if s.modifier != Some(Modifier::Idf as i32) => {
-                Some("its sparse vector lacks the IDF modifier".into())
-            }
+            Some(s) if s.modifier.is_some_and(|m| m != Modifier::None as i32) => Some(
+                "its sparse vector has a modifier (collection-wide IDF would leak between tenants)"
+                    .into(),
+            ),
             Some(_) => None,
         })
     }
@@ -202,7 +203,7 @@ impl Engine for ServerEngine {
             let mut sparse = SparseVectorsConfigBuilder::default();
             sparse.add_named_vector_params(
                 CollectionSpec::SPARSE,
-                SparseVectorParamsBuilder::default().modifier(Modifier::Idf),
+                SparseVectorParamsBuilder::default(),
             );
             let created = self
                 .client

@@ -20,7 +20,8 @@ pub struct CollectionSpec {
 impl CollectionSpec {
     /// Dense vector name.
     pub const DENSE: &'static str = "dense";
-    /// Sparse (lexical) vector name, with Qdrant's IDF modifier.
+    /// Sparse (lexical) vector name: BM25 term-frequency weights, no
+    /// modifier (query terms carry the caller's IDF).
     pub const SPARSE: &'static str = "sparse";
 
     /// A collection for `purpose` and an embedding model: its name is made

@@ -513,6 +513,20 @@ async fn tenants_are_isolated(engine: Engine) {
     )
     .await;
     assert!(r["data"].as_array().unwrap().is_empty(), "{r}");
+    // Scores say nothing of other tenants' texts: B's BM25 score for its
+    // own word is the same before and after A stores that word many times
+    // (IDF is per knowledge base, not the shared collection's).
+    let sparse = |r: Value| r["data"][0]["score"].as_f64().unwrap();
+    let hammocks = json!({"query": "hammocks", "ranking": "sparse"});
+    let before = sparse(query(&app, &kb_key, &kb_b, hammocks.clone()).await);
+    let flood = (0..30)
+        .map(|i| format!("Paragraph {i}: hammocks, hammocks and more hammocks for sale."))
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let f = upload(&app, &ka, &kb_a, json!({"text": flood})).await;
+    wait_status(&app, &ka, &kb_a, &s(&f["id"]), "ready").await;
+    let after = sparse(query(&app, &kb_key, &kb_b, hammocks).await);
+    assert_eq!(before, after, "B's score moved with A's documents");
     // And A still has its document.
     let r = query(
         &app,

@@ -26,6 +26,8 @@ pub struct Model {
     pub token_count: i64,
     pub bytes: i64,
     pub sha256: String,
+    /// JSON `[[term, chunks], …]` of the readers' version.
+    pub terms: Option<String>,
     pub created_at: ChronoDateTimeUtc,
     pub updated_at: ChronoDateTimeUtc,
 }
