@@ -317,10 +317,15 @@ impl Rag {
             .await
             .map_err(db_err)?
             .map(|t| t.plan_id);
-        let Some(plan) = plan else {
-            return Ok(RagLimits::DEFAULT);
-        };
-        Ok(limits::Entity::find_by_id(plan)
+        match plan {
+            Some(plan) => self.plan_limits(&plan).await,
+            None => Ok(RagLimits::DEFAULT),
+        }
+    }
+
+    /// A plan's caps as stored, or the defaults.
+    async fn plan_limits(&self, plan: &str) -> ApiResult<RagLimits> {
+        Ok(limits::Entity::find_by_id(plan.to_string())
             .one(&self.0.db)
             .await
             .map_err(db_err)?
@@ -330,6 +335,19 @@ impl Rag {
                 max_chunks: u64::try_from(l.max_chunks).unwrap_or(0),
             })
             .unwrap_or(RagLimits::DEFAULT))
+    }
+
+    /// 404 unless the plan exists.
+    async fn require_plan(&self, plan: &str) -> ApiResult<()> {
+        use llmops_core::entities::plan as p;
+        match p::Entity::find_by_id(plan.to_string())
+            .one(&self.0.db)
+            .await
+            .map_err(db_err)?
+        {
+            Some(_) => Ok(()),
+            None => Err(ApiError::not_found(format!("plan `{}`", trunc(plan)))),
+        }
     }
 
     fn resolve_chunking(
@@ -602,7 +620,6 @@ impl Rag {
 
     /// Sets a plan's caps.
     pub async fn set_limits(&self, plan: &str, l: RagLimits) -> ApiResult<RagLimits> {
-        use llmops_core::entities::plan;
         for (field, v) in [
             ("max_knowledge_bases", l.max_knowledge_bases),
             ("max_documents", l.max_documents),
@@ -612,14 +629,7 @@ impl Rag {
                 return Err(ApiError::validation(field, "at most 10^12"));
             }
         }
-        if plan::Entity::find_by_id(plan.to_string())
-            .one(&self.0.db)
-            .await
-            .map_err(db_err)?
-            .is_none()
-        {
-            return Err(ApiError::not_found(format!("plan `{}`", trunc(plan))));
-        }
+        self.require_plan(plan).await?;
         let cap = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let row = limits::ActiveModel {
             plan_id: Set(plan.to_string()),
@@ -647,25 +657,8 @@ impl Rag {
 
     /// A plan's caps (the defaults when it has none of its own).
     pub async fn get_limits(&self, plan: &str) -> ApiResult<RagLimits> {
-        use llmops_core::entities::plan as p;
-        if p::Entity::find_by_id(plan.to_string())
-            .one(&self.0.db)
-            .await
-            .map_err(db_err)?
-            .is_none()
-        {
-            return Err(ApiError::not_found(format!("plan `{}`", trunc(plan))));
-        }
-        Ok(limits::Entity::find_by_id(plan.to_string())
-            .one(&self.0.db)
-            .await
-            .map_err(db_err)?
-            .map(|l| RagLimits {
-                max_knowledge_bases: u64::try_from(l.max_knowledge_bases).unwrap_or(0),
-                max_documents: u64::try_from(l.max_documents).unwrap_or(0),
-                max_chunks: u64::try_from(l.max_chunks).unwrap_or(0),
-            })
-            .unwrap_or(RagLimits::DEFAULT))
+        self.require_plan(plan).await?;
+        self.plan_limits(plan).await
     }
 }
 
