@@ -294,6 +294,16 @@ impl Rag {
             .await
             .map_err(|e| Stop::Transient(e.to_string()))?
             .ok_or(Stop::Superseded)?;
+        // A suspended tenant's documents wait (and, suspended long enough,
+        // fail) instead of being embedded and billed.
+        let active = llmops_core::entities::tenant::Entity::find_by_id(tenant.to_string())
+            .one(&self.0.db)
+            .await
+            .map_err(|e| Stop::Transient(e.to_string()))?
+            .is_some_and(|t| t.status == "active");
+        if !active {
+            return Err(Stop::Transient("the tenant is suspended".into()));
+        }
         let model = self.embedding(&kb.embedding_model)?;
         let coll = self.collection(&model).await?;
         Ok(Target {

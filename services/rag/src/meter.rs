@@ -53,15 +53,17 @@ impl Rag {
         events
     }
 
-    /// Samples every window until `stop`.
+    /// Samples at start and then every window until `stop` (a window
+    /// sampled twice, by a restart or by several replicas, is recorded
+    /// once: the event id names it).
     pub async fn run_storage_meter(&self, stop: CancellationToken) {
         let every = Duration::from_secs(self.0.config.storage_meter_secs.max(1));
         loop {
+            self.sample_storage().await;
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(every) => {}
             }
-            self.sample_storage().await;
         }
     }
 }
