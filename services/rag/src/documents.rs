@@ -12,7 +12,7 @@ use crate::api::{Deleted, Document, Metadata};
 use crate::entities::{document as doc, source};
 use crate::extract::ContentType;
 use crate::service::{
-    Rag, check_metadata, doc_filter, doc_id, document_view, kb_filter, trunc, vector_err,
+    Rag, check_metadata, db_err, doc_filter, doc_id, document_view, kb_filter, trunc, vector_err,
 };
 use chrono::Utc;
 use llmops_core::db::is_unique_violation;
@@ -34,10 +34,6 @@ pub struct NewDocument {
     pub filename: Option<String>,
     pub external_id: Option<String>,
     pub metadata: Option<Metadata>,
-}
-
-fn db_err(e: sea_orm::DbErr) -> ApiError {
-    ApiError::internal(e)
 }
 
 impl Rag {

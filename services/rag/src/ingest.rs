@@ -22,7 +22,6 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
-use sha2::Digest;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -57,13 +56,7 @@ impl From<ApiError> for Stop {
 /// The point id of a chunk: a UUID from the document, version and index,
 /// so a retried attempt overwrites its own points.
 pub(crate) fn point_id(doc: &str, version: i32, index: usize) -> u128 {
-    let h = sha2::Sha256::digest(format!("{doc}:{version}:{index}").as_bytes());
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&h[..16]);
-    // RFC 4122 variant, version 8 (custom).
-    b[6] = (b[6] & 0x0f) | 0x80;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    u128::from_be_bytes(b)
+    llmops_vectors::hashed_id(&[format!("{doc}:{version}:{index}").as_bytes()])
 }
 
 /// What an attempt writes to.

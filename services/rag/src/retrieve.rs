@@ -54,7 +54,7 @@ fn hit_view(h: Hit) -> ChunkHit {
     let p = &h.payload;
     let s = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
     ChunkHit {
-        chunk_id: qdrant_uuid(h.id),
+        chunk_id: llmops_vectors::id_text(h.id),
         document_id: s(key::DOC),
         external_id: p
             .get(key::EXTERNAL)
@@ -72,19 +72,6 @@ fn hit_view(h: Hit) -> ChunkHit {
             .cloned()
             .unwrap_or_default(),
     }
-}
-
-/// A UUID's text form.
-fn qdrant_uuid(id: u128) -> String {
-    let h = format!("{id:032x}");
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
 }
 
 impl Rag {

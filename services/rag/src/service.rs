@@ -77,7 +77,7 @@ pub(crate) struct Inner {
 #[derive(Clone)]
 pub struct Rag(pub(crate) Arc<Inner>);
 
-fn db_err(e: sea_orm::DbErr) -> ApiError {
+pub(crate) fn db_err(e: sea_orm::DbErr) -> ApiError {
     ApiError::internal(e)
 }
 

@@ -252,19 +252,32 @@ impl Collection {
     }
 }
 
-/// The stored id of a tenant's point `id`: a UUID (version 8) from both,
-/// so tenants cannot address each other's points by id.
-fn scoped_id(tenant: &str, id: u128) -> u128 {
+/// A point id (a UUID, version 8) derived from `parts`: the same parts,
+/// the same id.
+pub fn hashed_id(parts: &[&[u8]]) -> u128 {
     use sha2::Digest;
-    let h = sha2::Sha256::new()
-        .chain_update(tenant.as_bytes())
-        .chain_update(id.to_be_bytes())
-        .finalize();
+    let mut hasher = sha2::Sha256::new();
+    for p in parts {
+        hasher.update(p);
+    }
+    let h = hasher.finalize();
     let mut b = [0u8; 16];
     b.copy_from_slice(&h[..16]);
+    // RFC 9562 variant, version 8 (custom).
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
     u128::from_be_bytes(b)
+}
+
+/// A point id's text form (`xxxxxxxx-xxxx-…`).
+pub fn id_text(id: u128) -> String {
+    qdrant_edge::external::uuid::Uuid::from_u128(id).to_string()
+}
+
+/// The stored id of a tenant's point `id`, so tenants cannot address each
+/// other's points by id.
+fn scoped_id(tenant: &str, id: u128) -> u128 {
+    hashed_id(&[tenant.as_bytes(), &id.to_be_bytes()])
 }
 
 /// A collection seen by one tenant: every call carries the tenant's

@@ -13,6 +13,7 @@ mod ledger;
 mod ops;
 mod periods;
 mod rag;
+mod rag_uploads;
 mod ratelimit;
 mod readme;
 mod registry;
