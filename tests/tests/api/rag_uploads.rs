@@ -426,10 +426,12 @@ async fn plan_caps_and_metering() {
     );
     let queries = crate::training_lifecycle::usage_events(&app, &tenant, "rag_queries").await;
     assert_eq!(queries.len(), 1, "{queries:?}");
+    // A window sampled while the second document was still being
+    // stored counts one chunk; a later window counts both.
     let mut stored = Vec::new();
-    for _ in 0..50 {
+    for _ in 0..100 {
         stored = crate::training_lifecycle::usage_events(&app, &tenant, "vector_storage").await;
-        if !stored.is_empty() {
+        if stored.last().is_some_and(|(_, q, _)| *q == 2) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
