@@ -22,6 +22,7 @@ mod m20261202_000013_evaluations;
 mod m20261202_000014_training_workers;
 mod m20261202_000015_job_pool;
 mod m20261202_000016_rag;
+mod m20261202_000017_cache;
 
 pub struct Migrator;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000014_training_workers::Migration),
             Box::new(m20261202_000015_job_pool::Migration),
             Box::new(m20261202_000016_rag::Migration),
+            Box::new(m20261202_000017_cache::Migration),
         ]
     }
 }

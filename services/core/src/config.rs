@@ -144,6 +144,24 @@ pub struct Config {
     /// How often the `vector_storage` meter is sampled (seconds; one event
     /// per tenant and window).
     pub rag_storage_meter_secs: u64,
+    /// The response cache of chat completions (exact and semantic hits).
+    pub cache_enabled: bool,
+    /// Least cosine of a semantic hit for every tenant; tenants and
+    /// requests may only ask for more.
+    pub cache_min_similarity: f32,
+    /// How long an answer stays cached unless the tenant or the request
+    /// says otherwise (seconds), and the longest either may ask for.
+    pub cache_ttl_secs: u64,
+    pub cache_max_ttl_secs: u64,
+    /// Largest cached answer (bytes of its stored form).
+    pub cache_max_entry_bytes: usize,
+    /// Bytes the in-process cache holds (without `redis_url`; with it,
+    /// Redis keeps the answers and its `maxmemory` bounds them).
+    pub cache_memory_bytes: usize,
+    /// all-MiniLM-L6-v2's weights (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`) for the semantic level's in-process embedding;
+    /// without them the semantic level embeds with the served model.
+    pub cache_embedding_dir: Option<PathBuf>,
     /// Training jobs `llmops serve` runs at once on this machine's CPUs
     /// (0: none; `llmops worker` processes run them elsewhere).
     pub training_cpu_slots: u32,
@@ -229,6 +247,13 @@ impl Default for Config {
             rag_ingest_max_attempts: 3,
             rag_max_document_bytes: 16 * 1024 * 1024,
             rag_storage_meter_secs: 3600,
+            cache_enabled: true,
+            cache_min_similarity: 0.8,
+            cache_ttl_secs: 3600,
+            cache_max_ttl_secs: 7 * 86_400,
+            cache_max_entry_bytes: 256 * 1024,
+            cache_memory_bytes: 64 * 1024 * 1024,
+            cache_embedding_dir: None,
             training_cpu_slots: 1,
             training_python: None,
             training_recipes_dir: None,
@@ -318,6 +343,17 @@ impl Config {
             return Err(invalid(
                 "qdrant_url",
                 "must start with http:// or https:// (Qdrant's gRPC port, 6334)",
+            ));
+        }
+        if !(self.cache_min_similarity.is_finite()
+            && (0.0..=1.0).contains(&self.cache_min_similarity))
+        {
+            return Err(invalid("cache_min_similarity", "must be between 0 and 1"));
+        }
+        if self.cache_ttl_secs == 0 || self.cache_ttl_secs > self.cache_max_ttl_secs {
+            return Err(invalid(
+                "cache_ttl_secs",
+                "must be at least 1 and at most cache_max_ttl_secs",
             ));
         }
         if self.rag_ingest_max_attempts == 0 || self.rag_storage_meter_secs == 0 {

@@ -20,7 +20,10 @@ pub struct Meter(String);
 impl Meter {
     pub const INPUT_TOKENS: &'static str = "input_tokens";
     pub const OUTPUT_TOKENS: &'static str = "output_tokens";
+    /// Prompt tokens of a request answered from the response cache.
     pub const CACHED_INPUT_TOKENS: &'static str = "cached_input_tokens";
+    /// Completion tokens a cached answer replayed (never generated again).
+    pub const CACHED_OUTPUT_TOKENS: &'static str = "cached_output_tokens";
     pub const EMBEDDING_TOKENS: &'static str = "embedding_tokens";
     /// Dedicated GPU time: replicas × GPUs × wall time, with `gpu_type`.
     pub const GPU_MILLISECONDS: &'static str = "gpu_milliseconds";

@@ -1,0 +1,851 @@
+//! The verifier of semantic candidates: a deterministic guard that fails
+//! closed.
+//!
+//! A bi-encoder's cosine says two prompts are *about* the same thing, not
+//! that they *ask* the same thing: with all-MiniLM-L6-v2, "from Paris to
+//! Berlin" and "from Berlin to Paris" score 0.996. So a candidate found by
+//! the vector search is served only when every check here passes: the two
+//! prompts carry the same numbers, units (in the same order), quoted spans,
+//! identifiers, named entities, dates and relative days, negations, the
+//! same side of every antonym pair, the same objects after directional
+//! prepositions (`from`, `to`, `than`, …) in the same order, no object of
+//! such a word replaced by another word, and the same language.
+//!
+//! Any doubt is a rejection: the caller then calls the model (a miss).
+
+use crate::words::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a candidate was refused (the metric's `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    Language,
+    Numbers,
+    Units,
+    Quoted,
+    Identifiers,
+    Entities,
+    Dates,
+    Negation,
+    Antonym,
+    Order,
+    /// A directional word's object replaced by another word.
+    Substitution,
+    /// The cosine is below what the unmatched content words require.
+    Similarity,
+    /// A prompt the guard cannot read (too long, empty).
+    Unreadable,
+}
+
+impl Rejection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::Language => "language",
+            Rejection::Numbers => "numbers",
+            Rejection::Units => "units",
+            Rejection::Quoted => "quoted",
+            Rejection::Identifiers => "identifiers",
+            Rejection::Entities => "entities",
+            Rejection::Dates => "dates",
+            Rejection::Negation => "negation",
+            Rejection::Antonym => "antonym",
+            Rejection::Order => "order",
+            Rejection::Substitution => "substitution",
+            Rejection::Similarity => "similarity",
+            Rejection::Unreadable => "unreadable",
+        }
+    }
+}
+
+/// Longest prompt the guard reads (characters); longer ones are exact-only.
+pub const MAX_CHARS: usize = 2_000;
+
+/// A prompt read for comparison.
+#[derive(Debug, Default)]
+struct Reading {
+    /// Lower-case word tokens, in order (contractions split).
+    words: Vec<String>,
+    numbers: BTreeMap<String, u32>,
+    units: Vec<String>,
+    quoted: BTreeSet<String>,
+    identifiers: BTreeSet<String>,
+    /// Capitalised (not sentence-initial) or all-caps words, lower-case.
+    entities: BTreeSet<String>,
+    dates: BTreeSet<String>,
+    negations: usize,
+    /// (verb, particle) pairs: `("zoom", "in")`.
+    particles: BTreeSet<(String, String)>,
+    /// Content words, stemmed and with synonyms folded.
+    content: BTreeSet<String>,
+    language: &'static str,
+}
+
+fn is_in(list: &[&str], w: &str) -> bool {
+    list.contains(&w)
+}
+
+/// Spans in straight, curly or back quotes (apostrophes inside words are
+/// not quotes).
+fn quoted_spans(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let chars: Vec<char> = text.chars().collect();
+    let pairs = [
+        ('"', '"'),
+        ('`', '`'),
+        ('“', '”'),
+        ('‘', '’'),
+        ('\'', '\''),
+        ('«', '»'),
+    ];
+    for (open, close) in pairs {
+        let mut i = 0;
+        while i < chars.len() {
+            let starts =
+                chars[i] == open && (open != '\'' || i == 0 || !chars[i - 1].is_alphanumeric());
+            if starts
+                && let Some(len) = chars[i + 1..].iter().enumerate().position(|(k, &c)| {
+                    c == close
+                        && (close != '\''
+                            || chars.get(i + 2 + k).is_none_or(|n| !n.is_alphanumeric()))
+                })
+            {
+                let span: String = chars[i + 1..i + 1 + len].iter().collect();
+                if !span.trim().is_empty() {
+                    out.insert(span.trim().to_string());
+                }
+                i += len + 2;
+                continue;
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Splits into raw tokens: runs of letters, digits and the joiners that
+/// belong inside identifiers, numbers and contractions; each with whether
+/// it starts a sentence (its capital then says nothing).
+fn raw_tokens(text: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut initial = true;
+    let mut flush = |cur: &mut String, initial: &mut bool| {
+        let ends_sentence = cur.ends_with(['.', '!', ':']);
+        let t = cur
+            .trim_matches(|c: char| !c.is_alphanumeric() && !"%$€£¥°".contains(c))
+            .to_string();
+        if !t.is_empty() {
+            out.push((t, *initial));
+            *initial = ends_sentence;
+        }
+        cur.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() || "._-/:'’@#+%$€£¥°\\=".contains(c) {
+            cur.push(if c == '’' { '\'' } else { c });
+        } else {
+            flush(&mut cur, &mut initial);
+            if "?!\n".contains(c) {
+                initial = true;
+            }
+        }
+    }
+    flush(&mut cur, &mut initial);
+    out
+}
+
+fn is_number(t: &str) -> bool {
+    let t = t.trim_end_matches('%');
+    let t = t.trim_start_matches(['$', '€', '£', '¥', '-', '+']);
+    !t.is_empty()
+        && t.chars().next().is_some_and(|c| c.is_ascii_digit())
+        && t.chars()
+            .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+}
+
+fn normalise_number(t: &str) -> String {
+    let mut s: String = t.chars().filter(|c| *c != ',').collect();
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    s
+}
+
+fn looks_like_identifier(t: &str) -> bool {
+    let has_digit = t.chars().any(|c| c.is_ascii_digit());
+    let has_alpha = t.chars().any(|c| c.is_alphabetic());
+    (has_digit && (has_alpha || t.contains([':', '/', '^', '*', '+', '='])))
+        || t.contains('_')
+        || t.contains("::")
+        || t.contains("://")
+        || t.contains('/')
+        || t.contains('\\')
+        || t.contains('=')
+        || t.contains('@')
+        || t.contains('#')
+        || (t.contains('.') && has_alpha && !t.ends_with('.'))
+        || t.starts_with('-')
+}
+
+/// English stemming, light: plurals and common verb endings.
+fn stem(w: &str) -> String {
+    let w = w.trim_end_matches("'s");
+    for (suffix, keep) in [
+        ("ies", "y"),
+        ("sses", "ss"),
+        ("ing", ""),
+        ("ed", ""),
+        ("es", ""),
+        ("s", ""),
+    ] {
+        if let Some(base) = w.strip_suffix(suffix)
+            && base.chars().count() >= 3
+            && !(suffix == "s"
+                && (base.ends_with('s') || base.ends_with('u') || base.ends_with('i')))
+        {
+            return format!("{base}{keep}");
+        }
+    }
+    w.to_string()
+}
+
+fn synonym(w: &str) -> String {
+    SYNONYMS
+        .iter()
+        .find(|(from, _)| *from == w)
+        .map_or_else(|| w.to_string(), |(_, to)| (*to).to_string())
+}
+
+fn expand_contraction(w: &str, out: &mut Vec<String>) -> bool {
+    let special = [
+        ("can't", ["can", "not"]),
+        ("won't", ["will", "not"]),
+        ("cannot", ["can", "not"]),
+        ("shan't", ["shall", "not"]),
+        ("ain't", ["is", "not"]),
+    ];
+    if let Some((_, parts)) = special.iter().find(|(c, _)| *c == w) {
+        out.extend(parts.iter().map(|s| s.to_string()));
+        return true;
+    }
+    if let Some(base) = w.strip_suffix("n't") {
+        out.push(base.to_string());
+        out.push("not".into());
+        return true;
+    }
+    for (suffix, full) in [
+        ("'s", "is"),
+        ("'re", "are"),
+        ("'ll", "will"),
+        ("'ve", "have"),
+        ("'d", "would"),
+        ("'m", "am"),
+    ] {
+        if let Some(base) = w.strip_suffix(suffix)
+            && !base.is_empty()
+        {
+            out.push(base.to_string());
+            if matches!(
+                base,
+                "what"
+                    | "how"
+                    | "it"
+                    | "that"
+                    | "there"
+                    | "who"
+                    | "where"
+                    | "here"
+                    | "he"
+                    | "she"
+                    | "let"
+            ) || suffix != "'s"
+            {
+                out.push(full.to_string());
+            }
+            return true;
+        }
+    }
+    false
+}
+
+fn language(words: &[String]) -> &'static str {
+    let mut best = ("en", 0usize);
+    let mut scores = Vec::new();
+    for (lang, list) in LANGUAGES {
+        let n = words.iter().filter(|w| list.contains(&w.as_str())).count();
+        scores.push((*lang, n));
+        if n > best.1 {
+            best = (*lang, n);
+        }
+    }
+    let en = scores.first().map_or(0, |s| s.1);
+    // Non-ASCII letters English prompts rarely carry.
+    if best.0 != "en" && best.1 > en {
+        best.0
+    } else if en == 0
+        && words
+            .iter()
+            .any(|w| w.chars().any(|c| !c.is_ascii() && c.is_alphabetic()))
+    {
+        "other"
+    } else {
+        "en"
+    }
+}
+
+fn read(text: &str) -> Reading {
+    let mut r = Reading {
+        quoted: quoted_spans(text),
+        ..Reading::default()
+    };
+    for (raw, initial) in raw_tokens(text) {
+        let lower = raw.to_lowercase();
+        if is_number(&raw) {
+            *r.numbers
+                .entry(normalise_number(
+                    raw.trim_start_matches(['$', '€', '£', '¥'])
+                        .trim_end_matches('%'),
+                ))
+                .or_default() += 1;
+            if raw.ends_with('%') {
+                r.units.push("%".into());
+            }
+            if let Some(c) = raw.chars().next().filter(|c| "$€£¥".contains(*c)) {
+                r.units.push(c.to_string());
+            }
+            r.words.push(lower);
+            continue;
+        }
+        // "5km", "10GB", "3x": a number glued to a unit.
+        let digits: String = raw
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        if !digits.is_empty() {
+            let rest = lower[digits.len()..].to_string();
+            if is_in(UNITS, &rest) || matches!(rest.as_str(), "x" | "st" | "nd" | "rd" | "th") {
+                *r.numbers.entry(normalise_number(&digits)).or_default() += 1;
+                if is_in(UNITS, &rest) {
+                    r.units.push(rest.clone());
+                }
+                r.words.push(lower);
+                continue;
+            }
+        }
+        if looks_like_identifier(&raw) && !lower.contains('\'') {
+            // Case kept: `MB/s` is not `Mb/s`, `userId` is not `userid`.
+            r.identifiers.insert(raw.clone());
+            r.words.push(lower);
+            continue;
+        }
+        let alpha = raw.chars().filter(|c| c.is_alphabetic()).count();
+        let caps = raw.chars().filter(|c| c.is_uppercase()).count();
+        let inner_upper =
+            raw.chars().skip(1).any(char::is_uppercase) && raw.chars().any(char::is_lowercase);
+        if (!initial && raw.chars().next().is_some_and(char::is_uppercase) && raw != "I")
+            || (alpha >= 2 && caps == alpha)
+            || (!initial && alpha == 1 && caps == 1 && raw.chars().count() == 1 && raw != "I")
+            || inner_upper
+        {
+            r.entities.insert(lower.clone());
+        }
+        let mut parts = Vec::new();
+        if !expand_contraction(&lower, &mut parts) {
+            parts.push(lower);
+        }
+        r.words.extend(parts);
+    }
+    for (i, w) in r.words.iter().enumerate() {
+        for part in w.split('-').filter(|_| w.contains('-')) {
+            if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| *n == part) {
+                *r.numbers.entry((*d).to_string()).or_default() += 1;
+            }
+        }
+        if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| n == w) {
+            // "one of", "a second" are not always numbers, but a changed
+            // one is a changed question: counted either way.
+            *r.numbers.entry((*d).to_string()).or_default() += 1;
+        }
+        if is_in(NEGATIONS, w) {
+            r.negations += 1;
+        }
+        if is_in(DATE_WORDS, w) {
+            r.dates.insert(w.clone());
+        }
+        // "last week", "next month", "two days ago", "this year".
+        if is_in(DATE_MODIFIERS, w) {
+            let near = |j: usize| r.words.get(j).filter(|x| is_in(PERIODS, x));
+            if let Some(period) = near(i + 1).or_else(|| i.checked_sub(1).and_then(near)) {
+                r.dates.insert(format!("{w} {}", unit_key(period)));
+            }
+        }
+        if is_in(DIMINISHERS, w) {
+            r.negations += 1;
+        }
+        if is_in(PARTICLES, w)
+            && let Some(prev) = i.checked_sub(1).and_then(|j| r.words.get(j))
+            && !is_in(STOP, prev)
+        {
+            r.particles.insert((stem(prev), w.clone()));
+        }
+        // Units only next to a number, or unambiguous ones anywhere.
+        let numeric = |j: usize| {
+            r.words
+                .get(j)
+                .is_some_and(|x| is_number(x) || NUMBER_WORDS.iter().any(|(n, _)| n == x))
+        };
+        let near_number = (i > 0 && numeric(i - 1))
+            || (i > 1
+                && numeric(i - 2)
+                && matches!(
+                    r.words[i - 1].as_str(),
+                    "cubic" | "square" | "sq" | "fluid" | "metric" | "nautical" | "imperial" | "us"
+                ))
+            || matches!(
+                w.as_str(),
+                "celsius"
+                    | "fahrenheit"
+                    | "kelvin"
+                    | "km"
+                    | "kilometers"
+                    | "kilometres"
+                    | "miles"
+                    | "mile"
+                    | "kg"
+                    | "kilograms"
+                    | "pounds"
+                    | "lbs"
+                    | "meters"
+                    | "metres"
+                    | "feet"
+                    | "inches"
+                    | "liters"
+                    | "litres"
+                    | "gallons"
+                    | "mb"
+                    | "gb"
+                    | "tb"
+                    | "kb"
+                    | "usd"
+                    | "eur"
+                    | "gbp"
+                    | "dollars"
+                    | "euros"
+                    | "mph"
+                    | "kph"
+                    | "ounces"
+                    | "oz"
+                    | "grams"
+                    | "cups"
+                    | "tablespoons"
+                    | "teaspoons"
+                    | "mbps"
+                    | "gbps"
+                    | "yen"
+                    | "pesos"
+                    | "rupees"
+            );
+        // A rate: "per week", "an hour".
+        if matches!(w.as_str(), "per" | "a" | "an" | "each" | "every")
+            && let Some(period) = r
+                .words
+                .get(i + 1)
+                .filter(|x| is_in(PERIODS, x) || is_in(UNITS, x))
+        {
+            r.units.push(format!("per {}", unit_key(period)));
+        }
+        if near_number && is_in(UNITS, w) {
+            r.units.push(w.clone());
+        }
+    }
+    r.language = language(&r.words);
+    r.content = r
+        .words
+        .iter()
+        .filter(|w| !is_in(STOP, w) && !is_in(NEGATIONS, w) && w.chars().any(char::is_alphabetic))
+        .map(|w| synonym(&stem(w)))
+        .collect();
+    r
+}
+
+/// Canonical unit names (so "km" and "kilometres" are the same unit).
+fn unit_key(u: &str) -> String {
+    let groups: &[&[&str]] = &[
+        &["km", "kilometer", "kilometers", "kilometre", "kilometres"],
+        &["mile", "miles", "mi"],
+        &["m", "meter", "meters", "metre", "metres"],
+        &["cm", "centimeter", "centimeters"],
+        &["mm", "millimeter", "millimeters"],
+        &["inch", "inches", "in."],
+        &["foot", "feet", "ft"],
+        &["kg", "kilogram", "kilograms", "kilo", "kilos"],
+        &["g", "gram", "grams"],
+        &["lb", "lbs", "pound", "pounds"],
+        &["oz", "ounce", "ounces"],
+        &["l", "liter", "liters", "litre", "litres"],
+        &["ml", "milliliter", "milliliters"],
+        &["°c", "c", "celsius"],
+        &["°f", "f", "fahrenheit"],
+        &["h", "hr", "hrs", "hour", "hours"],
+        &["min", "mins", "minute", "minutes"],
+        &["s", "sec", "secs", "second", "seconds"],
+        &["ms", "millisecond", "milliseconds"],
+        &["usd", "dollar", "dollars", "$"],
+        &["eur", "euro", "euros", "€"],
+        &["gbp", "£"],
+        &["%", "percent", "percentage"],
+        &["tbsp", "tablespoon", "tablespoons"],
+        &["tsp", "teaspoon", "teaspoons"],
+        &["cup", "cups"],
+        &["day", "days"],
+        &["week", "weeks"],
+        &["month", "months"],
+        &["year", "years"],
+        &["kcal", "calorie", "calories"],
+        &["w", "watt", "watts"],
+        &["kw", "kilowatt", "kilowatts"],
+    ];
+    groups
+        .iter()
+        .find(|g| g.contains(&u))
+        .and_then(|g| g.first())
+        .map_or_else(|| u.to_string(), |s| (*s).to_string())
+}
+
+/// The objects of each directional word, in order ("from" → [paris],
+/// "to" → [berlin]).
+fn objects(words: &[String]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (i, w) in words.iter().enumerate() {
+        if !is_in(DIRECTIONAL, w) {
+            continue;
+        }
+        if let Some(obj) = words[i + 1..].iter().take(4).find(|x| {
+            !matches!(
+                x.as_str(),
+                "a" | "an"
+                    | "the"
+                    | "my"
+                    | "your"
+                    | "our"
+                    | "their"
+                    | "his"
+                    | "her"
+                    | "its"
+                    | "this"
+                    | "that"
+                    | "some"
+            )
+        }) {
+            if is_in(STOP, obj) && !is_number(obj) {
+                continue;
+            }
+            out.entry(w.clone()).or_default().push(synonym(&stem(obj)));
+        }
+    }
+    out
+}
+
+fn prefixed(a: &str, b: &str) -> bool {
+    NEGATING_PREFIXES.iter().any(|p| {
+        b.strip_prefix(p)
+            .is_some_and(|rest| rest == a && a.len() >= 3)
+            || a.strip_prefix(p)
+                .is_some_and(|rest| rest == b && b.len() >= 3)
+    }) || {
+        // careful / careless, useful / useless
+        let (x, y) = (a.strip_suffix("ful"), b.strip_suffix("less"));
+        let (x2, y2) = (b.strip_suffix("ful"), a.strip_suffix("less"));
+        (x.is_some() && x == y) || (x2.is_some() && x2 == y2)
+    }
+}
+
+/// Checks that `candidate` (a cached prompt) asks what `query` asks, given
+/// their cosine and the least cosine accepted; `Ok` only when every check
+/// passes.
+pub fn verify(
+    query: &str,
+    candidate: &str,
+    similarity: f32,
+    threshold: f32,
+) -> Result<(), Rejection> {
+    if query.trim().is_empty()
+        || candidate.trim().is_empty()
+        || query.chars().count() > MAX_CHARS
+        || candidate.chars().count() > MAX_CHARS
+        || !similarity.is_finite()
+    {
+        return Err(Rejection::Unreadable);
+    }
+    if similarity < threshold {
+        return Err(Rejection::Similarity);
+    }
+    let (a, b) = (read(query), read(candidate));
+    if a.language != b.language {
+        return Err(Rejection::Language);
+    }
+    if a.numbers != b.numbers {
+        return Err(Rejection::Numbers);
+    }
+    let ua: Vec<String> = a.units.iter().map(|u| unit_key(u)).collect();
+    let ub: Vec<String> = b.units.iter().map(|u| unit_key(u)).collect();
+    if ua != ub {
+        return Err(Rejection::Units);
+    }
+    let lower =
+        |s: &BTreeSet<String>| -> BTreeSet<String> { s.iter().map(|x| x.to_lowercase()).collect() };
+    if lower(&a.quoted) != lower(&b.quoted) {
+        return Err(Rejection::Quoted);
+    }
+    if a.identifiers != b.identifiers {
+        return Err(Rejection::Identifiers);
+    }
+    // An entity of one prompt must be a word of the other, in any case.
+    let has = |r: &Reading, e: &String| r.words.iter().any(|w| w == e) || r.identifiers.contains(e);
+    if a.entities.iter().any(|e| !has(&b, e)) || b.entities.iter().any(|e| !has(&a, e)) {
+        return Err(Rejection::Entities);
+    }
+    if a.dates != b.dates {
+        return Err(Rejection::Dates);
+    }
+    if a.negations != b.negations {
+        return Err(Rejection::Negation);
+    }
+    let sa: BTreeSet<String> = a.words.iter().map(|w| stem(w)).collect();
+    let sb: BTreeSet<String> = b.words.iter().map(|w| stem(w)).collect();
+    for x in sa.difference(&sb) {
+        if sb.difference(&sa).any(|y| prefixed(x, y)) {
+            return Err(Rejection::Negation);
+        }
+    }
+    let parts = |r: &Reading| -> Vec<String> {
+        r.words
+            .iter()
+            .filter(|w| w.contains('-'))
+            .flat_map(|w| w.split('-').map(str::to_string).collect::<Vec<_>>())
+            .collect()
+    };
+    let (pa, pb) = (parts(&a), parts(&b));
+    let wa: BTreeSet<&str> = a
+        .words
+        .iter()
+        .chain(&sa)
+        .chain(&pa)
+        .map(String::as_str)
+        .collect();
+    let wb: BTreeSet<&str> = b
+        .words
+        .iter()
+        .chain(&sb)
+        .chain(&pb)
+        .map(String::as_str)
+        .collect();
+    for (x, y) in ANTONYMS {
+        let (ax, ay, bx, by) = (
+            wa.contains(x),
+            wa.contains(y),
+            wb.contains(x),
+            wb.contains(y),
+        );
+        if (ax && !ay && by && !bx) || (ay && !ax && bx && !by) {
+            return Err(Rejection::Antonym);
+        }
+    }
+    // Numbers and single-letter names in the same order: 10 modulo 3 is
+    // not 3 modulo 10, P(A|B) not P(B|A).
+    let sequence = |r: &Reading| -> Vec<String> {
+        r.words
+            .iter()
+            .filter(|w| is_number(w) || (w.chars().count() == 1 && r.entities.contains(*w)))
+            .map(|w| normalise_number(w))
+            .collect()
+    };
+    if sequence(&a) != sequence(&b) {
+        return Err(Rejection::Order);
+    }
+    // Amounts between people: who owes, lends or pays whom is the order of
+    // the persons around the amounts ("I lent her 200" / "she lent me 200").
+    let persons = |r: &Reading| -> Vec<String> {
+        r.words
+            .iter()
+            .filter(|w| {
+                matches!(
+                    w.as_str(),
+                    "i" | "me"
+                        | "my"
+                        | "we"
+                        | "us"
+                        | "our"
+                        | "you"
+                        | "your"
+                        | "he"
+                        | "him"
+                        | "his"
+                        | "she"
+                        | "her"
+                        | "they"
+                        | "them"
+                        | "their"
+                )
+            })
+            .cloned()
+            .collect()
+    };
+    if a.numbers.values().sum::<u32>() >= 2 && persons(&a) != persons(&b) {
+        return Err(Rejection::Order);
+    }
+    // A verb's particle turned around: zoom in / zoom out.
+    for (verb, p) in &a.particles {
+        if b.particles.iter().any(|(v, q)| v == verb && q != p)
+            && !b.particles.contains(&(verb.clone(), p.clone()))
+        {
+            return Err(Rejection::Antonym);
+        }
+    }
+    // The same directional word must take the same objects, in the same
+    // order, wherever both prompts have the objects: an argument that
+    // moved is another question.
+    let (oa, ob) = (objects(&a.words), objects(&b.words));
+    for (prep, xs) in &oa {
+        let Some(ys) = ob.get(prep) else { continue };
+        let shared = |v: &Vec<String>, other: &Reading| -> Vec<String> {
+            v.iter()
+                .filter(|o| other.content.contains(*o) || other.numbers.contains_key(o.as_str()))
+                .cloned()
+                .collect()
+        };
+        let (sx, sy) = (shared(xs, &b), shared(ys, &a));
+        if sx != sy {
+            return Err(Rejection::Order);
+        }
+        // The slot's object replaced by a word the other prompt lacks:
+        // "a limerick about a cat" / "about a dog".
+        if let (Some(x), Some(y)) = (xs.first(), ys.first())
+            && x != y
+            && !b.content.contains(x)
+            && !a.content.contains(y)
+            && !b.numbers.contains_key(x.as_str())
+        {
+            return Err(Rejection::Substitution);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(a: &str, b: &str) -> Result<(), Rejection> {
+        verify(a, b, 0.999, 0.5)
+    }
+
+    #[test]
+    fn paraphrases_pass() {
+        ok("How do I reset my password?", "how can I reset my password").unwrap();
+        ok(
+            "What's the capital of France?",
+            "What is the capital of France",
+        )
+        .unwrap();
+        ok("Convert 5 km to miles", "convert 5 kilometres to miles").unwrap();
+        ok(
+            "Write a haiku about autumn.",
+            "Please write a haiku about autumn",
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn near_misses_fail() {
+        use Rejection::*;
+        let cases = [
+            (
+                "Is it safe to eat raw eggs?",
+                "Is it unsafe to eat raw eggs?",
+                Negation,
+            ),
+            (
+                "Is it safe to eat raw eggs?",
+                "Is it not safe to eat raw eggs?",
+                Negation,
+            ),
+            (
+                "Book a flight from Paris to Berlin",
+                "Book a flight from Berlin to Paris",
+                Order,
+            ),
+            (
+                "Convert Fahrenheit to Celsius",
+                "Convert Celsius to Fahrenheit",
+                Units,
+            ),
+            (
+                "Sort the list in ascending order",
+                "Sort the list in descending order",
+                Antonym,
+            ),
+            (
+                "What was the weather today?",
+                "What was the weather yesterday?",
+                Dates,
+            ),
+            ("What is 15% of 80?", "What is 15% of 60?", Numbers),
+            (
+                "What does error E1234 mean?",
+                "What does error E1243 mean?",
+                Identifiers,
+            ),
+            (
+                "Replace \"foo\" with bar",
+                "Replace \"baz\" with bar",
+                Quoted,
+            ),
+            (
+                "What is the capital of France?",
+                "What is the capital of Germany?",
+                Entities,
+            ),
+            (
+                "Is Python faster than Java?",
+                "Is Java faster than Python?",
+                Order,
+            ),
+            (
+                "What is the capital of France?",
+                "Quelle est la capitale de la France ?",
+                Language,
+            ),
+            ("Convert 5 miles to km", "Convert 5 km to miles", Units),
+        ];
+        for (a, b, why) in cases {
+            assert_eq!(ok(a, b), Err(why), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn a_replaced_object_or_a_moved_argument_fails() {
+        let (a, b) = (
+            "How do I sort a list in postgres",
+            "How do I sort a list in mysql",
+        );
+        assert_eq!(verify(a, b, 0.93, 0.9), Err(Rejection::Substitution));
+        assert_eq!(verify(a, a, 0.93, 0.9), Ok(()));
+        assert_eq!(verify(a, a, 0.89, 0.9), Err(Rejection::Similarity));
+        assert_eq!(
+            ok(
+                "What time is it in Tokyo when it is 9am in London?",
+                "What time is it in London when it is 9am in Tokyo?"
+            ),
+            Err(Rejection::Order)
+        );
+    }
+
+    #[test]
+    fn fails_closed_on_odd_input() {
+        assert_eq!(verify("", "x", 1.0, 0.5), Err(Rejection::Unreadable));
+        assert_eq!(verify("a", "a", f32::NAN, 0.5), Err(Rejection::Unreadable));
+        let long = "word ".repeat(1000);
+        assert_eq!(verify(&long, &long, 1.0, 0.5), Err(Rejection::Unreadable));
+    }
+}

@@ -1,0 +1,43 @@
+//! `llmops-cache`: the gateway's response cache for chat completions.
+//!
+//! Two levels, both scoped by tenant where the key is made:
+//! - **exact**: a hash of the normalised request ([`key`]), looked up in
+//!   the entry store (in-process, or Redis so replicas share it);
+//! - **semantic**: inside a hard partition (tenant, namespace, model,
+//!   sampling parameters, system prompt and earlier turns), the last user
+//!   message is embedded ([`embed`]) and compared in the vector store
+//!   (`llmops-vectors`, the edge engine or a Qdrant server). The cosine
+//!   only proposes candidates; a candidate is served only when the
+//!   verifier ([`guard`]) accepts it, and any doubt or error is a miss.
+//!
+//! Only reusable outputs are cached by default (temperature 0, or a seed).
+
+pub mod cache;
+pub mod embed;
+pub mod guard;
+pub mod key;
+pub mod routes;
+pub mod settings;
+pub mod store;
+#[rustfmt::skip]
+mod words;
+
+pub use cache::{CacheConfig, Directives, Entry, Lookup, SemanticCache, Status, Ticket};
+pub use embed::{Embedder, MiniLm};
+pub use key::{CacheRequest, Sampling};
+
+/// What can go wrong inside the cache. None of it reaches a client of a
+/// chat completion: a failed lookup is a miss, a failed store is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache store unavailable: {0}")]
+    Unavailable(String),
+    #[error("embedding failed: {0}")]
+    Embedding(String),
+    #[error("vector store: {0}")]
+    Vectors(#[from] llmops_vectors::VectorError),
+    #[error("the entry is larger than the cache allows")]
+    TooLarge,
+    #[error("unreadable entry: {0}")]
+    Corrupt(String),
+}
