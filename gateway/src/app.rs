@@ -158,6 +158,7 @@ pub async fn build_state(
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
     let billing = web::Data::new(llmops_billing::Billing::from_config(db.clone(), &cfg)?);
     let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();
+    let cache = build_cache(&cfg, &db, redis.as_ref());
     let serving = web::Data::new(Serving::new(ServingParts {
         triton,
         catalog,
@@ -167,6 +168,7 @@ pub async fn build_state(
         registry: Some(registry_client),
         spend_guard: Some(spend_guard),
         meter_window: Duration::from_secs(cfg.deployment_meter_window_secs),
+        cache: cfg.cache_enabled.then(|| cache.get_ref().clone()),
     }));
     training.set_teacher(Arc::new(crate::teacher::ServingTeacher(serving.clone())));
     let state = AppState {
@@ -177,6 +179,7 @@ pub async fn build_state(
         usage,
         metrics: install_metrics(),
         rag: None,
+        cache,
         config: cfg,
         db,
         auth,
@@ -186,12 +189,9 @@ pub async fn build_state(
     Ok((state, flusher))
 }
 
-/// The RAG service on the configured vector store: a Qdrant server, or
-/// the embedded engine under `data_dir/vectors`. Collections of the
-/// catalog's embedding models are created or checked now: a mismatch
-/// stops start-up.
-pub async fn build_rag(state: &AppState) -> anyhow::Result<web::Data<llmops_rag::Rag>> {
-    let cfg = &state.config;
+/// The configured vector store: a Qdrant server, or the embedded engine
+/// under `data_dir/vectors` (one per process: RAG and the cache share it).
+pub fn open_vectors(cfg: &Config) -> anyhow::Result<llmops_vectors::VectorStore> {
     let backend = match &cfg.qdrant_url {
         Some(url) => llmops_vectors::Backend::Server {
             url: url.clone(),
@@ -199,7 +199,87 @@ pub async fn build_rag(state: &AppState) -> anyhow::Result<web::Data<llmops_rag:
         },
         None => llmops_vectors::Backend::Edge(cfg.data_dir.join("vectors")),
     };
-    let store = llmops_vectors::VectorStore::open(&backend).context("opening the vector store")?;
+    llmops_vectors::VectorStore::open(&backend).context("opening the vector store")
+}
+
+/// The response cache: answers in Redis when `redis_url` is set (every
+/// replica shares them), else in this process.
+fn build_cache(
+    cfg: &Config,
+    db: &llmops_core::db::Db,
+    redis: Option<&redis::aio::ConnectionManager>,
+) -> web::Data<llmops_cache::SemanticCache> {
+    let store: Arc<dyn llmops_cache::store::EntryStore> = match redis {
+        Some(c) => Arc::new(llmops_cache::store::RedisStore::new(c.clone())),
+        None => Arc::new(llmops_cache::store::MemoryStore::new(
+            cfg.cache_memory_bytes,
+        )),
+    };
+    web::Data::new(llmops_cache::SemanticCache::new(
+        llmops_cache::CacheConfig {
+            min_similarity: cfg.cache_min_similarity,
+            default_ttl_secs: cfg.cache_ttl_secs,
+            max_ttl_secs: cfg.cache_max_ttl_secs,
+            max_entry_bytes: cfg.cache_max_entry_bytes,
+            settings_ttl: Duration::from_secs(cfg.auth_cache_ttl_secs.max(1)),
+            ..Default::default()
+        },
+        db.clone(),
+        store,
+    ))
+}
+
+/// Turns the cache's semantic level on: all-MiniLM-L6-v2 in-process when
+/// `cache_embedding_dir` has its weights, else the served model; without
+/// either, the cache matches exactly only.
+pub async fn enable_semantic_cache(
+    state: &AppState,
+    store: &llmops_vectors::VectorStore,
+) -> anyhow::Result<()> {
+    use crate::cache_models::{CACHE_EMBEDDING_MODEL, ServedEmbedder};
+    if !state.config.cache_enabled {
+        return Ok(());
+    }
+    let embedder: Arc<dyn llmops_cache::Embedder> = match &state.config.cache_embedding_dir {
+        Some(dir) => {
+            let dir = dir.clone();
+            let model = tokio::task::spawn_blocking(move || {
+                llmops_cache::MiniLm::load(CACHE_EMBEDDING_MODEL, &dir)
+            })
+            .await?
+            .context("loading cache_embedding_dir")?;
+            Arc::new(model)
+        }
+        None => match ServedEmbedder::new(&state.serving) {
+            Some(e) => Arc::new(e),
+            None => {
+                tracing::info!("response cache: exact matches only (no embedding model)");
+                return Ok(());
+            }
+        },
+    };
+    // A vector store another process owns (a second replica on the same
+    // data directory) leaves this replica matching exactly only.
+    match state.cache.enable_semantic(store, embedder).await {
+        Err(e @ llmops_cache::CacheError::Vectors(llmops_vectors::VectorError::Schema { .. })) => {
+            Err(anyhow::Error::new(e).context("the response cache's vector collection"))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "response cache: exact matches only (the vector store is unavailable)");
+            Ok(())
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
+/// The RAG service on the vector store. Collections of the
+/// catalog's embedding models are created or checked now: a mismatch
+/// stops start-up.
+pub async fn build_rag(
+    state: &AppState,
+    store: llmops_vectors::VectorStore,
+) -> anyhow::Result<web::Data<llmops_rag::Rag>> {
+    let cfg = &state.config;
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into());
@@ -369,6 +449,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         cfg.app_data(rag.clone());
     }
     cfg.app_data(state.registry.clone())
+        .app_data(state.cache.clone())
         .app_data(state.serving.clone())
         .app_data(state.billing.clone())
         .app_data(state.training.clone())
@@ -387,7 +468,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .configure(llmops_billing::routes::configure)
                 .configure(llmops_registry::routes::configure)
                 .configure(llmops_training::routes::configure)
-                .configure(llmops_rag::routes::configure),
+                .configure(llmops_rag::routes::configure)
+                .configure(llmops_cache::routes::configure),
         )
         .service(
             web::scope("/admin/v1")
@@ -424,10 +506,17 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
     let (mut state, flusher) = build_state(cfg, stop.clone()).await?;
-    let rag = build_rag(&state).await?;
+    let vectors = open_vectors(&state.config)?;
+    let rag = build_rag(&state, vectors.clone()).await?;
     state.rag = Some(rag.clone());
+    enable_semantic_cache(&state, &vectors).await?;
     let state = web::Data::new(state);
     tracker.spawn(flusher);
+    {
+        let cache = state.cache.clone();
+        let stop = stop.clone();
+        tracker.spawn(async move { cache.run_sweeper(Duration::from_secs(30), stop).await });
+    }
     for _ in 0..state.config.rag_ingest_workers {
         let rag = rag.clone();
         let stop = stop.clone();

@@ -3,6 +3,7 @@
 //! process.
 
 pub mod app;
+pub mod cache_models;
 pub mod extract;
 pub mod logwriter;
 pub mod middleware;

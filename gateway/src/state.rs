@@ -23,4 +23,7 @@ pub struct AppState {
     /// Knowledge bases (`llmops serve` only: it owns the embedded vector
     /// store's files).
     pub rag: Option<actix_web::web::Data<llmops_rag::Rag>>,
+    /// The response cache (its routes work when caching is off, so a
+    /// tenant can still read its settings).
+    pub cache: actix_web::web::Data<llmops_cache::SemanticCache>,
 }

@@ -246,4 +246,22 @@ impl llmops_core::limits::SpendGuard for Billing {
     async fn check(&self, ctx: &TenantCtx) -> ApiResult<()> {
         self.check_budget(ctx).await
     }
+
+    async fn quote(
+        &self,
+        ctx: &TenantCtx,
+        model: &str,
+        usage: &[(&str, u64)],
+    ) -> Option<llmops_core::limits::Quote> {
+        let plan = store::plan_at(self.db(), ctx.tenant_id(), Utc::now())
+            .await
+            .ok()?;
+        let pricing = self.pricing(&plan).await.ok()??;
+        let dims = std::collections::BTreeMap::from([("model".to_string(), model.to_string())]);
+        let nano = pricing.list_price_nano(&dims, usage)?;
+        Some(llmops_core::limits::Quote {
+            currency: String::from(pricing.currency),
+            minor: nano as f64 / 1e9,
+        })
+    }
 }

@@ -250,6 +250,28 @@ impl Pricing {
         }
     }
 
+    /// The list price of `usage` (meter, quantity) with `dimensions`: each
+    /// meter's first matching component at its first tier's rate, before
+    /// included units and tiers (what one request adds at the margin of a
+    /// fresh period), in billionths of a minor unit; `None` when no
+    /// component prices any of it.
+    pub fn list_price_nano(
+        &self,
+        dimensions: &BTreeMap<String, String>,
+        usage: &[(&str, u64)],
+    ) -> Option<i128> {
+        let mut total = None;
+        for (meter, quantity) in usage {
+            let c = self.components.iter().find(|c| {
+                c.meter == *meter && c.when.iter().all(|(k, v)| dimensions.get(k) == Some(v))
+            });
+            if let Some(rate) = c.and_then(|c| c.tiers.first()).map(|t| t.rate) {
+                *total.get_or_insert(0) += nano(*quantity, rate);
+            }
+        }
+        total
+    }
+
     /// Rates a period's usage: the base fee, then one line per component
     /// that matched usage. Usage no component prices is not billed.
     pub fn rate(&self, usage: &[UsageTotal]) -> Result<Rated, RatingError> {

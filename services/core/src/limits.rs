@@ -8,6 +8,22 @@ use crate::{ApiResult, TenantCtx};
 #[async_trait::async_trait]
 pub trait SpendGuard: Send + Sync {
     async fn check(&self, ctx: &TenantCtx) -> ApiResult<()>;
+
+    /// What `usage` (meter, quantity) of `model` costs at the list price of
+    /// the tenant's plan: each meter's first tier, before included units,
+    /// in minor units (`None`: nothing prices it). For display next to a
+    /// response; invoices are rated from the ledger.
+    async fn quote(&self, _ctx: &TenantCtx, _model: &str, _usage: &[(&str, u64)]) -> Option<Quote> {
+        None
+    }
+}
+
+/// A price shown to a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    pub currency: String,
+    /// Minor units, fractional (a few tokens cost a fraction of a cent).
+    pub minor: f64,
 }
 
 /// A tenant's tokens-per-minute budget: serving reserves a request's

@@ -6,6 +6,7 @@
 //! streaming for decoupled models) and reports usage from the model's own
 //! token counts.
 
+mod cached;
 pub mod catalog;
 pub mod deployments;
 mod embeddings;

@@ -180,11 +180,49 @@ pub struct EmbeddingRequest {
     pub user: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
     pub total_tokens: u32,
+    /// On an answer from the response cache: the prompt's tokens, all cached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// On an answer from the response cache: what it replayed, what it
+    /// cost and what it saved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llmops_cache: Option<CacheUsage>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
+}
+
+/// A cached answer's accounting. Token counts are those of the answer
+/// replayed; the amounts are the plan's list prices (first tier, before
+/// included units), fractional minor units for display; invoices are
+/// rated from the ledger's `cached_input_tokens` / `cached_output_tokens`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CacheUsage {
+    /// `hit` or `semantic-hit`
+    pub status: String,
+    /// The cached prompt's cosine (semantic hits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f32>,
+    pub cached_input_tokens: u32,
+    pub cached_output_tokens: u32,
+    /// Absent when the tenant's plan prices none of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+    /// What the call would have cost at the model's token prices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_cost_minor: Option<f64>,
+    /// What the cached answer costs at the cached prices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub charged_minor: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saved_minor: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]

@@ -30,8 +30,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn with_headers(mut res: HttpResponse, h: &LimitHeaders) -> HttpResponse {
-    for (k, v) in h.to_headers() {
+fn with_headers(mut res: HttpResponse, h: Option<&LimitHeaders>) -> HttpResponse {
+    for (k, v) in h.map(LimitHeaders::to_headers).into_iter().flatten() {
         res.headers_mut().insert(k, v);
     }
     res
@@ -39,22 +39,37 @@ fn with_headers(mut res: HttpResponse, h: &LimitHeaders) -> HttpResponse {
 
 fn reply<T: serde::Serialize>(r: Reply<T>) -> HttpResponse {
     match r {
-        Reply::Full(body, h) => with_headers(HttpResponse::Ok().json(body), &h),
+        Reply::Full(body, h) => with_headers(HttpResponse::Ok().json(body), h.as_ref()),
         Reply::Stream(stream, h) => with_headers(
             HttpResponse::Ok()
                 .content_type("text/event-stream")
                 .insert_header(("cache-control", "no-cache"))
                 .streaming(stream.map(|r| r.map_err(actix_web::Error::from))),
-            &h,
+            h.as_ref(),
         ),
     }
 }
 
 /// Chat completion (scope `inference`); `stream: true` answers with
 /// server-sent events in OpenAI's chunk format.
+///
+/// The response cache answers repeated requests (exactly the same, or a
+/// verified paraphrase of the last user message in the same conversation)
+/// when the output is reusable (`temperature` 0 or a `seed`, unless the
+/// tenant opts in for others). `x-llmops-cache` says what it did; a cached
+/// answer's `usage` has `prompt_tokens_details.cached_tokens` and
+/// `llmops_cache` (what it cost and saved).
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "inference",
     security(("bearer" = [])), request_body = ChatCompletionRequest,
-    responses((status = 200, description = "The completion, or an event stream of chunks", body = ChatCompletion),
+    params(
+        ("cache-control" = Option<String>, Header, description = "`no-cache`: do not answer from the cache (the fresh answer is stored); `no-store`: do not store the answer"),
+        ("x-llmops-cache-ttl" = Option<u64>, Header, description = "How long this answer stays cached, in seconds (1 to the operator's maximum)", minimum = 1),
+        ("x-llmops-cache-namespace" = Option<String>, Header, description = "A namespace of the tenant's cache: entries are only found in their own (invalidated together)", pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("x-llmops-cache-threshold" = Option<f32>, Header, description = "Least cosine of a semantic hit for this request; not below the operator's floor", minimum = 0, maximum = 1),
+    ),
+    responses((status = 200, description = "The completion, or an event stream of chunks", body = ChatCompletion,
+        headers(("x-llmops-cache" = String, description = "`hit`, `semantic-hit`, `miss` or `bypass` (absent when no cache is configured)"),
+                ("x-llmops-cache-similarity" = f32, description = "The cached prompt's cosine, on a semantic hit"))),
         (status = 402, description = "The tenant's budget is spent (`budget_exhausted`)", body = Problem, content_type = "application/problem+json"),
         (status = 502, description = "The backend answered nothing usable (`bad_gateway`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
@@ -64,9 +79,42 @@ fn reply<T: serde::Serialize>(r: Reply<T>) -> HttpResponse {
 pub async fn chat(
     s: web::Data<Serving>,
     Tenant(ctx): Tenant,
+    req: actix_web::HttpRequest,
     body: Json<ChatCompletionRequest>,
 ) -> ApiResult<HttpResponse> {
-    Ok(reply(s.chat(&ctx, body.into_inner()).await?))
+    let header = |name: &str| -> ApiResult<Option<&str>> {
+        req.headers()
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| llmops_core::ApiError::validation(name, "not visible ASCII"))
+            })
+            .transpose()
+    };
+    let directives = llmops_cache::Directives::parse(
+        header("cache-control")?,
+        header("x-llmops-cache-ttl")?,
+        header("x-llmops-cache-namespace")?,
+        header("x-llmops-cache-threshold")?,
+    )?;
+    let (r, outcome) = s.chat_cached(&ctx, body.into_inner(), &directives).await?;
+    let mut res = reply(r);
+    if let Some(o) = outcome {
+        let h = res.headers_mut();
+        h.insert(
+            actix_web::http::header::HeaderName::from_static("x-llmops-cache"),
+            actix_web::http::header::HeaderValue::from_static(o.status.as_str()),
+        );
+        if let Some(sim) = o.similarity
+            && let Ok(v) = actix_web::http::header::HeaderValue::from_str(&format!("{sim:.4}"))
+        {
+            h.insert(
+                actix_web::http::header::HeaderName::from_static("x-llmops-cache-similarity"),
+                v,
+            );
+        }
+    }
+    Ok(res)
 }
 
 /// Text completion (scope `inference`).
@@ -98,7 +146,7 @@ pub async fn embeddings(
     body: Json<EmbeddingRequest>,
 ) -> ApiResult<HttpResponse> {
     let (list, h) = s.embed(&ctx, body.into_inner()).await?;
-    Ok(with_headers(HttpResponse::Ok().json(list), &h))
+    Ok(with_headers(HttpResponse::Ok().json(list), Some(&h)))
 }
 
 /// Models this tenant may call.

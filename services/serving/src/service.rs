@@ -30,6 +30,7 @@ pub(crate) struct Inner {
     pub(crate) budget: Arc<dyn TokenBudget>,
     pub(crate) usage: Arc<dyn UsageSink>,
     pub(crate) tasks: TaskTracker,
+    pub(crate) cache: Option<llmops_cache::SemanticCache>,
 }
 
 thread_local! {
@@ -60,18 +61,29 @@ pub struct ServingParts {
     pub spend_guard: Option<Arc<dyn llmops_core::limits::SpendGuard>>,
     /// GPU-time metering window of deployments.
     pub meter_window: std::time::Duration,
+    /// The response cache of chat completions (none: nothing is cached).
+    pub cache: Option<llmops_cache::SemanticCache>,
 }
 
 /// Cheap to clone; shared by every worker.
 #[derive(Clone)]
 pub struct Serving(pub(crate) Arc<Inner>);
 
+/// What the response cache did with a request (its response headers).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheOutcome {
+    pub status: llmops_cache::Status,
+    pub similarity: Option<f32>,
+}
+
 /// A generation in progress or done.
 pub enum Reply<T> {
-    Full(T, LimitHeaders),
+    /// With the token limit's headers (none for a cached answer, which
+    /// spends no tokens).
+    Full(T, Option<LimitHeaders>),
     Stream(
         std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + 'static>>,
-        LimitHeaders,
+        Option<LimitHeaders>,
     ),
 }
 
@@ -159,6 +171,7 @@ impl Serving {
             budget: p.budget,
             usage: p.usage,
             tasks: TaskTracker::new(),
+            cache: p.cache,
         }))
     }
 
@@ -615,11 +628,33 @@ impl Serving {
         Ok((text, finish, booked))
     }
 
+    /// A chat completion, not cached (the platform's own calls: RAG
+    /// answers, distillation teachers).
     pub async fn chat(
         &self,
         ctx: &TenantCtx,
         req: ChatCompletionRequest,
     ) -> ApiResult<Reply<ChatCompletion>> {
+        Ok(self.chat_with(ctx, req, None).await?.0)
+    }
+
+    /// A client's chat completion through the response cache (when one is
+    /// configured), with the cache's outcome for the response headers.
+    pub async fn chat_cached(
+        &self,
+        ctx: &TenantCtx,
+        req: ChatCompletionRequest,
+        directives: &llmops_cache::Directives,
+    ) -> ApiResult<(Reply<ChatCompletion>, Option<CacheOutcome>)> {
+        self.chat_with(ctx, req, Some(directives)).await
+    }
+
+    async fn chat_with(
+        &self,
+        ctx: &TenantCtx,
+        req: ChatCompletionRequest,
+        directives: Option<&llmops_cache::Directives>,
+    ) -> ApiResult<(Reply<ChatCompletion>, Option<CacheOutcome>)> {
         ctx.require(Scope::Inference)?;
         let model = &self.target(ctx, &req.model, ModelKind::Chat).await?;
         check_penalties(req.presence_penalty, req.frequency_penalty)?;
@@ -676,34 +711,87 @@ impl Serving {
             req.n,
         )?;
         let mut g = g;
-        g.messages = Some(turns);
         let id = format!("chatcmpl-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        let mut ticket = None;
+        let mut outcome = None;
+        if let (Some(cache), Some(d)) = (&self.0.cache, directives) {
+            // A spent budget refuses cached answers too (they are billed).
+            self.check_budget(ctx).await?;
+            let key = llmops_cache::CacheRequest {
+                model: &model.id,
+                turns: &turns,
+                sampling: llmops_cache::Sampling {
+                    max_tokens: g.max_tokens,
+                    temperature: g.temperature,
+                    top_p: g.top_p,
+                    seed: g.seed,
+                    stop: {
+                        let mut s = g.stop.clone();
+                        s.sort();
+                        s
+                    },
+                    presence_penalty: req.presence_penalty,
+                    frequency_penalty: req.frequency_penalty,
+                },
+            };
+            let found = cache.lookup(ctx, &key, d).await?;
+            if let Some(entry) = found.entry {
+                let cached = crate::cached::Replay {
+                    id,
+                    model: model.clone(),
+                    turns: &turns,
+                    status: found.status,
+                    similarity: found.similarity,
+                    stream: req.stream,
+                    include_usage,
+                };
+                return self.replay(ctx, cached, entry).await;
+            }
+            outcome = Some(CacheOutcome {
+                status: found.status,
+                similarity: None,
+            });
+            ticket = found.ticket;
+        }
+        g.messages = Some(turns);
         let (steps, settlement, headers) = self.start(ctx, model, &g, &id).await?;
         let created = now_secs();
         let model_id = model.id.clone();
+        let keep = ticket.map(|t| crate::cached::Keeper {
+            cache: self.0.cache.clone(),
+            ticket: t,
+            model: model_id.clone(),
+            tasks: self.0.tasks.clone(),
+        });
         if !req.stream {
             let (text, finish, usage) = Self::collect(steps, settlement).await?;
-            return Ok(Reply::Full(
-                ChatCompletion {
-                    id,
-                    object: "chat.completion",
-                    created,
-                    model: model_id,
-                    choices: vec![ChatChoice {
-                        index: 0,
-                        message: AssistantMessage {
-                            role: "assistant",
-                            content: text,
-                        },
-                        finish_reason: openai_finish(&finish),
-                        logprobs: None,
-                    }],
-                    usage,
-                },
-                headers,
+            if let Some(k) = keep {
+                k.keep(&text, &finish, usage.prompt_tokens, usage.completion_tokens);
+            }
+            return Ok((
+                Reply::Full(
+                    ChatCompletion {
+                        id,
+                        object: "chat.completion",
+                        created,
+                        model: model_id,
+                        choices: vec![ChatChoice {
+                            index: 0,
+                            message: AssistantMessage {
+                                role: "assistant",
+                                content: text,
+                            },
+                            finish_reason: openai_finish(&finish),
+                            logprobs: None,
+                        }],
+                        usage,
+                    },
+                    Some(headers),
+                ),
+                outcome,
             ));
         }
-        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
         let chunk = move |delta: serde_json::Value, finish: Option<String>| {
             serde_json::json!({
                 "id": id, "object": "chat.completion.chunk", "created": created, "model": model_id,
@@ -723,8 +811,9 @@ impl Serving {
                 None => chunk(serde_json::json!({"content": step}), None),
                 Some(f) => chunk(serde_json::json!({}), Some(f)),
             },
+            keep,
         );
-        Ok(Reply::Stream(body, headers))
+        Ok((Reply::Stream(body, Some(headers)), outcome))
     }
 
     pub async fn complete(
@@ -772,7 +861,7 @@ impl Serving {
                     }],
                     usage: Some(usage),
                 },
-                headers,
+                Some(headers),
             ));
         }
         let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
@@ -782,7 +871,7 @@ impl Serving {
                 "choices": [{"index": 0, "text": text, "finish_reason": finish, "logprobs": null}],
             })
         };
-        let body = stream_sse(steps, settlement, include_usage, Bytes::new(), chunk);
-        Ok(Reply::Stream(body, headers))
+        let body = stream_sse(steps, settlement, include_usage, Bytes::new(), chunk, None);
+        Ok(Reply::Stream(body, Some(headers)))
     }
 }

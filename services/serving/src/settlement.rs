@@ -119,6 +119,8 @@ pub(crate) fn usage(p: u32, c: u32) -> Usage {
         prompt_tokens: p,
         completion_tokens: c,
         total_tokens: p + c,
+        prompt_tokens_details: None,
+        llmops_cache: None,
     }
 }
 
@@ -155,6 +157,7 @@ pub(crate) fn stream_sse<F>(
     include_usage: bool,
     first: Bytes,
     chunk: F,
+    keep: Option<crate::cached::Keeper>,
 ) -> std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, ApiError>> + 'static>>
 where
     F: Fn(String, Option<String>) -> serde_json::Value + 'static,
@@ -167,6 +170,8 @@ where
         first_token: Option<Instant>,
         finished: bool,
         sent_done: bool,
+        /// The answer so far, when it is to be cached once complete.
+        keep: Option<(crate::cached::Keeper, String)>,
     }
     let state = State {
         steps: Box::pin(steps),
@@ -176,6 +181,7 @@ where
         first_token: None,
         finished: false,
         sent_done: false,
+        keep: keep.map(|k| (k, String::new())),
     };
     let head = futures_util::stream::iter((!first.is_empty()).then_some(Ok(first)));
     let body = futures_util::stream::unfold(state, |mut st| async move {
@@ -193,6 +199,9 @@ where
                     st.first_token = Some(Instant::now());
                 }
                 let mut out = Vec::new();
+                if let Some((_, text)) = st.keep.as_mut() {
+                    text.push_str(&step.text);
+                }
                 if !step.text.is_empty() {
                     out.extend_from_slice(&sse(&(st.chunk)(step.text, None)));
                 }
@@ -219,6 +228,16 @@ where
                         step.completion_tokens,
                     );
                     st.settlement.settle_now().await;
+                    // Completed normally: the answer may be cached. An
+                    // aborted stream never gets here (it is dropped).
+                    if let Some((k, text)) = st.keep.take() {
+                        k.keep(
+                            &text,
+                            &step.finish_reason,
+                            step.prompt_tokens,
+                            step.completion_tokens,
+                        );
+                    }
                 }
                 Some((Ok(Bytes::from(out)), st))
             }
