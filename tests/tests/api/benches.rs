@@ -120,3 +120,25 @@ fn rag_bench_reports_ingestion_queries_and_the_store() {
         assert!(out.contains(figure), "no `{figure}` in:\n{out}");
     }
 }
+
+#[test]
+fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
+    let triton = llmops_tests::triton_url().unwrap();
+    let out = bench(
+        "cache.sh",
+        &["dev", "10", "2"],
+        &[("TRITON_URL", triton), ("BENCH_LIMIT", "30".into())],
+    );
+    for figure in [
+        "| raw cosine ≥ 0.80 |",
+        "| verifier, threshold 0.80 (default) |",
+        "embedding one prompt in-process",
+        "| exact hit | fixed 20/s | hit 10 |",
+        "| paraphrase (semantic) | saturation |",
+        "| miss | fixed 20/s | miss 10 |",
+        "| miss (the SmolLM2 call) | miss 2 |",
+        "| exact hit | hit 2 |",
+    ] {
+        assert!(out.contains(figure), "no `{figure}` in:\n{out}");
+    }
+}

@@ -5,6 +5,7 @@ mod auth;
 mod benches;
 mod billing;
 mod budget;
+mod cache;
 mod contract;
 mod deployments;
 mod errors;
