@@ -128,8 +128,10 @@ async fn usage_events_equal_the_model_counts() {
 async fn token_limits_refuse_with_headers() {
     let app = app().await;
     let (_, key) = app.tenant_on_plan("tight", 1000, 300, 10).await.unwrap();
+    // Sampled (temperature 0.7, no seed): never answered from the response
+    // cache, which spends no tokens (tests/tests/api/cache.rs).
     let req = |max: u32| {
-        json!({"model": "smollm2-135m-instruct", "max_tokens": max, "temperature": 0,
+        json!({"model": "smollm2-135m-instruct", "max_tokens": max, "temperature": 0.7,
                "messages": [{"role": "user", "content": "Hi"}]})
     };
     // A streamed call holds its reservation while it runs (what it did
