@@ -53,7 +53,12 @@ fallbacks = ["proxy-smol"]
     let gateway = TestApp::spawn_with(
         Backend::Sqlite,
         Options {
-            env: vec![("LLMOPS_CONFIG".into(), config.display().to_string())],
+            // Retries, fallbacks and usage of every call: answered by the
+            // upstreams, not by the response cache.
+            env: vec![
+                ("LLMOPS_CONFIG".into(), config.display().to_string()),
+                ("LLMOPS_CACHE_ENABLED".into(), "false".into()),
+            ],
             ..Default::default()
         },
     )
