@@ -251,17 +251,23 @@ impl llmops_core::limits::SpendGuard for Billing {
         &self,
         ctx: &TenantCtx,
         model: &str,
-        usage: &[(&str, u64)],
-    ) -> Option<llmops_core::limits::Quote> {
-        let plan = store::plan_at(self.db(), ctx.tenant_id(), Utc::now())
-            .await
-            .ok()?;
-        let pricing = self.pricing(&plan).await.ok()??;
+        usages: &[&[(&str, u64)]],
+    ) -> Vec<Option<llmops_core::limits::Quote>> {
+        let pricing = match store::plan_at(self.db(), ctx.tenant_id(), Utc::now()).await {
+            Ok(plan) => self.pricing(&plan).await.ok().flatten(),
+            Err(_) => None,
+        };
         let dims = std::collections::BTreeMap::from([("model".to_string(), model.to_string())]);
-        let nano = pricing.list_price_nano(&dims, usage)?;
-        Some(llmops_core::limits::Quote {
-            currency: String::from(pricing.currency),
-            minor: nano as f64 / 1e9,
-        })
+        usages
+            .iter()
+            .map(|usage| {
+                let p = pricing.as_ref()?;
+                let nano = p.list_price_nano(&dims, usage)?;
+                Some(llmops_core::limits::Quote {
+                    currency: String::from(p.currency.clone()),
+                    minor: nano as f64 / 1e9,
+                })
+            })
+            .collect()
     }
 }

@@ -159,11 +159,7 @@ impl Directives {
             );
         }
         if let Some(n) = namespace {
-            let ok = !n.is_empty()
-                && n.len() <= 64
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-            if !ok {
+            if !valid_namespace(n) {
                 return Err(ApiError::validation(
                     "x-llmops-cache-namespace",
                     "1 to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`",
@@ -184,6 +180,14 @@ impl Directives {
         }
         Ok(d)
     }
+}
+
+/// 1 to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`.
+pub fn valid_namespace(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 struct Semantic {

@@ -93,15 +93,14 @@ pub async fn invalidate(
     {
         return Err(ApiError::validation("model", "1 to 128 characters"));
     }
-    if let Some(n) = &b.namespace
-        && !n.is_empty()
+    if b.namespace
+        .as_deref()
+        .is_some_and(|n| !n.is_empty() && !crate::cache::valid_namespace(n))
     {
-        crate::Directives::parse(None, None, Some(n), None).map_err(|_| {
-            ApiError::validation(
-                "namespace",
-                "up to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`",
-            )
-        })?;
+        return Err(ApiError::validation(
+            "namespace",
+            "up to 64 characters of A-Z, a-z, 0-9, `-`, `_` and `.`",
+        ));
     }
     let removed = c
         .invalidate(&ctx, b.model.as_deref(), b.namespace.as_deref())

@@ -9,12 +9,18 @@ use crate::{ApiResult, TenantCtx};
 pub trait SpendGuard: Send + Sync {
     async fn check(&self, ctx: &TenantCtx) -> ApiResult<()>;
 
-    /// What `usage` (meter, quantity) of `model` costs at the list price of
-    /// the tenant's plan: each meter's first tier, before included units,
-    /// in minor units (`None`: nothing prices it). For display next to a
-    /// response; invoices are rated from the ledger.
-    async fn quote(&self, _ctx: &TenantCtx, _model: &str, _usage: &[(&str, u64)]) -> Option<Quote> {
-        None
+    /// What each set of `usages` (meter, quantity) of `model` costs at the
+    /// list price of the tenant's plan: each meter's first tier, before
+    /// included units, in minor units (`None` for a set nothing prices).
+    /// For display next to a response; invoices are rated from the
+    /// ledger. One plan lookup for all the sets.
+    async fn quote(
+        &self,
+        _ctx: &TenantCtx,
+        _model: &str,
+        usages: &[&[(&str, u64)]],
+    ) -> Vec<Option<Quote>> {
+        vec![None; usages.len()]
     }
 }
 

@@ -8,9 +8,8 @@ use crate::service::{CacheOutcome, Reply, Serving};
 use crate::settlement::{openai_finish, sse};
 use bytes::Bytes;
 use llmops_cache::{Entry, SemanticCache, Status, Ticket};
-use llmops_core::usage::{Meter, UsageEvent};
+use llmops_core::usage::Meter;
 use llmops_core::{ApiResult, TenantCtx};
-use std::collections::BTreeMap;
 use tokio_util::task::TaskTracker;
 
 /// Stores an answer once it completed (in the background: the client
@@ -95,54 +94,40 @@ impl Serving {
             _ => entry.prompt_tokens,
         };
         let completion_tokens = entry.completion_tokens;
-        let dims = BTreeMap::from([
-            ("model".to_string(), r.model.id.clone()),
-            ("cache".to_string(), r.status.as_str().to_string()),
-        ]);
-        let events: Vec<UsageEvent> = [
-            (Meter::CACHED_INPUT_TOKENS, prompt_tokens),
-            (Meter::CACHED_OUTPUT_TOKENS, completion_tokens),
-            (Meter::REQUESTS, 1),
-        ]
-        .into_iter()
-        .filter(|(_, q)| *q > 0)
-        .filter_map(|(meter, q)| {
-            Some(UsageEvent {
-                id: format!("{}:{meter}", r.id),
-                tenant_id: ctx.tenant_id(),
-                meter: Meter::new(meter).ok()?,
-                quantity: i64::from(q),
-                dimensions: dims.clone(),
-                occurred_at: chrono::Utc::now(),
-            })
-        })
-        .collect();
-        if let Err(e) = self.inner().usage.submit(events).await {
-            tracing::error!(error = %e, request = %r.id, "usage events of a cached answer not recorded");
-        }
+        self.record_with(
+            ctx,
+            &r.id,
+            &r.model.id,
+            &[("cache", r.status.as_str())],
+            &[
+                (Meter::CACHED_INPUT_TOKENS, prompt_tokens),
+                (Meter::CACHED_OUTPUT_TOKENS, completion_tokens),
+                (Meter::REQUESTS, 1),
+            ],
+        )
+        .await;
         metrics::counter!("llm_cache_served_tokens_total", "model" => r.model.id.clone())
             .increment(u64::from(completion_tokens));
         let (p, c) = (u64::from(prompt_tokens), u64::from(completion_tokens));
-        let (list, charged) = match &self.inner().spend_guard {
-            Some(g) => (
-                g.quote(
-                    ctx,
-                    &r.model.id,
-                    &[(Meter::INPUT_TOKENS, p), (Meter::OUTPUT_TOKENS, c)],
-                )
-                .await,
+        let quotes = match &self.inner().spend_guard {
+            Some(g) => {
                 g.quote(
                     ctx,
                     &r.model.id,
                     &[
-                        (Meter::CACHED_INPUT_TOKENS, p),
-                        (Meter::CACHED_OUTPUT_TOKENS, c),
+                        &[(Meter::INPUT_TOKENS, p), (Meter::OUTPUT_TOKENS, c)],
+                        &[
+                            (Meter::CACHED_INPUT_TOKENS, p),
+                            (Meter::CACHED_OUTPUT_TOKENS, c),
+                        ],
                     ],
                 )
-                .await,
-            ),
-            None => (None, None),
+                .await
+            }
+            None => Vec::new(),
         };
+        let mut quotes = quotes.into_iter();
+        let (list, charged) = (quotes.next().flatten(), quotes.next().flatten());
         let currency = list
             .as_ref()
             .or(charged.as_ref())

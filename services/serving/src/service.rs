@@ -48,6 +48,9 @@ pub(crate) fn http() -> reqwest::Client {
     HTTP.with(Clone::clone)
 }
 
+/// A usage part: meter, quantity, and its dimensions besides `model`.
+type Part<'a> = (&'a str, u32, &'a [(&'a str, &'a str)]);
+
 /// What a `Serving` is built from.
 pub struct ServingParts {
     pub triton: Option<Triton>,
@@ -271,13 +274,42 @@ impl Serving {
         source: UsageSource,
         parts: &[(&str, u32)],
     ) {
+        let counted = [("usage_source", source.as_str())];
+        let extra = |meter: &str| -> &[(&str, &str)] {
+            if source != UsageSource::Backend && meter != Meter::REQUESTS {
+                &counted
+            } else {
+                &[]
+            }
+        };
+        let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, extra(m))).collect();
+        self.record_parts(ctx, id, model, &parts).await;
+    }
+
+    /// Books usage with the same extra dimensions on every meter (a cached
+    /// answer's `cache`).
+    pub(crate) async fn record_with(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        model: &str,
+        dims: &[(&str, &str)],
+        parts: &[(&str, u32)],
+    ) {
+        let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, dims)).collect();
+        self.record_parts(ctx, id, model, &parts).await;
+    }
+
+    /// One event per non-zero part, `<id>:<meter>`, with `model` and the
+    /// part's dimensions.
+    async fn record_parts(&self, ctx: &TenantCtx, id: &str, model: &str, parts: &[Part<'_>]) {
         let events: Vec<UsageEvent> = parts
             .iter()
-            .filter(|(_, q)| *q > 0)
-            .filter_map(|(meter, q)| {
+            .filter(|(_, q, _)| *q > 0)
+            .filter_map(|(meter, q, dims)| {
                 let mut dimensions = BTreeMap::from([("model".to_string(), model.to_string())]);
-                if source != UsageSource::Backend && *meter != Meter::REQUESTS {
-                    dimensions.insert("usage_source".into(), source.as_str().into());
+                for (k, v) in dims.iter() {
+                    dimensions.insert((*k).to_string(), (*v).to_string());
                 }
                 Some(UsageEvent {
                     id: format!("{id}:{meter}"),
