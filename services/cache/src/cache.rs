@@ -1,8 +1,8 @@
 //! The cache: lookups, stores, invalidation and eviction.
 
 use crate::CacheError;
-use crate::embed::Embedder;
-use crate::guard;
+use crate::embed::{Embedder, Encoded};
+use crate::guard::{self, Rejection};
 use crate::key::{CacheRequest, Keys};
 use crate::settings::{self, CacheSettingsUpdate, CacheSettingsView, Settings};
 use crate::store::{EntryStore, Selector};
@@ -193,6 +193,9 @@ pub fn valid_namespace(n: &str) -> bool {
 struct Semantic {
     embedder: Arc<dyn Embedder>,
     collection: llmops_vectors::Collection,
+    /// The learned judge, used when the embedder gives the tokens'
+    /// vectors (the in-process model); the guard alone otherwise.
+    judge: Option<crate::judge::Judge>,
 }
 
 struct Inner {
@@ -201,6 +204,55 @@ struct Inner {
     store: Arc<dyn EntryStore>,
     semantic: OnceLock<Semantic>,
     settings: Mutex<HashMap<TenantId, (Instant, Settings)>>,
+    /// Encodings of the prompts this process embedded lately (a miss's
+    /// prompt is the next paraphrase's candidate), so that verifying a
+    /// candidate rarely encodes it again; keyed by tenant and prompt.
+    encodings: Mutex<Recent>,
+}
+
+/// A byte-bounded map, oldest out first.
+#[derive(Default)]
+struct Recent {
+    map: HashMap<(TenantId, [u8; 32]), Arc<Encoded>>,
+    order: std::collections::VecDeque<(TenantId, [u8; 32])>,
+    bytes: usize,
+}
+
+/// What `Recent` may hold (about a thousand prompts of twenty pieces).
+const RECENT_BYTES: usize = 32 << 20;
+
+impl Recent {
+    fn key(tenant: TenantId, text: &str) -> (TenantId, [u8; 32]) {
+        use sha2::{Digest, Sha256};
+        (tenant, Sha256::digest(text.as_bytes()).into())
+    }
+
+    fn size(e: &Encoded) -> usize {
+        4 * (e.states.len() + e.pooled.len()) + e.pieces.iter().map(|p| p.len() + 24).sum::<usize>()
+    }
+
+    fn get(&self, tenant: TenantId, text: &str) -> Option<Arc<Encoded>> {
+        self.map.get(&Self::key(tenant, text)).cloned()
+    }
+
+    fn put(&mut self, tenant: TenantId, text: &str, e: Arc<Encoded>) {
+        let key = Self::key(tenant, text);
+        let size = Self::size(&e);
+        if size > RECENT_BYTES || self.map.contains_key(&key) {
+            return;
+        }
+        while self.bytes + size > RECENT_BYTES {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = self.map.remove(&old) {
+                self.bytes -= Self::size(&gone);
+            }
+        }
+        self.map.insert(key, e);
+        self.order.push_back(key);
+        self.bytes += size;
+    }
 }
 
 /// The cache: cheap to clone.
@@ -238,6 +290,7 @@ impl SemanticCache {
             db,
             store,
             semantic: OnceLock::new(),
+            encodings: Mutex::new(Recent::default()),
             settings: Mutex::new(HashMap::new()),
         }))
     }
@@ -252,9 +305,11 @@ impl SemanticCache {
         let collection = vectors
             .collection(collection_spec(embedder.model(), embedder.dims()))
             .await?;
+        let judge = Some(crate::judge::Judge::builtin()?);
         let _ = self.0.semantic.set(Semantic {
             embedder,
             collection,
+            judge,
         });
         Ok(())
     }
@@ -429,7 +484,17 @@ impl SemanticCache {
                 "prompt too long for the semantic level".into(),
             ));
         }
-        let vector = sem.embedder.embed(text).await?;
+        let encoded = match &sem.judge {
+            Some(_) => sem.embedder.encode(text).await?.map(Arc::new),
+            None => None,
+        };
+        if let (Some(e), Ok(mut recent)) = (&encoded, self.0.encodings.lock()) {
+            recent.put(ctx.tenant_id(), text, e.clone());
+        }
+        let vector = match &encoded {
+            Some(e) => e.pooled.clone(),
+            None => sem.embedder.embed(text).await?,
+        };
         // The partition is the search's `must` filter, here and only here;
         // the tenant's condition is added by the scope.
         let filter = Filter::must(vec![
@@ -471,7 +536,31 @@ impl SemanticCache {
                 .get("entry_key")
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
-            if let Err(why) = guard::verify(text, prompt, hit.score, threshold) {
+            let verdict = match (&sem.judge, &encoded) {
+                (Some(judge), Some(query)) => {
+                    match crate::judge::screen(text, prompt, hit.score, threshold) {
+                        Ok(soft) => {
+                            let known = self
+                                .0
+                                .encodings
+                                .lock()
+                                .ok()
+                                .and_then(|r| r.get(ctx.tenant_id(), prompt));
+                            let cand = match known {
+                                Some(c) => Some(c),
+                                None => sem.embedder.encode(prompt).await?.map(Arc::new),
+                            };
+                            match cand {
+                                Some(cand) => judge.decide((text, query), (prompt, &cand), &soft),
+                                None => Err(Rejection::Judged),
+                            }
+                        }
+                        Err(why) => Err(why),
+                    }
+                }
+                _ => guard::verify(text, prompt, hit.score, threshold),
+            };
+            if let Err(why) = verdict {
                 metrics::counter!("llm_cache_verifier_rejections_total", "reason" => why.as_str())
                     .increment(1);
                 continue;

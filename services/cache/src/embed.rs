@@ -19,6 +19,37 @@ pub trait Embedder: Send + Sync {
     fn model(&self) -> &str;
     fn dims(&self) -> usize;
     async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError>;
+    /// The sentence vector with the tokens' contextual vectors, which the
+    /// learned judge compares; `None` from an embedder that returns
+    /// sentence vectors only (the semantic level then relies on the
+    /// deterministic guard alone).
+    async fn encode(&self, _text: &str) -> Result<Option<Encoded>, CacheError> {
+        Ok(None)
+    }
+}
+
+/// A prompt as the encoder saw it: the normalised sentence vector and,
+/// for every word piece between `[CLS]` and `[SEP]`, its piece and its
+/// normalised contextual vector (row-major, `dims` floats per piece).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub pooled: Vec<f32>,
+    pub pieces: Vec<String>,
+    pub states: Vec<f32>,
+    pub dims: usize,
+}
+
+impl Encoded {
+    /// The `i`-th piece's vector.
+    pub fn state(&self, i: usize) -> &[f32] {
+        &self.states[i * self.dims..(i + 1) * self.dims]
+    }
+}
+
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
 }
 
 struct Loaded {
@@ -85,6 +116,11 @@ impl MiniLm {
 
     /// The normalised sentence embedding (blocking: a few milliseconds of CPU).
     pub fn embed_blocking(&self, text: &str) -> Result<Vec<f32>, CacheError> {
+        Ok(self.encode_blocking(text)?.pooled)
+    }
+
+    /// The sentence embedding and the pieces' vectors, from one pass.
+    pub fn encode_blocking(&self, text: &str) -> Result<Encoded, CacheError> {
         use candle_core::{Device, Tensor};
         let enc = self.inner.tokenizer.encode(text, true).map_err(model_err)?;
         let ids = enc.get_ids();
@@ -100,15 +136,29 @@ impl MiniLm {
             .inner
             .model
             .forward(&input, &types, Some(&mask))
+            .and_then(|t| t.squeeze(0))
             .map_err(model_err)?;
         // Mean over the tokens (no padding at batch 1), then L2.
-        let pooled: Vec<f32> = hidden
-            .mean(1)
-            .and_then(|t| t.squeeze(0))
+        let pooled = hidden
+            .mean(0)
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(model_err)?;
-        let norm = pooled.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        Ok(pooled.into_iter().map(|x| x / norm).collect())
+        let rows = hidden.to_vec2::<f32>().map_err(model_err)?;
+        let special = enc.get_special_tokens_mask();
+        let mut pieces = Vec::with_capacity(rows.len());
+        let mut states = Vec::with_capacity(rows.len() * self.inner.dims);
+        for ((row, piece), sp) in rows.into_iter().zip(enc.get_tokens()).zip(special) {
+            if *sp == 0 && row.len() == self.inner.dims {
+                pieces.push(piece.clone());
+                states.extend(normalised(row));
+            }
+        }
+        Ok(Encoded {
+            pooled: normalised(pooled),
+            pieces,
+            states,
+            dims: self.inner.dims,
+        })
     }
 }
 
@@ -123,10 +173,19 @@ impl Embedder for MiniLm {
     }
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError> {
+        Ok(self
+            .encode(text)
+            .await?
+            .map(|e| e.pooled)
+            .unwrap_or_default())
+    }
+
+    async fn encode(&self, text: &str) -> Result<Option<Encoded>, CacheError> {
         let (me, text) = (self.clone(), text.to_string());
-        tokio::task::spawn_blocking(move || me.embed_blocking(&text))
+        tokio::task::spawn_blocking(move || me.encode_blocking(&text))
             .await
             .map_err(model_err)?
+            .map(Some)
     }
 }
 

@@ -28,6 +28,8 @@ pub enum Rejection {
     Dates,
     Negation,
     Antonym,
+    /// A verb's particle turned around ("zoom in" / "zoom out").
+    Particle,
     Order,
     /// A directional word's object replaced by another word.
     Substitution,
@@ -35,6 +37,8 @@ pub enum Rejection {
     Similarity,
     /// A prompt the guard cannot read (too long, empty).
     Unreadable,
+    /// The learned judge's probability is below its threshold.
+    Judged,
 }
 
 impl Rejection {
@@ -49,10 +53,12 @@ impl Rejection {
             Rejection::Dates => "dates",
             Rejection::Negation => "negation",
             Rejection::Antonym => "antonym",
+            Rejection::Particle => "particle",
             Rejection::Order => "order",
             Rejection::Substitution => "substitution",
             Rejection::Similarity => "similarity",
             Rejection::Unreadable => "unreadable",
+            Rejection::Judged => "judge",
         }
     }
 }
@@ -174,7 +180,8 @@ fn normalise_number(t: &str) -> String {
 fn looks_like_identifier(t: &str) -> bool {
     let has_digit = t.chars().any(|c| c.is_ascii_digit());
     let has_alpha = t.chars().any(|c| c.is_alphabetic());
-    (has_digit && (has_alpha || t.contains([':', '/', '^', '*', '+', '='])))
+    // Digits joined by hyphens: dates (2024-01-01), ranges, phone numbers.
+    (has_digit && (has_alpha || t.contains([':', '/', '^', '*', '+', '=', '-'])))
         || t.contains('_')
         || t.contains("::")
         || t.contains("://")
@@ -323,6 +330,28 @@ fn read(text: &str) -> Reading {
             .collect();
         if !digits.is_empty() {
             let rest = lower[digits.len()..].to_string();
+            // "2nd" is "second", as written out (not a count).
+            if matches!(rest.as_str(), "st" | "nd" | "rd" | "th")
+                && let Some(word) = ORDINALS.iter().find(|(d, _)| *d == digits).map(|(_, w)| *w)
+            {
+                r.words.push(word.to_string());
+                continue;
+            }
+            // "3-way" is "three-way": the word form, whose number the
+            // words' pass counts; other numbers are counted here.
+            if let Some(tail) = rest.strip_prefix('-')
+                && !tail.is_empty()
+                && tail.chars().all(|c| c.is_alphabetic() || c == '-')
+            {
+                match NUMBER_WORDS.iter().find(|(_, d)| *d == digits) {
+                    Some((word, _)) => r.words.push(format!("{word}-{tail}")),
+                    None => {
+                        *r.numbers.entry(normalise_number(&digits)).or_default() += 1;
+                        r.words.push(lower);
+                    }
+                }
+                continue;
+            }
             if is_in(UNITS, &rest) || matches!(rest.as_str(), "x" | "st" | "nd" | "rd" | "th") {
                 *r.numbers.entry(normalise_number(&digits)).or_default() += 1;
                 if is_in(UNITS, &rest) {
@@ -365,6 +394,15 @@ fn read(text: &str) -> Reading {
             // "one of", "a second" are not always numbers, but a changed
             // one is a changed question: counted either way.
             *r.numbers.entry((*d).to_string()).or_default() += 1;
+        }
+        // Ordinals are numbers too ("second" or "2nd" is not "3rd"), but
+        // "first" says "before anything else" as often as "number one".
+        if let Some((d, _)) = ORDINALS
+            .iter()
+            .find(|(_, o)| o == w)
+            .filter(|(d, _)| *d != "1")
+        {
+            *r.numbers.entry(format!("#{d}")).or_default() += 1;
         }
         if is_in(NEGATIONS, w) {
             r.negations += 1;
@@ -445,6 +483,10 @@ fn read(text: &str) -> Reading {
                     | "pesos"
                     | "rupees"
             );
+        // A rate: "per week", "an hour", "daily".
+        if let Some((_, period)) = RATES.iter().find(|(r, _)| r == w) {
+            r.units.push(format!("per {}", unit_key(period)));
+        }
         // A rate: "per week", "an hour".
         if matches!(w.as_str(), "per" | "a" | "an" | "each" | "every")
             && let Some(period) = r
@@ -504,6 +546,22 @@ fn unit_key(u: &str) -> String {
         &["kcal", "calorie", "calories"],
         &["w", "watt", "watts"],
         &["kw", "kilowatt", "kilowatts"],
+        &["mb", "megabyte", "megabytes"],
+        &["gb", "gigabyte", "gigabytes"],
+        &["kb", "kilobyte", "kilobytes"],
+        &["ma", "milliamp", "milliamps"],
+        &["µa", "ua", "microamp", "microamps"],
+        &[
+            "µm",
+            "um",
+            "micrometer",
+            "micrometers",
+            "micrometre",
+            "micrometres",
+            "micron",
+            "microns",
+        ],
+        &["nm", "nanometer", "nanometers", "nanometre", "nanometres"],
     ];
     groups
         .iter()
@@ -560,6 +618,21 @@ fn prefixed(a: &str, b: &str) -> bool {
     }
 }
 
+/// The pairs of `antonyms.tsv`, read once.
+fn more_antonyms() -> &'static [(&'static str, &'static str)] {
+    static PAIRS: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
+        std::sync::OnceLock::new();
+    PAIRS.get_or_init(|| {
+        include_str!("antonyms.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(a, b)| (a.trim(), b.trim()))
+            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+            .collect()
+    })
+}
+
 /// Checks that `candidate` (a cached prompt) asks what `query` asks, given
 /// their cosine and the least cosine accepted; `Ok` only when every check
 /// passes.
@@ -569,6 +642,19 @@ pub fn verify(
     similarity: f32,
     threshold: f32,
 ) -> Result<(), Rejection> {
+    readable(query, candidate, similarity)?;
+    if similarity < threshold {
+        return Err(Rejection::Similarity);
+    }
+    match failures(query, candidate).first() {
+        Some(why) => Err(*why),
+        None => Ok(()),
+    }
+}
+
+/// `Unreadable` for what the guard cannot judge: an empty or overlong
+/// prompt, a cosine that is not a number.
+pub fn readable(query: &str, candidate: &str, similarity: f32) -> Result<(), Rejection> {
     if query.trim().is_empty()
         || candidate.trim().is_empty()
         || query.chars().count() > MAX_CHARS
@@ -577,45 +663,59 @@ pub fn verify(
     {
         return Err(Rejection::Unreadable);
     }
-    if similarity < threshold {
-        return Err(Rejection::Similarity);
-    }
+    Ok(())
+}
+
+/// Every check the two prompts fail, in the order [`verify`] applies
+/// them (each at most once); empty when they ask the same thing. The
+/// learned judge reads the soft ones as features.
+pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
+    let mut out: Vec<Rejection> = Vec::new();
+    let mut fail = |why: Rejection| {
+        if !out.contains(&why) {
+            out.push(why);
+        }
+    };
     let (a, b) = (read(query), read(candidate));
     if a.language != b.language {
-        return Err(Rejection::Language);
+        fail(Rejection::Language);
     }
     if a.numbers != b.numbers {
-        return Err(Rejection::Numbers);
+        fail(Rejection::Numbers);
     }
     let ua: Vec<String> = a.units.iter().map(|u| unit_key(u)).collect();
     let ub: Vec<String> = b.units.iter().map(|u| unit_key(u)).collect();
     if ua != ub {
-        return Err(Rejection::Units);
+        fail(Rejection::Units);
     }
     let lower =
         |s: &BTreeSet<String>| -> BTreeSet<String> { s.iter().map(|x| x.to_lowercase()).collect() };
-    if lower(&a.quoted) != lower(&b.quoted) {
-        return Err(Rejection::Quoted);
+    // A quoted span must be in the other prompt, quoted or not: "`map` vs
+    // `forEach`" asks what "map vs forEach" asks; 'hello' is not 'goodbye'.
+    let (qa, qb) = (lower(&a.quoted), lower(&b.quoted));
+    let (ta, tb) = (query.to_lowercase(), candidate.to_lowercase());
+    if qa.iter().any(|q| !tb.contains(q.as_str())) || qb.iter().any(|q| !ta.contains(q.as_str())) {
+        fail(Rejection::Quoted);
     }
     if a.identifiers != b.identifiers {
-        return Err(Rejection::Identifiers);
+        fail(Rejection::Identifiers);
     }
     // An entity of one prompt must be a word of the other, in any case.
     let has = |r: &Reading, e: &String| r.words.iter().any(|w| w == e) || r.identifiers.contains(e);
     if a.entities.iter().any(|e| !has(&b, e)) || b.entities.iter().any(|e| !has(&a, e)) {
-        return Err(Rejection::Entities);
+        fail(Rejection::Entities);
     }
     if a.dates != b.dates {
-        return Err(Rejection::Dates);
+        fail(Rejection::Dates);
     }
     if a.negations != b.negations {
-        return Err(Rejection::Negation);
+        fail(Rejection::Negation);
     }
     let sa: BTreeSet<String> = a.words.iter().map(|w| stem(w)).collect();
     let sb: BTreeSet<String> = b.words.iter().map(|w| stem(w)).collect();
     for x in sa.difference(&sb) {
         if sb.difference(&sa).any(|y| prefixed(x, y)) {
-            return Err(Rejection::Negation);
+            fail(Rejection::Negation);
         }
     }
     let parts = |r: &Reading| -> Vec<String> {
@@ -640,7 +740,11 @@ pub fn verify(
         .chain(&pb)
         .map(String::as_str)
         .collect();
-    for (x, y) in ANTONYMS {
+    for (x, y) in ANTONYMS
+        .iter()
+        .copied()
+        .chain(more_antonyms().iter().copied())
+    {
         let (ax, ay, bx, by) = (
             wa.contains(x),
             wa.contains(y),
@@ -648,7 +752,7 @@ pub fn verify(
             wb.contains(y),
         );
         if (ax && !ay && by && !bx) || (ay && !ax && bx && !by) {
-            return Err(Rejection::Antonym);
+            fail(Rejection::Antonym);
         }
     }
     // Numbers and single-letter names in the same order: 10 modulo 3 is
@@ -661,7 +765,7 @@ pub fn verify(
             .collect()
     };
     if sequence(&a) != sequence(&b) {
-        return Err(Rejection::Order);
+        fail(Rejection::Order);
     }
     // Amounts between people: who owes, lends or pays whom is the order of
     // the persons around the amounts ("I lent her 200" / "she lent me 200").
@@ -692,14 +796,14 @@ pub fn verify(
             .collect()
     };
     if a.numbers.values().sum::<u32>() >= 2 && persons(&a) != persons(&b) {
-        return Err(Rejection::Order);
+        fail(Rejection::Order);
     }
     // A verb's particle turned around: zoom in / zoom out.
     for (verb, p) in &a.particles {
         if b.particles.iter().any(|(v, q)| v == verb && q != p)
             && !b.particles.contains(&(verb.clone(), p.clone()))
         {
-            return Err(Rejection::Antonym);
+            fail(Rejection::Particle);
         }
     }
     // The same directional word must take the same objects, in the same
@@ -716,7 +820,7 @@ pub fn verify(
         };
         let (sx, sy) = (shared(xs, &b), shared(ys, &a));
         if sx != sy {
-            return Err(Rejection::Order);
+            fail(Rejection::Order);
         }
         // The slot's object replaced by a word the other prompt lacks:
         // "a limerick about a cat" / "about a dog".
@@ -726,10 +830,10 @@ pub fn verify(
             && !a.content.contains(y)
             && !b.numbers.contains_key(x.as_str())
         {
-            return Err(Rejection::Substitution);
+            fail(Rejection::Substitution);
         }
     }
-    Ok(())
+    out
 }
 
 #[cfg(test)]
@@ -838,6 +942,87 @@ mod tests {
                 "What time is it in London when it is 9am in Tokyo?"
             ),
             Err(Rejection::Order)
+        );
+    }
+
+    #[test]
+    fn quoted_spans_particles_and_hyphenated_digits() {
+        // A quoted span found unquoted in the other prompt is the same span.
+        assert!(
+            !failures(
+                "What is the difference between `map` and `forEach` in JavaScript?",
+                "JavaScript: forEach vs map, what's the difference?"
+            )
+            .contains(&Rejection::Quoted)
+        );
+        assert!(
+            failures(
+                "Translate 'good night' into Welsh",
+                "Translate 'good morning' into Welsh"
+            )
+            .contains(&Rejection::Quoted)
+        );
+        assert!(
+            failures("How do I zoom in on a map?", "How do I zoom out on a map?")
+                .contains(&Rejection::Particle)
+        );
+        assert!(
+            !failures(
+                "How many days are between 2024-01-01 and 2024-03-01?",
+                "How many days are between 2023-01-01 and 2023-03-01?"
+            )
+            .is_empty()
+        );
+        assert!(
+            failures(
+                "How many bytes are in 1 megabit?",
+                "How many bytes are in 1 megabyte?"
+            )
+            .contains(&Rejection::Units)
+        );
+    }
+
+    #[test]
+    fn written_out_numbers_ordinals_and_rates() {
+        for (a, b) in [
+            (
+                "What is the TCP three-way handshake?",
+                "Explain how TCP's 3-way handshake works.",
+            ),
+            (
+                "How do I potty train a 3-year-old?",
+                "What's the best way to potty train a three-year-old?",
+            ),
+            (
+                "What is Newton's second law?",
+                "Explain Newton's 2nd law of motion.",
+            ),
+            ("Is it okay to run every day?", "Is it okay to run daily?"),
+        ] {
+            let hard: Vec<Rejection> = failures(a, b)
+                .into_iter()
+                .filter(|r| crate::judge::HARD.contains(r))
+                .collect();
+            assert_eq!(hard, vec![], "{a} | {b}");
+        }
+        assert!(
+            failures(
+                "How do I potty train a 3-year-old?",
+                "How do I potty train a 4-year-old?"
+            )
+            .contains(&Rejection::Numbers)
+        );
+        assert!(
+            failures("Explain Newton's 2nd law.", "Explain Newton's 3rd law.")
+                .contains(&Rejection::Numbers)
+        );
+        assert!(
+            failures("Explain Newton's second law.", "Explain Newton's 3rd law.")
+                .contains(&Rejection::Numbers)
+        );
+        assert!(
+            failures("How much water per day?", "How much water weekly?")
+                .contains(&Rejection::Units)
         );
     }
 

@@ -8,13 +8,18 @@
 //!   message is embedded ([`embed`]) and compared in the vector store
 //!   (`llmops-vectors`, the edge engine or a Qdrant server). The cosine
 //!   only proposes candidates; a candidate is served only when the
-//!   verifier ([`guard`]) accepts it, and any doubt or error is a miss.
+//!   deterministic guard's hard rules ([`guard`]) find nothing and the
+//!   learned judge ([`judge`], a logistic model over the pair's token
+//!   alignment and the guard's soft rules) accepts it; with an embedder
+//!   that gives no token vectors, every guard rule vetoes instead. Any
+//!   doubt or error is a miss.
 //!
 //! Only reusable outputs are cached by default (temperature 0, or a seed).
 
 pub mod cache;
 pub mod embed;
 pub mod guard;
+pub mod judge;
 pub mod key;
 pub mod routes;
 pub mod settings;
@@ -23,7 +28,8 @@ pub mod store;
 mod words;
 
 pub use cache::{CacheConfig, Directives, Entry, Lookup, SemanticCache, Status, Ticket};
-pub use embed::{Embedder, MiniLm};
+pub use embed::{Embedder, Encoded, MiniLm};
+pub use judge::Judge;
 pub use key::{CacheRequest, Sampling};
 
 /// What can go wrong inside the cache. None of it reaches a client of a

@@ -89,6 +89,9 @@ pub(crate) const ANTONYMS: &[(&str, &str)] = &[
     ("deep", "shallow"), ("thick", "thin"), ("wide", "narrow"), ("early", "late"),
     ("earlier", "later"), ("past", "future"), ("import", "export"), ("sunrise", "sunset"),
     ("dawn", "dusk"), ("inhale", "exhale"), ("attack", "defend"), ("offense", "defense"),
+    ("increases", "decreases"), ("add", "delete"), ("push", "pop"), ("previous", "next"),
+    ("harder", "softer"), ("hotter", "cooler"), ("rises", "falls"),
+    ("expands", "contracts"), ("enable", "disable"), ("enabled", "disabled"), ("lock", "unlock"),
     ("asc", "desc"), ("head", "tail"), ("prefix", "suffix"), ("leading", "trailing"),
     ("overestimate", "underestimate"), ("overweight", "underweight"), ("surplus", "deficit"),
     ("appreciate", "depreciate"), ("bull", "bear"), ("bullish", "bearish"),
@@ -157,6 +160,22 @@ pub(crate) const UNITS: &[&str] = &[
     "joule", "joules", "kj", "psi", "bar", "pascal", "pa", "kpa", "atm", "acre", "acres", "hectare",
     "hectares", "sqft", "sq", "square", "cubic", "degree", "degrees", "radian", "radians", "rpm",
     "btu", "mpg", "l/100km", "nautical", "light-year", "light-years", "au", "parsec",
+    "megabyte", "megabytes", "gigabyte", "gigabytes", "kilobyte", "kilobytes", "megabit",
+    "megabits", "gigabit", "gigabits", "kilobit", "kilobits", "mbit", "gbit", "ma", "milliamp",
+    "milliamps", "µa", "ua", "microamp", "microamps", "mah", "µm", "um", "micrometer",
+    "micrometers", "micrometre", "micrometres", "micron", "microns", "nm", "nanometer",
+    "nanometers", "nanometre", "nanometres",
+];
+
+pub(crate) const ORDINALS: &[(&str, &str)] = &[
+    ("1", "first"), ("2", "second"), ("3", "third"), ("4", "fourth"), ("5", "fifth"),
+    ("6", "sixth"), ("7", "seventh"), ("8", "eighth"), ("9", "ninth"), ("10", "tenth"),
+];
+
+/// Words that are a rate per period ("daily" is "per day").
+pub(crate) const RATES: &[(&str, &str)] = &[
+    ("daily", "day"), ("nightly", "night"), ("weekly", "week"), ("monthly", "month"),
+    ("yearly", "year"), ("annually", "year"), ("annual", "year"), ("hourly", "hour"),
 ];
 
 pub(crate) const NUMBER_WORDS: &[(&str, &str)] = &[
