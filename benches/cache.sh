@@ -2,8 +2,9 @@
 # The response cache, in one run:
 #  1. the adversarial pair set (tests/corpus/cache/pairs-<split>.json)
 #     through the semantic level's decision: raw cosine thresholds beside
-#     the verifier at the default settings, true- and false-hit rates with
-#     95% intervals, per kind (services/cache/benches/cache.rs `pairs`);
+#     the guard alone and the guard with the learned judge (the default
+#     decision), true- and false-hit rates with 95% intervals, per kind
+#     (services/cache/benches/cache.rs `pairs`; `final` is the held-out set);
 #  2. lookups in-process (SemanticCache on SQLite, the in-process entry
 #     store, qdrant-edge, all-MiniLM-L6-v2 in candle): exact hits, semantic
 #     hits (embedding included) and misses, p50/p99 at a fixed rate and at
@@ -12,7 +13,7 @@
 #     call a miss makes, an exact hit and a semantic hit, one at a time
 #     (p50/p99 over `calls`).
 #
-#   benches/cache.sh [split=test] [lookups=200] [calls=20]
+#   benches/cache.sh [split=final] [lookups=200] [calls=20]
 #
 # BENCH_LIMIT=N evaluates only the first N pairs (smoke runs).
 # TRITON_URL=http://host:port uses a running Triton instead of starting one.
@@ -20,7 +21,7 @@
 set -euo pipefail
 cd -P "$(dirname "$0")/.."
 . scripts/lib.sh
-split=${1:-test}
+split=${1:-final}
 lookups=${2:-200}
 calls=${3:-20}
 work=$(mktemp -d /tmp/llmops-bench.XXXXXX)

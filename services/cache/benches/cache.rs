@@ -1,10 +1,17 @@
 //! The response cache, measured (prints figures; asserts nothing).
 //!
-//! `cache pairs [dev|test]`: the adversarial pair set
+//! `cache pairs [final|fresh|test|dev|train]`: a pair set
 //! (`tests/corpus/cache/pairs-*.json`) through the semantic level's
-//! decision: raw cosine thresholds (what other gateways do) beside the
-//! verifier at the default settings, true- and false-hit rates with 95%
-//! intervals, false hits and rejections per kind.
+//! decision: raw cosine thresholds (what other gateways do), the guard
+//! alone, and the guard's hard rules with the learned judge (the default
+//! decision), true- and false-hit rates with 95% intervals, rejections per
+//! kind. `final` is the held-out set.
+//!
+//! `cache train`: fits the judge on the training pairs (`BENCH_TRAIN`,
+//! default `train,dev,test`), shows how each guard rule splits them,
+//! chooses the judge's threshold out of fold (5 folds) as the least whose
+//! false-hit rate is at most `BENCH_MAX_FP_RATE` (0.4%), and writes
+//! `services/cache/src/judge.json`.
 //!
 //! `cache latency [n]`: lookups through `SemanticCache` (SQLite settings,
 //! the in-process entry store, qdrant-edge, all-MiniLM-L6-v2 in-process):
@@ -13,15 +20,18 @@
 //!
 //! Needs `LLMOPS_CACHE_EMBEDDING_DIR` (the weights; `scripts/lib.sh`
 //! `minilm_dir` prints where the local Triton's package keeps them).
+//! `BENCH_ENCODINGS=DIR` keeps the prompts' encodings between runs.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+use llmops_cache::Encoded;
 use llmops_cache::guard::{self, Rejection};
+use llmops_cache::judge::{self, Judge};
 use llmops_cache::store::MemoryStore;
 use llmops_cache::{CacheConfig, CacheRequest, Directives, MiniLm, Sampling, SemanticCache};
 use llmops_core::TenantCtx;
 use llmops_core::ids::{JobId, TenantId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +78,122 @@ fn pct(k: usize, n: usize) -> f64 {
     100.0 * k as f64 / n.max(1) as f64
 }
 
+/// Reads the encodings of `texts`, from `BENCH_ENCODINGS=DIR/<name>.bin`
+/// where earlier runs kept them, encoding (and keeping) the rest.
+fn encodings(name: &str, texts: &[&str]) -> HashMap<String, Encoded> {
+    let file = std::env::var("BENCH_ENCODINGS")
+        .ok()
+        .map(|d| PathBuf::from(d).join(format!("{name}.bin")));
+    let mut map: HashMap<String, Encoded> = HashMap::new();
+    if let Some(raw) = file.as_ref().and_then(|f| std::fs::read(f).ok()) {
+        let mut at = 0usize;
+        let mut take = |n: usize| {
+            let s = &raw[at..at + n];
+            at += n;
+            s
+        };
+        let u32_at = |b: &[u8]| u32::from_le_bytes(b.try_into().unwrap()) as usize;
+        let floats = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        };
+        let count = u32_at(take(4));
+        for _ in 0..count {
+            let n = u32_at(take(4));
+            let text = String::from_utf8(take(n).to_vec()).unwrap();
+            let dims = u32_at(take(4));
+            let np = u32_at(take(4));
+            let pooled = floats(take(4 * dims));
+            let mut pieces = Vec::new();
+            for _ in 0..np {
+                let n = u32_at(take(4));
+                pieces.push(String::from_utf8(take(n).to_vec()).unwrap());
+            }
+            let states = floats(take(4 * dims * np));
+            map.insert(
+                text,
+                Encoded {
+                    pooled,
+                    pieces,
+                    states,
+                    dims,
+                },
+            );
+        }
+    }
+    let missing: Vec<&str> = texts
+        .iter()
+        .copied()
+        .filter(|t| !map.contains_key(*t))
+        .collect();
+    if !missing.is_empty() {
+        let m = model();
+        for t in missing {
+            map.insert(t.to_string(), m.encode_blocking(t).expect("encode"));
+        }
+        if let Some(f) = &file {
+            let mut out = Vec::new();
+            let put = |out: &mut Vec<u8>, n: usize| out.extend((n as u32).to_le_bytes());
+            put(&mut out, map.len());
+            for (text, e) in &map {
+                put(&mut out, text.len());
+                out.extend(text.as_bytes());
+                put(&mut out, e.dims);
+                put(&mut out, e.pieces.len());
+                out.extend(e.pooled.iter().flat_map(|x| x.to_le_bytes()));
+                for p in &e.pieces {
+                    put(&mut out, p.len());
+                    out.extend(p.as_bytes());
+                }
+                out.extend(e.states.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            std::fs::write(f, out).expect("keeping the encodings");
+        }
+    }
+    map
+}
+
+/// A pair as the semantic level sees it: `b` is the new prompt, `a` the
+/// cached one.
+struct Seen {
+    cos: f32,
+    /// The same words (the judge is not asked when the guard finds nothing).
+    same_content: bool,
+    failures: Vec<Rejection>,
+    features: Vec<f64>,
+}
+
+fn see(name: &str, ps: &[Pair]) -> Vec<Seen> {
+    let texts: Vec<&str> = ps
+        .iter()
+        .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+        .collect();
+    let enc = encodings(name, &texts);
+    ps.iter()
+        .map(|p| {
+            let (q, c) = (&enc[&p.b], &enc[&p.a]);
+            let failures = guard::failures(&p.b, &p.a);
+            Seen {
+                cos: llmops_cache::embed::cosine(&q.pooled, &c.pooled),
+                same_content: judge::same_words(&p.b, &p.a),
+                features: judge::features(q, c, &failures),
+                failures,
+            }
+        })
+        .collect()
+}
+
+/// The judge's decision on a pair with its features computed once.
+fn judged(j: &Judge, p: &Pair, s: &Seen, threshold: f32) -> Result<(), Rejection> {
+    let soft = judge::screen(&p.b, &p.a, s.cos, threshold)?;
+    if (soft.is_empty() && s.same_content) || j.accepts(&s.features) {
+        Ok(())
+    } else {
+        Err(Rejection::Judged)
+    }
+}
+
 fn eval_pairs(split: &str) {
     let mut ps = pairs(split);
     if let Some(n) = std::env::var("BENCH_LIMIT")
@@ -77,28 +203,9 @@ fn eval_pairs(split: &str) {
         ps.truncate(n);
     }
     let started = Instant::now();
-    // BENCH_COSINES=FILE keeps the cosines between runs (tuning the verifier).
-    let saved = std::env::var("BENCH_COSINES")
-        .ok()
-        .map(|f| format!("{f}.{split}"));
-    let cos: Vec<f32> = match saved.as_ref().and_then(|f| std::fs::read(f).ok()) {
-        Some(raw) => serde_json::from_slice(&raw).expect("cosines"),
-        None => {
-            let m = model();
-            let cos: Vec<f32> = ps
-                .iter()
-                .map(|p| {
-                    let a = m.embed_blocking(&p.a).expect("embed");
-                    let b = m.embed_blocking(&p.b).expect("embed");
-                    llmops_cache::embed::cosine(&a, &b)
-                })
-                .collect();
-            if let Some(f) = &saved {
-                let _ = std::fs::write(f, serde_json::to_vec(&cos).unwrap_or_default());
-            }
-            cos
-        }
-    };
+    let seen = see(split, &ps);
+    let cos: Vec<f32> = seen.iter().map(|s| s.cos).collect();
+    let j = Judge::builtin().expect("judge.json");
     let default: f32 = std::env::var("BENCH_THRESHOLD")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -144,21 +251,26 @@ fn eval_pairs(split: &str) {
     for t in [0.80f32, 0.85, 0.90, 0.95] {
         row(format!("raw cosine ≥ {t:.2}"), &|i| cos[i] >= t);
     }
-    for t in [0.75f32, default, 0.85, 0.90] {
-        let label = if t == default { " (default)" } else { "" };
-        row(format!("verifier, threshold {t:.2}{label}"), &|i| {
+    for t in [default, 0.90] {
+        row(format!("guard alone, threshold {t:.2}"), &|i| {
             guard::verify(&ps[i].b, &ps[i].a, cos[i], t).is_ok()
+        });
+    }
+    for t in [0.70f32, 0.75, default, 0.85, 0.90] {
+        let label = if t == default { " (default)" } else { "" };
+        row(format!("guard + judge, threshold {t:.2}{label}"), &|i| {
+            judged(&j, &ps[i], &seen[i], t).is_ok()
         });
     }
     println!();
     println!(
-        "At the default threshold {default:.2}, by kind (accepted / pairs; the reasons of rejections):"
+        "Guard + judge at the default threshold {default:.2}, by kind (accepted / pairs; the reasons of rejections):"
     );
     let mut kinds: BTreeMap<&str, (usize, usize, BTreeMap<&'static str, usize>)> = BTreeMap::new();
     for (i, p) in ps.iter().enumerate() {
         let e = kinds.entry(p.kind.as_str()).or_default();
         e.1 += 1;
-        match guard::verify(&p.b, &p.a, cos[i], default) {
+        match judged(&j, p, &seen[i], default) {
             Ok(()) => e.0 += 1,
             Err(r) => *e.2.entry(r.as_str()).or_default() += 1,
         }
@@ -170,12 +282,13 @@ fn eval_pairs(split: &str) {
     if std::env::var_os("BENCH_SHOW_ERRORS").is_some() {
         println!();
         for (i, p) in ps.iter().enumerate() {
-            let v = guard::verify(&p.b, &p.a, cos[i], default);
+            let v = judged(&j, p, &seen[i], default);
             if v.is_ok() != p.same {
                 println!(
-                    "{} {:.3} {:?} | {} | {}",
+                    "{} {:.3} p={:.3} {:?} | {} | {}",
                     p.kind,
                     cos[i],
+                    j.probability(&seen[i].features),
                     v.err().map(Rejection::as_str),
                     p.a,
                     p.b
@@ -183,6 +296,207 @@ fn eval_pairs(split: &str) {
             }
         }
     }
+}
+
+/// Fits the judge on the training splits (`BENCH_TRAIN`, default
+/// `train,dev,test`), chooses its threshold from out-of-fold
+/// probabilities, and writes `services/cache/src/judge.json`.
+fn train() {
+    let splits = std::env::var("BENCH_TRAIN").unwrap_or_else(|_| "train,dev,test".into());
+    let floor: f32 = 0.7;
+    let default = CacheConfig::default().min_similarity;
+    let l2: f64 = std::env::var("BENCH_L2")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    // The threshold: the least whose out-of-fold false-hit rate is at most
+    // BENCH_MAX_FP_RATE (0.4%: about 1 in 250 near misses of the training
+    // pairs, before the held-out sets are looked at).
+    let max_rate: f64 = std::env::var("BENCH_MAX_FP_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.004);
+    let mut all: Vec<(Pair, Seen)> = Vec::new();
+    let mut counts = serde_json::Map::new();
+    for split in splits.split(',') {
+        let ps = pairs(split);
+        let seen = see(split, &ps);
+        counts.insert(format!("pairs-{split}.json"), serde_json::json!(ps.len()));
+        all.extend(ps.into_iter().zip(seen));
+    }
+    let same = all.iter().filter(|(p, _)| p.same).count();
+    let near = all.len() - same;
+    let max_fp = (max_rate * near as f64).floor() as usize;
+    println!("training pairs: {same} paraphrases, {near} near misses (splits {splits})");
+    println!();
+    println!("Guard checks on all training pairs (pairs failing it: paraphrases / near misses):");
+    let rules = [
+        Rejection::Language,
+        Rejection::Numbers,
+        Rejection::Units,
+        Rejection::Quoted,
+        Rejection::Identifiers,
+        Rejection::Entities,
+        Rejection::Dates,
+        Rejection::Negation,
+        Rejection::Antonym,
+        Rejection::Particle,
+        Rejection::Order,
+        Rejection::Substitution,
+    ];
+    for r in rules {
+        let fp = all
+            .iter()
+            .filter(|(p, s)| p.same && s.failures.contains(&r))
+            .count();
+        let fn_ = all
+            .iter()
+            .filter(|(p, s)| !p.same && s.failures.contains(&r))
+            .count();
+        let only = all
+            .iter()
+            .filter(|(p, s)| !p.same && s.failures == vec![r])
+            .count();
+        let hard = if judge::HARD.contains(&r) {
+            "hard"
+        } else {
+            "soft"
+        };
+        println!(
+            "  {:<13} {hard}  {fp:>4} / {fn_:<4} (near misses failing only it: {only})",
+            r.as_str()
+        );
+    }
+    // The judge sees candidates above the floor that pass the hard rules.
+    let rows: Vec<usize> = (0..all.len())
+        .filter(|&i| {
+            all[i].1.cos >= floor && !all[i].1.failures.iter().any(|r| judge::HARD.contains(r))
+        })
+        .collect();
+    let x: Vec<Vec<f64>> = rows.iter().map(|&i| all[i].1.features.clone()).collect();
+    let y: Vec<bool> = rows.iter().map(|&i| all[i].0.same).collect();
+    println!();
+    println!(
+        "the judge's rows (cosine ≥ {floor}, no hard failure): {} paraphrases, {} near misses",
+        y.iter().filter(|v| **v).count(),
+        y.iter().filter(|v| !**v).count()
+    );
+    // Out-of-fold probabilities, 5 folds by position.
+    let folds = 5;
+    let mut oof = vec![0.0; rows.len()];
+    for f in 0..folds {
+        let tr: Vec<usize> = (0..rows.len()).filter(|k| k % folds != f).collect();
+        let xs: Vec<Vec<f64>> = tr.iter().map(|&k| x[k].clone()).collect();
+        let ys: Vec<bool> = tr.iter().map(|&k| y[k]).collect();
+        let m = judge::fit(&xs, &ys, l2);
+        for k in (0..rows.len()).filter(|k| k % folds == f) {
+            oof[k] = m.probability(&x[k]);
+        }
+    }
+    // The whole default decision, out of fold: a pair below the default
+    // cosine or with a hard failure is a miss whatever the judge says;
+    // `full` also applies the guard's soft rules as vetoes.
+    let decide = |tau: f64, full: bool| -> (usize, usize, BTreeMap<&str, usize>) {
+        let (mut tp, mut fp, mut kinds) = (0, 0, BTreeMap::new());
+        for (k, &i) in rows.iter().enumerate() {
+            let pass = oof[k] >= tau || (all[i].1.failures.is_empty() && all[i].1.same_content);
+            if all[i].1.cos >= default && pass && (!full || all[i].1.failures.is_empty()) {
+                if all[i].0.same {
+                    tp += 1
+                } else {
+                    fp += 1;
+                    *kinds.entry(all[i].0.kind.as_str()).or_default() += 1;
+                }
+            }
+        }
+        (tp, fp, kinds)
+    };
+    let guard_only = all
+        .iter()
+        .map(|(p, s)| (p.same, s.cos >= default && s.failures.is_empty()))
+        .fold((0, 0), |(tp, fp), (same, ok)| {
+            (tp + (ok && same) as usize, fp + (ok && !same) as usize)
+        });
+    println!();
+    println!(
+        "guard alone at {default}: true hits {}/{same} = {:.1}%, false hits {}/{near} = {:.2}%",
+        guard_only.0,
+        pct(guard_only.0, same),
+        guard_only.1,
+        pct(guard_only.1, near)
+    );
+    println!(
+        "Out of fold, at the default cosine {default}: | judge threshold | hard rules + judge: true hits | false hits | every rule + judge: true hits | false hits |"
+    );
+    let mut chosen = None;
+    let mut taus: Vec<f64> = (20..100).map(|t| t as f64 / 100.0).collect();
+    taus.extend([0.995, 0.999]);
+    for &tau in &taus {
+        let (tp, fp, kinds) = decide(tau, false);
+        let (tp2, fp2, kinds2) = decide(tau, true);
+        if fp <= max_fp && chosen.is_none() {
+            chosen = Some(tau);
+        }
+        if (tau * 100.0).round() as i64 % 5 == 0 || Some(tau) == chosen {
+            println!(
+                "| {tau:.3} | {tp}/{same} = {:.1}% | {fp} = {:.2}% {kinds:?} | {tp2} = {:.1}% | {fp2} = {:.2}% {kinds2:?} |",
+                pct(tp, same),
+                pct(fp, near),
+                pct(tp2, same),
+                pct(fp2, near)
+            );
+        }
+    }
+    if let Some(t) = std::env::var("BENCH_SHOW_OOF")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        for (k, &i) in rows.iter().enumerate() {
+            let (p, s) = &all[i];
+            let pass = oof[k] >= t || (s.failures.is_empty() && s.same_content);
+            if s.cos >= default && pass != p.same {
+                println!(
+                    "{} {:.3} p={:.3} {:?} | {} | {}",
+                    p.kind, s.cos, oof[k], s.failures, p.a, p.b
+                );
+            }
+        }
+    }
+    let tau = chosen.unwrap_or(1.0);
+    println!();
+    println!("Out of fold at the chosen judge threshold {tau:.3}, by cosine floor:");
+    for c in [0.70f32, 0.75, 0.80, 0.85] {
+        let (mut tp, mut fp) = (0, 0);
+        for (k, &i) in rows.iter().enumerate() {
+            let pass = oof[k] >= tau || (all[i].1.failures.is_empty() && all[i].1.same_content);
+            if all[i].1.cos >= c && pass {
+                if all[i].0.same { tp += 1 } else { fp += 1 }
+            }
+        }
+        println!(
+            "  cosine ≥ {c:.2}: true hits {tp}/{same} = {:.1}%, false hits {fp}/{near} = {:.2}%",
+            pct(tp, same),
+            pct(fp, near)
+        );
+    }
+    let mut j = judge::fit(&x, &y, l2);
+    j.threshold = tau;
+    counts.insert("l2".into(), serde_json::json!(l2));
+    counts.insert("rows".into(), serde_json::json!(rows.len()));
+    counts.insert(
+        "out_of_fold_false_hit_rate_allowed".into(),
+        serde_json::json!(max_rate),
+    );
+    j.trained_on = serde_json::Value::Object(counts);
+    println!();
+    println!("chosen threshold {tau:.3}; weights (standardised features):");
+    for (f, w) in judge::FEATURES.iter().zip(&j.weights) {
+        println!("  {f:<22} {w:+.3}");
+    }
+    let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/judge.json");
+    let text = serde_json::to_string_pretty(&j).expect("json");
+    std::fs::write(&out, text + "\n").expect("writing judge.json");
+    println!("wrote {}", out.display());
 }
 
 fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
@@ -297,6 +611,40 @@ fn main() {
         .collect();
     match args.first().map(String::as_str) {
         Some("pairs") => eval_pairs(args.get(1).map_or("test", String::as_str)),
+        Some("train") => train(),
+        Some("judge") => {
+            // `judge CACHED NEW`: one pair's decision, with its features.
+            let (a, b) = (
+                args.get(1).expect("cached prompt"),
+                args.get(2).expect("new prompt"),
+            );
+            let m = model();
+            let (ea, eb) = (
+                m.encode_blocking(a).expect("encode"),
+                m.encode_blocking(b).expect("encode"),
+            );
+            let cos = llmops_cache::embed::cosine(&ea.pooled, &eb.pooled);
+            let j = Judge::builtin().expect("judge.json");
+            let failures = guard::failures(b, a);
+            let x = judge::features(&eb, &ea, &failures);
+            println!(
+                "cosine {cos:.3}; guard failures {failures:?}; judge p = {:.3} (threshold {:.3})",
+                j.probability(&x),
+                j.threshold
+            );
+            for (f, v) in judge::FEATURES.iter().zip(&x) {
+                println!("  {f:<22} {v:.3}");
+            }
+            println!(
+                "decision: {:?}",
+                j.verify(
+                    (b, &eb),
+                    (a, &ea),
+                    cos,
+                    CacheConfig::default().min_similarity
+                )
+            );
+        }
         Some("latency") => latency(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200)),
         _ => {
             eval_pairs("test");

@@ -131,7 +131,8 @@ fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
     );
     for figure in [
         "| raw cosine ≥ 0.80 |",
-        "| verifier, threshold 0.80 (default) |",
+        "| guard alone, threshold 0.80 |",
+        "| guard + judge, threshold 0.80 (default) |",
         "embedding one prompt in-process",
         "| exact hit | fixed 20/s | hit 10 |",
         "| paraphrase (semantic) | saturation |",
