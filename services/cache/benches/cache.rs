@@ -340,6 +340,7 @@ fn train() {
         Rejection::Dates,
         Rejection::Negation,
         Rejection::Antonym,
+        Rejection::Question,
         Rejection::Particle,
         Rejection::Order,
         Rejection::Substitution,

@@ -30,6 +30,8 @@ pub enum Rejection {
     Antonym,
     /// A verb's particle turned around ("zoom in" / "zoom out").
     Particle,
+    /// Another question word: "who wrote it" is not "when was it written".
+    Question,
     Order,
     /// A directional word's object replaced by another word.
     Substitution,
@@ -54,6 +56,7 @@ impl Rejection {
             Rejection::Negation => "negation",
             Rejection::Antonym => "antonym",
             Rejection::Particle => "particle",
+            Rejection::Question => "question",
             Rejection::Order => "order",
             Rejection::Substitution => "substitution",
             Rejection::Similarity => "similarity",
@@ -680,6 +683,28 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     if a.language != b.language {
         fail(Rejection::Language);
     }
+    // Question words that name what is asked (a person, a time, a place,
+    // a reason, a duration...): when both prompts have some, they must be
+    // the same ones. "What year" / "when" is left to the other checks.
+    let asks = |r: &Reading| -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (i, w) in r.words.iter().enumerate() {
+            match w.as_str() {
+                "who" | "whom" | "whose" => out.insert("who".to_string()),
+                "when" | "where" | "why" => out.insert(w.clone()),
+                "how" => match r.words.get(i + 1).map(String::as_str) {
+                    Some(q @ ("long" | "old" | "far" | "often")) => out.insert(format!("how {q}")),
+                    _ => false,
+                },
+                _ => false,
+            };
+        }
+        out
+    };
+    let (qa, qb) = (asks(&a), asks(&b));
+    if !qa.is_empty() && !qb.is_empty() && qa != qb {
+        fail(Rejection::Question);
+    }
     if a.numbers != b.numbers {
         fail(Rejection::Numbers);
     }
@@ -1023,6 +1048,28 @@ mod tests {
         assert!(
             failures("How much water per day?", "How much water weekly?")
                 .contains(&Rejection::Units)
+        );
+    }
+
+    #[test]
+    fn another_question_word_is_another_question() {
+        assert!(
+            failures(
+                "Who wrote Pride and Prejudice?",
+                "When was Pride and Prejudice written?"
+            )
+            .contains(&Rejection::Question)
+        );
+        assert!(
+            !failures("Who wrote Hamlet?", "Hamlet was written by whom?")
+                .contains(&Rejection::Question)
+        );
+        assert!(
+            !failures(
+                "When did the Berlin Wall fall?",
+                "What year did the Berlin Wall fall?"
+            )
+            .contains(&Rejection::Question)
         );
     }
 

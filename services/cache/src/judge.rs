@@ -40,6 +40,7 @@ pub const HARD: &[Rejection] = &[
     Rejection::Dates,
     Rejection::Negation,
     Rejection::Antonym,
+    Rejection::Question,
 ];
 
 /// Guard failures the judge weighs as features.
