@@ -342,6 +342,7 @@ fn train() {
         Rejection::Antonym,
         Rejection::Question,
         Rejection::Particle,
+        Rejection::Sequence,
         Rejection::Order,
         Rejection::Substitution,
     ];
@@ -358,11 +359,7 @@ fn train() {
             .iter()
             .filter(|(p, s)| !p.same && s.failures == vec![r])
             .count();
-        let hard = if judge::HARD.contains(&r) {
-            "hard"
-        } else {
-            "soft"
-        };
+        let hard = if judge::is_hard(&r) { "hard" } else { "soft" };
         println!(
             "  {:<13} {hard}  {fp:>4} / {fn_:<4} (near misses failing only it: {only})",
             r.as_str()
@@ -370,9 +367,7 @@ fn train() {
     }
     // The judge sees candidates above the floor that pass the hard rules.
     let rows: Vec<usize> = (0..all.len())
-        .filter(|&i| {
-            all[i].1.cos >= floor && !all[i].1.failures.iter().any(|r| judge::HARD.contains(r))
-        })
+        .filter(|&i| all[i].1.cos >= floor && !all[i].1.failures.iter().any(judge::is_hard))
         .collect();
     let x: Vec<Vec<f64>> = rows.iter().map(|&i| all[i].1.features.clone()).collect();
     let y: Vec<bool> = rows.iter().map(|&i| all[i].0.same).collect();
@@ -648,7 +643,7 @@ fn main() {
         }
         Some("latency") => latency(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200)),
         _ => {
-            eval_pairs("test");
+            eval_pairs("final");
             latency(200);
         }
     }

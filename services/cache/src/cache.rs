@@ -193,9 +193,10 @@ pub fn valid_namespace(n: &str) -> bool {
 struct Semantic {
     embedder: Arc<dyn Embedder>,
     collection: llmops_vectors::Collection,
-    /// The learned judge, used when the embedder gives the tokens'
-    /// vectors (the in-process model); the guard alone otherwise.
-    judge: Option<crate::judge::Judge>,
+    /// The learned judge (always loaded; `Judge::builtin`), used when the
+    /// embedder gives the tokens' vectors (the in-process model); the
+    /// guard alone otherwise.
+    judge: Option<Arc<crate::judge::Judge>>,
 }
 
 struct Inner {
@@ -220,6 +221,9 @@ struct Recent {
 
 /// What `Recent` may hold (about a thousand prompts of twenty pieces).
 const RECENT_BYTES: usize = 32 << 20;
+/// The largest encoding kept (a prompt of about 40 pieces): long prompts
+/// are rarely asked twice, and would crowd out the rest.
+const RECENT_ENTRY_BYTES: usize = 64 << 10;
 
 impl Recent {
     fn key(tenant: TenantId, text: &str) -> (TenantId, [u8; 32]) {
@@ -238,7 +242,7 @@ impl Recent {
     fn put(&mut self, tenant: TenantId, text: &str, e: Arc<Encoded>) {
         let key = Self::key(tenant, text);
         let size = Self::size(&e);
-        if size > RECENT_BYTES || self.map.contains_key(&key) {
+        if size > RECENT_ENTRY_BYTES || self.map.contains_key(&key) {
             return;
         }
         while self.bytes + size > RECENT_BYTES {
@@ -305,7 +309,7 @@ impl SemanticCache {
         let collection = vectors
             .collection(collection_spec(embedder.model(), embedder.dims()))
             .await?;
-        let judge = Some(crate::judge::Judge::builtin()?);
+        let judge = Some(Arc::new(crate::judge::Judge::builtin()?));
         let _ = self.0.semantic.set(Semantic {
             embedder,
             collection,
@@ -551,7 +555,17 @@ impl SemanticCache {
                                 None => sem.embedder.encode(prompt).await?.map(Arc::new),
                             };
                             match cand {
-                                Some(cand) => judge.decide((text, query), (prompt, &cand), &soft),
+                                // The features compare every piece with
+                                // every other: off the async workers.
+                                Some(cand) => {
+                                    let (judge, query) = (judge.clone(), query.clone());
+                                    let (t, p) = (text.to_string(), prompt.to_string());
+                                    tokio::task::spawn_blocking(move || {
+                                        judge.decide((&t, &query), (&p, &cand), &soft)
+                                    })
+                                    .await
+                                    .unwrap_or(Err(Rejection::Judged))
+                                }
                                 None => Err(Rejection::Judged),
                             }
                         }

@@ -39,13 +39,6 @@ pub struct Encoded {
     pub dims: usize,
 }
 
-impl Encoded {
-    /// The `i`-th piece's vector.
-    pub fn state(&self, i: usize) -> &[f32] {
-        &self.states[i * self.dims..(i + 1) * self.dims]
-    }
-}
-
 fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= norm);
