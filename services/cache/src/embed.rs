@@ -166,11 +166,10 @@ impl Embedder for MiniLm {
     }
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError> {
-        Ok(self
-            .encode(text)
-            .await?
-            .map(|e| e.pooled)
-            .unwrap_or_default())
+        match self.encode(text).await? {
+            Some(e) => Ok(e.pooled),
+            None => Err(model_err("no encoding")),
+        }
     }
 
     async fn encode(&self, text: &str) -> Result<Option<Encoded>, CacheError> {
