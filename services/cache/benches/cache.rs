@@ -187,11 +187,7 @@ fn see(name: &str, ps: &[Pair]) -> Vec<Seen> {
 /// The judge's decision on a pair with its features computed once.
 fn judged(j: &Judge, p: &Pair, s: &Seen, threshold: f32) -> Result<(), Rejection> {
     let soft = judge::screen(&p.b, &p.a, s.cos, threshold)?;
-    if (soft.is_empty() && s.same_content) || j.accepts(&s.features) {
-        Ok(())
-    } else {
-        Err(Rejection::Judged)
-    }
+    j.decide_with(&soft, s.same_content, || s.features.clone())
 }
 
 fn eval_pairs(split: &str) {

@@ -193,10 +193,10 @@ pub fn valid_namespace(n: &str) -> bool {
 struct Semantic {
     embedder: Arc<dyn Embedder>,
     collection: llmops_vectors::Collection,
-    /// The learned judge (always loaded; `Judge::builtin`), used when the
-    /// embedder gives the tokens' vectors (the in-process model); the
-    /// guard alone otherwise.
-    judge: Option<Arc<crate::judge::Judge>>,
+    /// The learned judge (`Judge::builtin`), used when the embedder gives
+    /// the tokens' vectors (the in-process model); the guard alone
+    /// otherwise.
+    judge: Arc<crate::judge::Judge>,
 }
 
 struct Inner {
@@ -309,7 +309,7 @@ impl SemanticCache {
         let collection = vectors
             .collection(collection_spec(embedder.model(), embedder.dims()))
             .await?;
-        let judge = Some(Arc::new(crate::judge::Judge::builtin()?));
+        let judge = Arc::new(crate::judge::Judge::builtin()?);
         let _ = self.0.semantic.set(Semantic {
             embedder,
             collection,
@@ -488,10 +488,7 @@ impl SemanticCache {
                 "prompt too long for the semantic level".into(),
             ));
         }
-        let encoded = match &sem.judge {
-            Some(_) => sem.embedder.encode(text).await?.map(Arc::new),
-            None => None,
-        };
+        let encoded = sem.embedder.encode(text).await?.map(Arc::new);
         if let (Some(e), Ok(mut recent)) = (&encoded, self.0.encodings.lock()) {
             recent.put(ctx.tenant_id(), text, e.clone());
         }
@@ -540,39 +537,12 @@ impl SemanticCache {
                 .get("entry_key")
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
-            let verdict = match (&sem.judge, &encoded) {
-                (Some(judge), Some(query)) => {
-                    match crate::judge::screen(text, prompt, hit.score, threshold) {
-                        Ok(soft) => {
-                            let known = self
-                                .0
-                                .encodings
-                                .lock()
-                                .ok()
-                                .and_then(|r| r.get(ctx.tenant_id(), prompt));
-                            let cand = match known {
-                                Some(c) => Some(c),
-                                None => sem.embedder.encode(prompt).await?.map(Arc::new),
-                            };
-                            match cand {
-                                // The features compare every piece with
-                                // every other: off the async workers.
-                                Some(cand) => {
-                                    let (judge, query) = (judge.clone(), query.clone());
-                                    let (t, p) = (text.to_string(), prompt.to_string());
-                                    tokio::task::spawn_blocking(move || {
-                                        judge.decide((&t, &query), (&p, &cand), &soft)
-                                    })
-                                    .await
-                                    .unwrap_or(Err(Rejection::Judged))
-                                }
-                                None => Err(Rejection::Judged),
-                            }
-                        }
-                        Err(why) => Err(why),
-                    }
+            let verdict = match &encoded {
+                Some(query) => {
+                    self.judge_candidate(sem, ctx, query, text, (prompt, hit.score), threshold)
+                        .await?
                 }
-                _ => guard::verify(text, prompt, hit.score, threshold),
+                None => guard::verify(text, prompt, hit.score, threshold),
             };
             if let Err(why) = verdict {
                 metrics::counter!("llm_cache_verifier_rejections_total", "reason" => why.as_str())
@@ -588,6 +558,46 @@ impl SemanticCache {
             }
         }
         Ok((None, vector))
+    }
+
+    /// A candidate through the guard's hard rules, then the judge. The
+    /// candidate's encoding comes from the map of recent ones, or is made
+    /// now.
+    async fn judge_candidate(
+        &self,
+        sem: &Semantic,
+        ctx: &TenantCtx,
+        query: &Arc<Encoded>,
+        text: &str,
+        (prompt, score): (&str, f32),
+        threshold: f32,
+    ) -> Result<Result<(), Rejection>, CacheError> {
+        let soft = match crate::judge::screen(text, prompt, score, threshold) {
+            Ok(soft) => soft,
+            Err(why) => return Ok(Err(why)),
+        };
+        let known = self
+            .0
+            .encodings
+            .lock()
+            .ok()
+            .and_then(|r| r.get(ctx.tenant_id(), prompt));
+        let cand = match known {
+            Some(c) => c,
+            None => match sem.embedder.encode(prompt).await? {
+                Some(c) => Arc::new(c),
+                None => return Ok(Err(Rejection::Judged)),
+            },
+        };
+        // The features compare every piece with every other: off the
+        // async workers.
+        let (judge, query) = (sem.judge.clone(), query.clone());
+        let (t, p) = (text.to_string(), prompt.to_string());
+        Ok(
+            tokio::task::spawn_blocking(move || judge.decide((&t, &query), (&p, &cand), &soft))
+                .await
+                .unwrap_or(Err(Rejection::Judged)),
+        )
     }
 
     async fn remove_points(

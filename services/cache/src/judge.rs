@@ -350,10 +350,21 @@ impl Judge {
         candidate: (&str, &Encoded),
         failures: &[Rejection],
     ) -> Result<(), Rejection> {
-        if failures.is_empty() && same_words(query.0, candidate.0) {
-            return Ok(());
-        }
-        if self.accepts(&features(query.1, candidate.1, failures)) {
+        self.decide_with(failures, same_words(query.0, candidate.0), || {
+            features(query.1, candidate.1, failures)
+        })
+    }
+
+    /// [`Judge::decide`] from the pair's parts (the bench computes the
+    /// features once per pair): `features` is only called when the model
+    /// is asked.
+    pub fn decide_with(
+        &self,
+        failures: &[Rejection],
+        same_words: bool,
+        features: impl FnOnce() -> Vec<f64>,
+    ) -> Result<(), Rejection> {
+        if (failures.is_empty() && same_words) || self.accepts(&features()) {
             Ok(())
         } else {
             Err(Rejection::Judged)
