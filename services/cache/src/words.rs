@@ -167,6 +167,29 @@ pub(crate) const UNITS: &[&str] = &[
     "nanometers", "nanometre", "nanometres",
 ];
 
+/// Spellings of one unit, the canonical one first ("km" and "kilometres"
+/// are the same unit).
+pub(crate) const UNIT_GROUPS: &[&[&str]] = &[
+    &["km", "kilometer", "kilometers", "kilometre", "kilometres"], &["mile", "miles", "mi"],
+    &["m", "meter", "meters", "metre", "metres"], &["cm", "centimeter", "centimeters"],
+    &["mm", "millimeter", "millimeters"], &["inch", "inches", "in."], &["foot", "feet", "ft"],
+    &["kg", "kilogram", "kilograms", "kilo", "kilos"], &["g", "gram", "grams"],
+    &["lb", "lbs", "pound", "pounds"], &["oz", "ounce", "ounces"],
+    &["l", "liter", "liters", "litre", "litres"], &["ml", "milliliter", "milliliters"],
+    &["°c", "c", "celsius"], &["°f", "f", "fahrenheit"], &["h", "hr", "hrs", "hour", "hours"],
+    &["min", "mins", "minute", "minutes"], &["s", "sec", "secs", "second", "seconds"],
+    &["ms", "millisecond", "milliseconds"], &["usd", "dollar", "dollars", "$"],
+    &["eur", "euro", "euros", "€"], &["gbp", "£"], &["%", "percent", "percentage"],
+    &["tbsp", "tablespoon", "tablespoons"], &["tsp", "teaspoon", "teaspoons"], &["cup", "cups"],
+    &["day", "days"], &["week", "weeks"], &["month", "months"], &["year", "years"],
+    &["kcal", "calorie", "calories"], &["w", "watt", "watts"], &["kw", "kilowatt", "kilowatts"],
+    &["mb", "megabyte", "megabytes"], &["gb", "gigabyte", "gigabytes"],
+    &["kb", "kilobyte", "kilobytes"], &["ma", "milliamp", "milliamps"],
+    &["µa", "ua", "microamp", "microamps"],
+    &["µm", "um", "micrometer", "micrometers", "micrometre", "micrometres", "micron", "microns"],
+    &["nm", "nanometer", "nanometers", "nanometre", "nanometres"],
+];
+
 pub(crate) const ORDINALS: &[(&str, &str)] = &[
     ("1", "first"), ("2", "second"), ("3", "third"), ("4", "fourth"), ("5", "fifth"),
     ("6", "sixth"), ("7", "seventh"), ("8", "eighth"), ("9", "ninth"), ("10", "tenth"),
