@@ -92,11 +92,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         None => None,
     };
     let triton = match state.serving.triton() {
-        Some(t) => Some(
-            match tokio::time::timeout(CHECK_TIMEOUT, t.server_ready()).await {
-                Ok(Ok(true)) => Ok(()),
-                Ok(Ok(false)) => Err("not ready".to_string()),
-                Ok(Err(e)) => Err(short(&e.code().to_string())),
+        Some(_) => Some(
+            match tokio::time::timeout(CHECK_TIMEOUT, state.serving.triton_ready()).await {
+                Ok(result) => result.map_err(|e| short(&e)),
                 Err(_) => Err("timed out".into()),
             },
         ),

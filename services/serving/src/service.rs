@@ -213,6 +213,32 @@ impl Serving {
         self.0.triton.as_ref()
     }
 
+    /// Readiness of the shared Triton: the server is live and every
+    /// catalog model it serves is ready. Tenants' deployments are left
+    /// out on purpose: one that is loading, or failed to load, makes
+    /// Triton's own `server_ready` false, but must not take the whole
+    /// gateway out of its load balancer.
+    pub async fn triton_ready(&self) -> Result<(), String> {
+        let Some(t) = self.triton() else {
+            return Ok(());
+        };
+        match t.server_live().await {
+            Ok(true) => {}
+            Ok(false) => return Err("not live".into()),
+            Err(e) => return Err(e.code().to_string()),
+        }
+        for m in &self.0.catalog {
+            if let ModelBackend::Triton { model } = &m.backend {
+                match t.model_ready(model).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(format!("model {} not ready", m.id)),
+                    Err(e) => return Err(format!("model {}: {}", m.id, e.code())),
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Asks Triton which catalog models are ready (every model at once, so
     /// one slow answer does not hold the others).
     pub async fn poll_readiness(&self) {

@@ -141,6 +141,19 @@ impl Triton {
         r
     }
 
+    /// The server process answers. Unlike `server_ready`, this does not
+    /// depend on the state of every model in the repository (a tenant's
+    /// deployment that is still loading makes Triton "not ready").
+    pub async fn server_live(&self) -> Result<bool, tonic::Status> {
+        let mut c = self.client.clone();
+        Ok(
+            c.server_live(Self::req(pb::ServerLiveRequest {}, Duration::from_secs(2)))
+                .await?
+                .into_inner()
+                .live,
+        )
+    }
+
     pub async fn server_ready(&self) -> Result<bool, tonic::Status> {
         let mut c = self.client.clone();
         Ok(
