@@ -324,6 +324,18 @@ contract_python() {
   echo "$venv/bin/python"
 }
 
+# stats_python: a Python with numpy and scipy, the reference the drift
+# statistics (services/monitoring/src/drift.rs) are checked against.
+stats_python() {
+  local venv="$HOME/.cache/llmops/venv-stats"
+  if ! "$venv/bin/python" -c 'import numpy, scipy' 2>/dev/null; then
+    log "installing numpy and scipy into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'numpy==2.4.6' 'scipy==1.17.1' >&2
+  fi
+  echo "$venv/bin/python"
+}
+
 # The Python of the local Triton (it has Hugging Face's `tokenizers`), and
 # the tokenizer.json all-MiniLM-L6-v2 ships: a real model tokenizer for the
 # tests of the gateway's own token counting.

@@ -141,7 +141,8 @@ pub async fn build_state(
         llmops_training::files::Files::new(db.clone(), artifacts),
         registry.clone().into_inner(),
     ));
-    let (ledger, flusher) = GroupCommitSink::new(db.clone(), 2_000, Duration::from_millis(5), stop);
+    let (ledger, flusher) =
+        GroupCommitSink::new(db.clone(), 2_000, Duration::from_millis(5), stop.clone());
     let usage: Arc<dyn llmops_core::usage::UsageSink> = Arc::new(ledger);
     let triton = cfg.triton_url.as_deref().map(Triton::new).transpose()?;
     let mut tokenizers = cfg.model_tokenizers.clone();
@@ -171,7 +172,23 @@ pub async fn build_state(
         cache: cfg.cache_enabled.then(|| cache.get_ref().clone()),
     }));
     training.set_teacher(Arc::new(crate::teacher::ServingTeacher(serving.clone())));
+    // Monitoring's writer and compaction stop with the ledger's flusher:
+    // records still queued are written before the process ends.
+    let monitoring_tasks = TaskTracker::new();
+    let monitoring = web::Data::new(llmops_monitoring::Monitoring::start(
+        &cfg,
+        db.clone(),
+        Some(billing.clone().into_inner()),
+        &monitoring_tasks,
+        stop,
+    ));
+    monitoring_tasks.close();
+    let flusher = async move {
+        flusher.await;
+        monitoring_tasks.wait().await;
+    };
     let state = AppState {
+        monitoring,
         billing,
         training,
         registry,
@@ -453,6 +470,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(state.serving.clone())
         .app_data(state.billing.clone())
         .app_data(state.training.clone())
+        .app_data(state.monitoring.clone())
         .app_data(llmops_core::http::JsonLimit(max_body))
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
@@ -469,7 +487,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .configure(llmops_registry::routes::configure)
                 .configure(llmops_training::routes::configure)
                 .configure(llmops_rag::routes::configure)
-                .configure(llmops_cache::routes::configure),
+                .configure(llmops_cache::routes::configure)
+                .configure(llmops_monitoring::routes::configure),
         )
         .service(
             web::scope("/admin/v1")
@@ -477,7 +496,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .configure(routes::admin)
                 .configure(llmops_billing::routes::configure_admin)
                 .configure(llmops_training::admin::configure_admin)
-                .configure(llmops_rag::routes::configure_admin),
+                .configure(llmops_rag::routes::configure_admin)
+                .configure(llmops_monitoring::routes::configure_admin),
         )
         .configure(routes::health::configure)
         .route(

@@ -133,7 +133,7 @@ enum KeysCmd {
         tenant: TenantArg,
         #[arg(long)]
         name: String,
-        /// Comma-separated: inference, rag, training, registry, billing:read, admin.
+        /// Comma-separated: inference, rag, training, registry, billing:read, monitoring, admin.
         #[arg(long, value_delimiter = ',', default_value = "inference")]
         scopes: Vec<String>,
         /// RFC 3339 expiry time.

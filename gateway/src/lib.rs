@@ -7,6 +7,7 @@ pub mod cache_models;
 pub mod extract;
 pub mod logwriter;
 pub mod middleware;
+pub mod monitor;
 pub mod openapi;
 pub mod rag_models;
 pub mod ratelimit;

@@ -2,7 +2,7 @@
 //! (outermost); authentication and rate limits (for `/v1`); the operator
 //! token (for `/admin/v1`).
 
-use crate::ratelimit::Admission;
+use crate::monitor::{RecordBody, Watch};
 use crate::state::AppState;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -10,8 +10,9 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, ResponseError, web};
-use llmops_core::error::{PROBLEM_JSON, REQUEST, RequestInfo};
+use llmops_core::error::{PROBLEM_JSON, ProblemCode, REQUEST, RequestInfo};
 use llmops_core::ids::new_request_id;
+use llmops_core::monitor::CallKind;
 use llmops_core::{ApiError, TenantCtx};
 use std::time::Instant;
 use subtle_eq::ct_eq;
@@ -130,12 +131,33 @@ pub async fn authenticate(
     if PUBLIC_V1.contains(&req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
-    let admitted = admit(&req).await;
-    let (ctx, admission) = match admitted {
-        Ok(ok) => ok,
+    let state = match app_state(&req) {
+        Ok(s) => s,
         Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
     };
-    req.extensions_mut().insert(ctx);
+    let ctx = match authenticated(&state, &req).await {
+        Ok(ctx) => ctx,
+        Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
+    };
+    // Inference calls get a monitoring record, refused ones included.
+    let watch = CallKind::of_route(req.method().as_str(), req.path())
+        .filter(|_| state.config.monitoring_enabled)
+        .map(|kind| Watch::new(state.monitoring.sink(), kind));
+    let ctx = match &watch {
+        Some(w) => ctx.with_probe(w.probe.clone()),
+        None => ctx,
+    };
+    let admission = match state.limiter.admit(&ctx).await {
+        Ok(a) => a,
+        Err(e) => {
+            if let Some(w) = watch {
+                let code = llmops_core::error::Problem::from_error(&e).code;
+                w.finish(&ctx, e.status_code().as_u16(), Some(code), true);
+            }
+            return Ok(req.error_response(e).map_into_boxed_body());
+        }
+    };
+    req.extensions_mut().insert(ctx.clone());
     let mut res = next.call(req).await?.map_into_boxed_body();
     for h in &admission.headers {
         for (k, v) in h.to_headers() {
@@ -148,20 +170,29 @@ pub async fn authenticate(
     // The concurrency slot is held until the body is sent (or the client
     // goes away), so a long stream counts as in flight throughout.
     let slot = admission.slot;
-    Ok(res.map_body(move |_, body| BoxBody::new(SlotBody::new(body, slot))))
+    let status = res.status().as_u16();
+    let error = res
+        .response()
+        .extensions()
+        .get::<ProblemCode>()
+        .map(|c| c.0.clone());
+    Ok(res.map_body(move |_, body| {
+        let body = BoxBody::new(SlotBody::new(body, slot));
+        match watch {
+            Some(w) => BoxBody::new(RecordBody::new(body, w, ctx, status, error)),
+            None => body,
+        }
+    }))
 }
 
-async fn admit(req: &ServiceRequest) -> Result<(TenantCtx, Admission), ApiError> {
-    let state = app_state(req)?;
+async fn authenticated(state: &AppState, req: &ServiceRequest) -> Result<TenantCtx, ApiError> {
     let authorization = match req.headers().get(header::AUTHORIZATION) {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
             ApiError::Unauthenticated("Authorization header is not valid text".into())
         })?),
     };
-    let ctx = state.auth.authenticate(authorization).await?;
-    let admission = state.limiter.admit(&ctx).await?;
-    Ok((ctx, admission))
+    state.auth.authenticate(authorization).await
 }
 
 fn app_state(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {

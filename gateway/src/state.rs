@@ -26,4 +26,6 @@ pub struct AppState {
     /// The response cache (its routes work when caching is off, so a
     /// tenant can still read its settings).
     pub cache: actix_web::web::Data<llmops_cache::SemanticCache>,
+    /// Records of inference calls, rollups, feedback.
+    pub monitoring: actix_web::web::Data<llmops_monitoring::Monitoring>,
 }

@@ -23,6 +23,7 @@ mod m20261202_000014_training_workers;
 mod m20261202_000015_job_pool;
 mod m20261202_000016_rag;
 mod m20261202_000017_cache;
+mod m20261202_000018_monitoring;
 
 pub struct Migrator;
 
@@ -47,6 +48,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_job_pool::Migration),
             Box::new(m20261202_000016_rag::Migration),
             Box::new(m20261202_000017_cache::Migration),
+            Box::new(m20261202_000018_monitoring::Migration),
         ]
     }
 }

@@ -570,6 +570,29 @@ impl TestApp {
         Ok((s(&created["tenant_id"]), s(&created["api_key"])))
     }
 
+    /// Prices `plan`'s tokens: 0.05 minor units per input token, 0.1 per
+    /// output token, a tenth of that for tokens answered from the cache.
+    pub async fn price_tokens(&self, plan: &str) -> Result<()> {
+        let m = 1_000_000;
+        let component = |meter: &str, amount: i64| {
+            serde_json::json!({"meter": meter, "mode": "graduated", "description": meter,
+                   "tiers": [{"up_to": null, "rate": {"amount_minor": amount, "per": m}}]})
+        };
+        let res = self
+            .client
+            .put(self.url(&format!("/admin/v1/plans/{plan}/pricing")))
+            .bearer_auth(OPERATOR_TOKEN)
+            .json(&serde_json::json!({"currency": "USD", "components": [
+                component("input_tokens", 50_000), component("output_tokens", 100_000),
+                component("cached_input_tokens", 5_000), component("cached_output_tokens", 10_000)]}))
+            .send()
+            .await?;
+        if res.status() != 200 {
+            bail!("pricing {plan}: {} {}", res.status(), res.text().await?);
+        }
+        Ok(())
+    }
+
     /// Creates an API key named after, and holding only, `scope` with the
     /// tenant admin's key; returns its secret.
     pub async fn key_with_scope(&self, admin: &str, scope: &str) -> Result<String> {

@@ -247,13 +247,13 @@ impl llmops_core::limits::SpendGuard for Billing {
         self.check_budget(ctx).await
     }
 
-    async fn quote(
+    async fn quote_for(
         &self,
-        ctx: &TenantCtx,
+        tenant: llmops_core::ids::TenantId,
         model: &str,
         usages: &[&[(&str, u64)]],
     ) -> Vec<Option<llmops_core::limits::Quote>> {
-        let pricing = match store::plan_at(self.db(), ctx.tenant_id(), Utc::now()).await {
+        let pricing = match store::plan_at(self.db(), tenant, Utc::now()).await {
             Ok(plan) => self.pricing(&plan).await.ok().flatten(),
             Err(_) => None,
         };

@@ -144,6 +144,22 @@ pub struct Config {
     /// How often the `vector_storage` meter is sampled (seconds; one event
     /// per tenant and window).
     pub rag_storage_meter_secs: u64,
+    /// A monitoring record for every inference call (latency, tokens,
+    /// cost, quality signals), rolled up per minute and hour.
+    pub monitoring_enabled: bool,
+    /// Records waiting to be written; when full, new ones are dropped
+    /// (and counted), inference never waits.
+    pub monitoring_queue: usize,
+    /// Most records written in one batch, and how long a batch may wait
+    /// for more (milliseconds).
+    pub monitoring_batch: usize,
+    pub monitoring_flush_ms: u64,
+    /// How often partial rollups are merged and old rows deleted (seconds).
+    pub monitoring_compact_secs: u64,
+    /// How long records, minute rollups and hour rollups are kept.
+    pub monitoring_record_retention_days: u32,
+    pub monitoring_minute_retention_hours: u32,
+    pub monitoring_hour_retention_days: u32,
     /// The response cache of chat completions (exact and semantic hits).
     pub cache_enabled: bool,
     /// Least cosine of a semantic hit for every tenant; tenants and
@@ -247,6 +263,14 @@ impl Default for Config {
             rag_ingest_max_attempts: 3,
             rag_max_document_bytes: 16 * 1024 * 1024,
             rag_storage_meter_secs: 3600,
+            monitoring_enabled: true,
+            monitoring_queue: 10_000,
+            monitoring_batch: 500,
+            monitoring_flush_ms: 1000,
+            monitoring_compact_secs: 30,
+            monitoring_record_retention_days: 30,
+            monitoring_minute_retention_hours: 48,
+            monitoring_hour_retention_days: 400,
             cache_enabled: true,
             cache_min_similarity: 0.8,
             cache_ttl_secs: 3600,
@@ -354,6 +378,25 @@ impl Config {
             return Err(invalid(
                 "cache_ttl_secs",
                 "must be at least 1 and at most cache_max_ttl_secs",
+            ));
+        }
+        if self.monitoring_queue == 0
+            || self.monitoring_batch == 0
+            || self.monitoring_flush_ms == 0
+            || self.monitoring_compact_secs == 0
+        {
+            return Err(invalid(
+                "monitoring_queue",
+                "monitoring_queue, monitoring_batch, monitoring_flush_ms and monitoring_compact_secs must be at least 1",
+            ));
+        }
+        if self.monitoring_record_retention_days == 0
+            || self.monitoring_minute_retention_hours == 0
+            || self.monitoring_hour_retention_days == 0
+        {
+            return Err(invalid(
+                "monitoring_record_retention_days",
+                "monitoring retention periods must be at least 1",
             ));
         }
         if self.rag_ingest_max_attempts == 0 || self.rag_storage_meter_secs == 0 {

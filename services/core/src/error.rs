@@ -282,6 +282,10 @@ impl ApiError {
     }
 }
 
+/// The `code` of the problem a response carries, in its extensions.
+#[derive(Debug, Clone)]
+pub struct ProblemCode(pub String);
+
 /// The RFC 9457 body.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -365,6 +369,9 @@ impl ResponseError for ApiError {
         }
         let mut res = HttpResponse::build(self.status_code());
         res.content_type(PROBLEM_JSON);
+        // For the monitoring record of the call (never sent).
+        res.extensions_mut()
+            .insert(ProblemCode(problem.code.clone()));
         if let Some(secs) = self.retry_after_secs() {
             res.insert_header((header::RETRY_AFTER, secs));
         }

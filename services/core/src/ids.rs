@@ -185,6 +185,16 @@ define_id!(
     DocumentId, "doc", "document"
 );
 
+define_id!(
+    /// A monitoring record of one inference call, `mrec_…`.
+    RecordId, "mrec", "monitoring record"
+);
+
+define_id!(
+    /// Feedback on an inference call, `fb_…`.
+    FeedbackId, "fb", "feedback"
+);
+
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {
     format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod limits;
+pub mod monitor;
 pub mod pagination;
 pub mod schema;
 pub mod secret;

@@ -16,7 +16,18 @@ pub trait SpendGuard: Send + Sync {
     /// ledger. One plan lookup for all the sets.
     async fn quote(
         &self,
-        _ctx: &TenantCtx,
+        ctx: &TenantCtx,
+        model: &str,
+        usages: &[&[(&str, u64)]],
+    ) -> Vec<Option<Quote>> {
+        self.quote_for(ctx.tenant_id(), model, usages).await
+    }
+
+    /// [`SpendGuard::quote`] for a tenant outside a request (monitoring
+    /// prices its records off the hot path).
+    async fn quote_for(
+        &self,
+        _tenant: crate::ids::TenantId,
         _model: &str,
         usages: &[&[(&str, u64)]],
     ) -> Vec<Option<Quote>> {

@@ -160,6 +160,10 @@ impl Serving {
         });
         let created = chrono::Utc::now().timestamp();
         let finish = entry.finish_reason.clone();
+        if let Some(p) = ctx.probe() {
+            p.output(&entry.text);
+            p.finish(&finish);
+        }
         if !r.stream {
             let body = ChatCompletion {
                 id: r.id,

@@ -97,9 +97,28 @@ pub async fn chat(
         header("x-llmops-cache-namespace")?,
         header("x-llmops-cache-threshold")?,
     )?;
-    let (r, outcome) = s.chat_cached(&ctx, body.into_inner(), &directives).await?;
+    let body = body.into_inner();
+    if let Some(p) = ctx.probe()
+        && let Some(last) = body.messages.iter().rev().find(|m| m.role == "user")
+    {
+        match &last.content {
+            Some(Content::Text(t)) => p.prompt(t),
+            Some(Content::Parts(parts)) => p.prompt(
+                &parts
+                    .iter()
+                    .filter_map(|x| x.text.as_deref())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
+            None => {}
+        }
+    }
+    let (r, outcome) = s.chat_cached(&ctx, body, &directives).await?;
     let mut res = reply(r);
     if let Some(o) = outcome {
+        if let Some(p) = ctx.probe() {
+            p.cache(o.status.as_str());
+        }
         let h = res.headers_mut();
         h.insert(
             actix_web::http::header::HeaderName::from_static("x-llmops-cache"),

@@ -329,6 +329,10 @@ impl Serving {
     /// One event per non-zero part, `<id>:<meter>`, with `model` and the
     /// part's dimensions.
     async fn record_parts(&self, ctx: &TenantCtx, id: &str, model: &str, parts: &[Part<'_>]) {
+        if let Some(p) = ctx.probe() {
+            let q: Vec<(&str, u32)> = parts.iter().map(|(m, q, _)| (*m, *q)).collect();
+            p.usage(model, &q);
+        }
         let events: Vec<UsageEvent> = parts
             .iter()
             .filter(|(_, q, _)| *q > 0)
@@ -682,6 +686,10 @@ impl Serving {
             settlement.completion_tokens,
         );
         let booked = usage(settlement.prompt_tokens, settlement.completion_tokens);
+        if let Some(p) = settlement.ctx.probe() {
+            p.output(&text);
+            p.finish(&finish);
+        }
         settlement.settle_now().await;
         Ok((text, finish, booked))
     }

@@ -198,6 +198,15 @@ where
                 if st.first_token.is_none() && !step.text.is_empty() {
                     st.first_token = Some(Instant::now());
                 }
+                if let Some(p) = st.settlement.ctx.probe() {
+                    if !step.text.is_empty() {
+                        p.token();
+                        p.output(&step.text);
+                    }
+                    if !step.finish_reason.is_empty() {
+                        p.finish(&step.finish_reason);
+                    }
+                }
                 let mut out = Vec::new();
                 if let Some((_, text)) = st.keep.as_mut() {
                     text.push_str(&step.text);
@@ -248,6 +257,9 @@ where
                 st.finished = true;
                 st.sent_done = true;
                 let problem = llmops_core::error::Problem::from_error(&e);
+                if let Some(p) = st.settlement.ctx.probe() {
+                    p.error(&problem.code);
+                }
                 let body = serde_json::json!({"error": {"message": problem.detail, "type": problem.code, "code": problem.code}});
                 st.settlement.settle_now().await;
                 Some((Ok(sse(&body)), st))

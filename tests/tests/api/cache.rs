@@ -50,22 +50,7 @@ async fn cache_app(engine: Engine, redis: bool, extra: &[(&str, &str)]) -> TestA
 /// A tenant on its own plan that prices the model's and the cached tokens.
 async fn priced_tenant(app: &TestApp, name: &str, tpm: u32) -> (String, String) {
     let (tenant, key) = app.tenant_on_plan(name, 1000, tpm, 10).await.unwrap();
-    let m = 1_000_000;
-    let component = |meter: &str, amount: i64| {
-        json!({"meter": meter, "mode": "graduated", "description": meter,
-               "tiers": [{"up_to": null, "rate": {"amount_minor": amount, "per": m}}]})
-    };
-    let res = app
-        .client
-        .put(app.url(&format!("/admin/v1/plans/plan-{name}/pricing")))
-        .bearer_auth(llmops_tests::OPERATOR_TOKEN)
-        .json(&json!({"currency": "USD", "components": [
-            component("input_tokens", 50_000), component("output_tokens", 100_000),
-            component("cached_input_tokens", 5_000), component("cached_output_tokens", 10_000)]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    app.price_tokens(&format!("plan-{name}")).await.unwrap();
     // Answers here are cut at a few tokens (the model is slow on a CPU):
     // cache them too (the streaming test checks the default).
     set_settings(app, &key, json!({"cache_truncated": true})).await;

@@ -11,6 +11,7 @@ mod deployments;
 mod errors;
 mod keys;
 mod ledger;
+mod monitoring;
 mod ops;
 mod periods;
 mod rag;

@@ -16,16 +16,20 @@ pub enum Scope {
     Training,
     Registry,
     BillingRead,
+    /// Reading the tenant's monitoring (latency, spend, drift, alerts) and
+    /// managing its alert rules.
+    Monitoring,
     Admin,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 7] = [
         Scope::Inference,
         Scope::Rag,
         Scope::Training,
         Scope::Registry,
         Scope::BillingRead,
+        Scope::Monitoring,
         Scope::Admin,
     ];
 
@@ -36,6 +40,7 @@ impl Scope {
             Scope::Training => "training",
             Scope::Registry => "registry",
             Scope::BillingRead => "billing:read",
+            Scope::Monitoring => "monitoring",
             Scope::Admin => "admin",
         }
     }
@@ -59,7 +64,7 @@ impl FromStr for Scope {
             .find(|sc| sc.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown scope `{}` (known: inference, rag, training, registry, billing:read, admin)",
+                    "unknown scope `{}` (known: inference, rag, training, registry, billing:read, monitoring, admin)",
                     s.chars().take(40).collect::<String>()
                 )
             })
@@ -181,6 +186,9 @@ pub struct TenantCtx {
     principal: Principal,
     scopes: ScopeSet,
     limits: PlanLimits,
+    /// What an inference call did, for its monitoring record (set by the
+    /// gateway on inference routes; clones share it).
+    probe: Option<crate::monitor::Probe>,
 }
 
 impl TenantCtx {
@@ -195,6 +203,7 @@ impl TenantCtx {
             principal,
             scopes,
             limits,
+            probe: None,
         }
     }
 
@@ -243,6 +252,18 @@ impl TenantCtx {
 
     pub fn tenant_id(&self) -> TenantId {
         self.tenant_id
+    }
+
+    /// The same caller, with the probe that collects what its inference
+    /// call does.
+    pub fn with_probe(mut self, probe: crate::monitor::Probe) -> Self {
+        self.probe = Some(probe);
+        self
+    }
+
+    /// The inference call's probe, if the gateway monitors this request.
+    pub fn probe(&self) -> Option<&crate::monitor::Probe> {
+        self.probe.as_ref()
     }
 
     pub fn principal(&self) -> Principal {

@@ -1,0 +1,121 @@
+//! The monitoring record of each inference call: a probe travels with the
+//! caller's context while services fill it, and the record is submitted
+//! when the response body ends or is dropped (the client went away).
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::web::Bytes;
+use chrono::{DateTime, Utc};
+use llmops_core::TenantCtx;
+use llmops_core::error::REQUEST;
+use llmops_core::monitor::{CallKind, InferenceRecord, Probe, RecordSink};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// One monitored call, from authentication to the end of its body.
+pub struct Watch {
+    sink: Arc<dyn RecordSink>,
+    kind: CallKind,
+    request_id: String,
+    started: Instant,
+    started_at: DateTime<Utc>,
+    pub probe: Probe,
+}
+
+impl Watch {
+    pub fn new(sink: Arc<dyn RecordSink>, kind: CallKind) -> Self {
+        Self {
+            sink,
+            kind,
+            request_id: REQUEST
+                .try_with(|r| r.request_id.clone())
+                .unwrap_or_default(),
+            started: Instant::now(),
+            started_at: Utc::now(),
+            probe: Probe::default(),
+        }
+    }
+
+    /// Hands the record over (never waits).
+    pub fn finish(self, ctx: &TenantCtx, status: u16, error_type: Option<String>, ended: bool) {
+        let mut probe = self.probe.snapshot();
+        if !ended && probe.finish_reason.is_none() {
+            probe.finish_reason = Some("cancelled".into());
+        }
+        let ttft_ms = probe
+            .first_token
+            .map(|t| t.saturating_duration_since(self.started).as_secs_f64() * 1000.0);
+        self.sink.submit(InferenceRecord {
+            request_id: self.request_id,
+            tenant_id: ctx.tenant_id(),
+            actor: ctx.actor(),
+            kind: self.kind,
+            status,
+            error_type,
+            started_at: self.started_at,
+            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            ttft_ms,
+            probe,
+        });
+    }
+}
+
+/// A response body that submits its call's record when it ends, or when
+/// it is dropped before (the client went away mid-stream).
+pub struct RecordBody {
+    body: BoxBody,
+    /// A body of known size is dropped once sent; only a stream can be
+    /// cut short by its client.
+    sized: bool,
+    pending: Option<(Watch, TenantCtx, u16, Option<String>)>,
+}
+
+impl RecordBody {
+    pub fn new(
+        body: BoxBody,
+        watch: Watch,
+        ctx: TenantCtx,
+        status: u16,
+        error: Option<String>,
+    ) -> Self {
+        let sized = !matches!(body.size(), actix_web::body::BodySize::Stream);
+        Self {
+            body,
+            sized,
+            pending: Some((watch, ctx, status, error)),
+        }
+    }
+
+    fn finish(&mut self, ended: bool) {
+        if let Some((w, ctx, status, error)) = self.pending.take() {
+            w.finish(&ctx, status, error, ended);
+        }
+    }
+}
+
+impl Drop for RecordBody {
+    fn drop(&mut self) {
+        self.finish(self.sized);
+    }
+}
+
+impl MessageBody for RecordBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let next = Pin::new(&mut this.body).poll_next(cx);
+        if let Poll::Ready(None) = next {
+            this.finish(true);
+        }
+        next
+    }
+}

@@ -1,0 +1,7 @@
+//! The monitoring tables.
+
+pub mod feedback;
+pub mod record;
+pub mod rollup;
+
+llmops_core::tenant_owned!(feedback, record, rollup);

@@ -1,0 +1,130 @@
+//! `llmops-monitoring`: what each tenant's inference calls did, and how
+//! that changes over time.
+//!
+//! - **Records**: the gateway hands one [`llmops_core::monitor::InferenceRecord`]
+//!   per inference call to the [`Recorder`] (a bounded queue: when full,
+//!   records are dropped and counted, inference never waits). A writer
+//!   task prices them from the tenant's plan, computes the quality signals
+//!   ([`quality`]) and writes them in batches.
+//! - **Rollups**: each batch also appends partial rollups per tenant,
+//!   model and minute/hour, with DDSketch latency sketches ([`sketch`]);
+//!   compaction merges a bucket's partial rows into one. Percentiles over
+//!   any range come from merged sketches (1% relative error), never from
+//!   averaged percentiles.
+//! - **Reads**: `/v1/monitoring/summary`, `/timeseries`, `/requests`,
+//!   `POST /v1/feedback`, and the operator's `/admin/v1/monitoring/tenants`.
+
+pub mod drift;
+pub mod entities;
+pub mod quality;
+pub mod query;
+pub mod routes;
+pub mod sketch;
+pub mod writer;
+
+use chrono::TimeDelta;
+use llmops_core::config::Config;
+use llmops_core::limits::SpendGuard;
+use sea_orm::DatabaseConnection;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+pub use writer::Recorder;
+
+/// The monitoring service.
+#[derive(Clone)]
+pub struct Monitoring {
+    db: DatabaseConnection,
+    recorder: Recorder,
+    sink: Arc<dyn llmops_core::monitor::RecordSink>,
+    /// How long minute rollups are kept (reads choose minute rows only
+    /// inside it).
+    minute_retention: TimeDelta,
+}
+
+impl Monitoring {
+    /// The service and its background work (the writer, compaction and
+    /// retention), which runs on `tasks` until `stop`.
+    pub fn start(
+        cfg: &Config,
+        db: DatabaseConnection,
+        pricer: Option<Arc<dyn SpendGuard>>,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) -> Self {
+        let (recorder, rx) = Recorder::new(cfg.monitoring_queue);
+        tasks.spawn(writer::run(
+            db.clone(),
+            rx,
+            pricer,
+            writer::WriterConfig {
+                batch: cfg.monitoring_batch,
+                flush: Duration::from_millis(cfg.monitoring_flush_ms),
+            },
+            stop.clone(),
+        ));
+        let retention = writer::Retention {
+            records: TimeDelta::days(i64::from(cfg.monitoring_record_retention_days)),
+            minutes: TimeDelta::hours(i64::from(cfg.monitoring_minute_retention_hours)),
+            hours: TimeDelta::days(i64::from(cfg.monitoring_hour_retention_days)),
+        };
+        let minute_retention = retention.minutes;
+        tasks.spawn(maintain(
+            db.clone(),
+            retention,
+            Duration::from_secs(cfg.monitoring_compact_secs),
+            stop,
+        ));
+        Self {
+            db,
+            sink: Arc::new(recorder.clone()),
+            recorder,
+            minute_retention,
+        }
+    }
+
+    /// The queue's counters.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Where the gateway submits records.
+    pub fn sink(&self) -> Arc<dyn llmops_core::monitor::RecordSink> {
+        self.sink.clone()
+    }
+
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Merges partial rollups now (what the periodic task does).
+    pub async fn compact(&self) -> Result<usize, sea_orm::DbErr> {
+        writer::compact(&self.db, 10_000).await
+    }
+}
+
+/// Compaction and retention, every `every`.
+async fn maintain(
+    db: DatabaseConnection,
+    retention: writer::Retention,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match writer::compact(&db, 1_000).await {
+            Ok(n) if n > 0 => tracing::debug!(buckets = n, "monitoring rollups merged"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "monitoring compaction failed"),
+        }
+        if let Err(e) = writer::expire(&db, &retention).await {
+            tracing::warn!(error = %e, "monitoring retention failed");
+        }
+    }
+}
