@@ -178,11 +178,22 @@ pub async fn build_state(
     let monitoring = web::Data::new(llmops_monitoring::Monitoring::start(
         &cfg,
         db.clone(),
-        Some(billing.clone().into_inner()),
+        llmops_monitoring::Hooks {
+            pricer: Some(billing.clone().into_inner()),
+            embedder: crate::cache_models::ServedEmbedder::new(&serving)
+                .map(|e| Arc::new(e) as Arc<dyn llmops_monitoring::PromptEmbedder>),
+            retrainer: Some(Arc::new(crate::retrain::TrainingRetrainer(
+                training.clone(),
+            ))),
+        },
         &monitoring_tasks,
         stop,
     ));
     monitoring_tasks.close();
+    registry.set_live_checks(Arc::new(crate::monitor::DriftGate {
+        monitoring: monitoring.clone(),
+        serving: serving.clone(),
+    }));
     let flusher = async move {
         flusher.await;
         monitoring_tasks.wait().await;
@@ -488,7 +499,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
                 .configure(llmops_training::routes::configure)
                 .configure(llmops_rag::routes::configure)
                 .configure(llmops_cache::routes::configure)
-                .configure(llmops_monitoring::routes::configure),
+                .configure(llmops_monitoring::routes::configure)
+                .configure(llmops_monitoring::alert_routes::configure),
         )
         .service(
             web::scope("/admin/v1")

@@ -57,3 +57,16 @@ impl llmops_cache::Embedder for ServedEmbedder {
             .ok_or_else(|| CacheError::Embedding("no vector".into()))
     }
 }
+
+/// Monitoring's prompt samples are embedded by the same served model.
+#[async_trait::async_trait]
+impl llmops_monitoring::PromptEmbedder for ServedEmbedder {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        let triton = self.serving.triton().ok_or("no triton_url")?;
+        let (vectors, _) = triton
+            .embed(&self.triton_model, texts)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(vectors)
+    }
+}

@@ -11,6 +11,7 @@ pub mod monitor;
 pub mod openapi;
 pub mod rag_models;
 pub mod ratelimit;
+pub mod retrain;
 pub mod routes;
 pub mod state;
 pub mod teacher;

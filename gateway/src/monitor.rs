@@ -119,3 +119,56 @@ impl MessageBody for RecordBody {
         next
     }
 }
+
+/// The registry's `open_drift_alerts` promotion gate: drift alerts firing
+/// on the traffic of the registry model's deployments (or on its name).
+pub struct DriftGate {
+    pub monitoring: actix_web::web::Data<llmops_monitoring::Monitoring>,
+    pub serving: actix_web::web::Data<llmops_serving::Serving>,
+}
+
+#[async_trait::async_trait]
+impl llmops_registry::LiveChecks for DriftGate {
+    async fn open_drift_alerts(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        version_ids: &[String],
+    ) -> llmops_core::ApiResult<Vec<serde_json::Value>> {
+        let mut models = vec![name.to_string()];
+        // Deployments are listed on the caller's behalf (its `registry`
+        // scope was checked).
+        let dctx = ctx.delegate(llmops_core::Scope::Inference);
+        let mut params = llmops_core::pagination::ListParams {
+            limit: Some(100),
+            after: None,
+        };
+        let prefix = format!("{name}@");
+        loop {
+            let page = self.serving.list_deployments(&dctx, &params).await?;
+            for d in &page.data {
+                if d.model.starts_with(&prefix) || version_ids.contains(&d.model_version_id) {
+                    models.push(d.name.clone());
+                }
+            }
+            if !page.has_more {
+                break;
+            }
+            params.after = page.last_id.clone();
+        }
+        let alerts = self
+            .monitoring
+            .open_drift_alerts(ctx.tenant_id(), &models)
+            .await?;
+        Ok(alerts
+            .into_iter()
+            .map(|a| {
+                serde_json::json!({
+                    "alert_id": a.id, "rule_id": a.rule_id, "model": a.model,
+                    "started_at": a.started_at, "value": a.value,
+                    "details": serde_json::from_str::<serde_json::Value>(&a.details).unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+}

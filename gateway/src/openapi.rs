@@ -90,6 +90,7 @@ pub fn document() -> serde_json::Value {
     doc.merge(llmops_rag::routes::RagDoc::openapi());
     doc.merge(llmops_cache::routes::CacheDoc::openapi());
     doc.merge(llmops_monitoring::routes::MonitoringDoc::openapi());
+    doc.merge(llmops_monitoring::alert_routes::AlertsDoc::openapi());
     let mut value = serde_json::to_value(&doc).unwrap_or_default();
     complete(&mut value);
     value

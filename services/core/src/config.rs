@@ -156,6 +156,23 @@ pub struct Config {
     pub monitoring_flush_ms: u64,
     /// How often partial rollups are merged and old rows deleted (seconds).
     pub monitoring_compact_secs: u64,
+    /// Share of answered prompts embedded with the served embedding model
+    /// for embedding drift (0 to 1).
+    pub monitoring_sample_rate: f64,
+    /// How often every (tenant, model) with traffic gets a scheduled drift
+    /// report of that period against the model's first week (seconds; 0:
+    /// only on demand).
+    pub monitoring_drift_every_secs: u64,
+    /// How often queued drift reports are looked at (milliseconds).
+    pub monitoring_poll_ms: u64,
+    /// How often alert rules are evaluated and due webhooks sent (seconds).
+    pub monitoring_alert_every_secs: u64,
+    /// The first retry of a failed webhook waits this long (milliseconds),
+    /// each next one twice as long (8 attempts).
+    pub monitoring_webhook_backoff_ms: u64,
+    /// Webhooks to private and loopback addresses (off: a tenant could
+    /// make the platform call its internal network).
+    pub monitoring_webhook_allow_private: bool,
     /// How long records, minute rollups and hour rollups are kept.
     pub monitoring_record_retention_days: u32,
     pub monitoring_minute_retention_hours: u32,
@@ -268,6 +285,12 @@ impl Default for Config {
             monitoring_batch: 500,
             monitoring_flush_ms: 1000,
             monitoring_compact_secs: 30,
+            monitoring_sample_rate: 0.1,
+            monitoring_drift_every_secs: 86_400,
+            monitoring_poll_ms: 1000,
+            monitoring_alert_every_secs: 60,
+            monitoring_webhook_backoff_ms: 1000,
+            monitoring_webhook_allow_private: false,
             monitoring_record_retention_days: 30,
             monitoring_minute_retention_hours: 48,
             monitoring_hour_retention_days: 400,
@@ -388,6 +411,20 @@ impl Config {
             return Err(invalid(
                 "monitoring_queue",
                 "monitoring_queue, monitoring_batch, monitoring_flush_ms and monitoring_compact_secs must be at least 1",
+            ));
+        }
+        if !(self.monitoring_sample_rate.is_finite()
+            && (0.0..=1.0).contains(&self.monitoring_sample_rate))
+        {
+            return Err(invalid("monitoring_sample_rate", "must be between 0 and 1"));
+        }
+        if self.monitoring_poll_ms == 0
+            || self.monitoring_alert_every_secs == 0
+            || self.monitoring_webhook_backoff_ms == 0
+        {
+            return Err(invalid(
+                "monitoring_poll_ms",
+                "monitoring_poll_ms, monitoring_alert_every_secs and monitoring_webhook_backoff_ms must be at least 1",
             ));
         }
         if self.monitoring_record_retention_days == 0

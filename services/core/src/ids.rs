@@ -195,6 +195,26 @@ define_id!(
     FeedbackId, "fb", "feedback"
 );
 
+define_id!(
+    /// A drift report, `drift_…`.
+    DriftReportId, "drift", "drift report"
+);
+
+define_id!(
+    /// An alert rule, `alrule_…`.
+    AlertRuleId, "alrule", "alert rule"
+);
+
+define_id!(
+    /// An alert (a rule that fired), `alert_…`.
+    AlertId, "alert", "alert"
+);
+
+define_id!(
+    /// A webhook delivery of an alert, `whdel_…`.
+    DeliveryId, "whdel", "webhook delivery"
+);
+
 /// A new request id, `req_…`.
 pub fn new_request_id() -> String {
     format!("req_{}", ulid::Ulid::new().to_string().to_ascii_lowercase())

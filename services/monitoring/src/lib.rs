@@ -14,10 +14,14 @@
 //! - **Reads**: `/v1/monitoring/summary`, `/timeseries`, `/requests`,
 //!   `POST /v1/feedback`, and the operator's `/admin/v1/monitoring/tenants`.
 
+pub mod alert_routes;
+pub mod alerts;
+pub mod analysis;
 pub mod drift;
 pub mod entities;
 pub mod quality;
 pub mod query;
+pub mod reports;
 pub mod routes;
 pub mod sketch;
 pub mod writer;
@@ -30,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-pub use writer::Recorder;
+pub use writer::{PromptEmbedder, Recorder};
 
 /// The monitoring service.
 #[derive(Clone)]
@@ -41,6 +45,19 @@ pub struct Monitoring {
     /// How long minute rollups are kept (reads choose minute rows only
     /// inside it).
     minute_retention: TimeDelta,
+    pub(crate) retrainer: Option<Arc<dyn alerts::Retrainer>>,
+    pub(crate) allow_private_webhooks: bool,
+}
+
+/// What the monitoring service uses of the others.
+#[derive(Default)]
+pub struct Hooks {
+    /// Prices records from the tenant's plan.
+    pub pricer: Option<Arc<dyn SpendGuard>>,
+    /// Embeds sampled prompts (embedding drift).
+    pub embedder: Option<Arc<dyn PromptEmbedder>>,
+    /// Starts the retraining jobs of alert rules.
+    pub retrainer: Option<Arc<dyn alerts::Retrainer>>,
 }
 
 impl Monitoring {
@@ -49,10 +66,15 @@ impl Monitoring {
     pub fn start(
         cfg: &Config,
         db: DatabaseConnection,
-        pricer: Option<Arc<dyn SpendGuard>>,
+        hooks: Hooks,
         tasks: &TaskTracker,
         stop: CancellationToken,
     ) -> Self {
+        let Hooks {
+            pricer,
+            embedder,
+            retrainer,
+        } = hooks;
         let (recorder, rx) = Recorder::new(cfg.monitoring_queue);
         tasks.spawn(writer::run(
             db.clone(),
@@ -61,6 +83,8 @@ impl Monitoring {
             writer::WriterConfig {
                 batch: cfg.monitoring_batch,
                 flush: Duration::from_millis(cfg.monitoring_flush_ms),
+                sample_rate: cfg.monitoring_sample_rate,
+                embedder,
             },
             stop.clone(),
         ));
@@ -70,18 +94,34 @@ impl Monitoring {
             hours: TimeDelta::days(i64::from(cfg.monitoring_hour_retention_days)),
         };
         let minute_retention = retention.minutes;
+        tasks.spawn(reports::run(
+            db.clone(),
+            Duration::from_millis(cfg.monitoring_poll_ms),
+            (cfg.monitoring_drift_every_secs > 0)
+                .then(|| Duration::from_secs(cfg.monitoring_drift_every_secs)),
+            stop.clone(),
+        ));
         tasks.spawn(maintain(
             db.clone(),
             retention,
             Duration::from_secs(cfg.monitoring_compact_secs),
-            stop,
+            stop.clone(),
         ));
-        Self {
+        let service = Self {
             db,
             sink: Arc::new(recorder.clone()),
             recorder,
             minute_retention,
-        }
+            retrainer,
+            allow_private_webhooks: cfg.monitoring_webhook_allow_private,
+        };
+        tasks.spawn(alerts::run(
+            service.clone(),
+            Duration::from_secs(cfg.monitoring_alert_every_secs),
+            Duration::from_millis(cfg.monitoring_webhook_backoff_ms),
+            stop,
+        ));
+        service
     }
 
     /// The queue's counters.

@@ -4,6 +4,7 @@
 use crate::Monitoring;
 use crate::entities::{feedback, record};
 use crate::query::{Interval, Metric, Range, Series, Summary, Totals};
+use crate::reports::{DriftReport, Span, Windows};
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use llmops_core::error::Problem;
@@ -15,14 +16,32 @@ use serde::{Deserialize, Serialize};
 use utoipa::OpenApi;
 
 #[derive(OpenApi)]
-#[openapi(paths(summary, timeseries, list_requests, create_feedback, admin_tenants))]
+#[openapi(paths(
+    summary,
+    timeseries,
+    list_requests,
+    create_feedback,
+    create_drift_report,
+    list_drift_reports,
+    get_drift_report,
+    admin_tenants
+))]
 pub struct MonitoringDoc;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/monitoring/summary").route(web::get().to(summary)))
         .service(web::resource("/monitoring/timeseries").route(web::get().to(timeseries)))
         .service(web::resource("/monitoring/requests").route(web::get().to(list_requests)))
-        .service(web::resource("/feedback").route(web::post().to(create_feedback)));
+        .service(web::resource("/feedback").route(web::post().to(create_feedback)))
+        .service(
+            web::resource("/monitoring/drift_reports")
+                .route(web::post().to(create_drift_report))
+                .route(web::get().to(list_drift_reports)),
+        )
+        .service(
+            web::resource("/monitoring/drift_reports/{report_id}")
+                .route(web::get().to(get_drift_report)),
+        );
 }
 
 pub fn configure_admin(cfg: &mut web::ServiceConfig) {
@@ -392,4 +411,151 @@ pub async fn admin_tenants(
         relative_error: crate::sketch::RELATIVE_ERROR,
         data,
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DriftReportRequest {
+    /// The model whose traffic is compared.
+    #[schema(pattern = "^[A-Za-z0-9._:/-]{1,128}$")]
+    pub model: String,
+    /// The reference window (both or neither; default: the model's first
+    /// week of traffic, ending before the current window).
+    pub reference_start: Option<DateTime<Utc>>,
+    pub reference_end: Option<DateTime<Utc>>,
+    /// The current window (both or neither; default: the last 24 hours).
+    pub current_start: Option<DateTime<Utc>>,
+    pub current_end: Option<DateTime<Utc>>,
+}
+
+fn span(
+    name: &str,
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) -> ApiResult<Option<Span>> {
+    match (start, end) {
+        (None, None) => Ok(None),
+        (Some(start), Some(end)) => {
+            let r = Range::new(Some(start), Some(end)).map_err(|_| {
+                ApiError::validation(
+                    format!("{name}_start"),
+                    format!(
+                        "{name}_start must be before {name}_end, at most {} days apart",
+                        crate::query::MAX_RANGE_DAYS
+                    ),
+                )
+            })?;
+            Ok(Some(Span {
+                start: r.start,
+                end: r.end,
+            }))
+        }
+        _ => Err(ApiError::validation(
+            format!("{name}_start"),
+            format!("give both {name}_start and {name}_end, or neither"),
+        )),
+    }
+}
+
+/// Queues a drift report of a model (scope `monitoring`): prompt
+/// embeddings by an MMD permutation test, text descriptors by PSI and KS.
+/// Poll the returned report (or its `Location`) until `completed`.
+#[utoipa::path(post, path = "/v1/monitoring/drift_reports", tag = "monitoring",
+    security(("bearer" = [])), request_body = DriftReportRequest,
+    responses((status = 202, description = "Queued", body = DriftReport,
+            headers(("location" = String, description = "The report's URL"))),
+        (status = 422, description = "Invalid model or windows", body = Problem, content_type = "application/problem+json")))]
+pub async fn create_drift_report(
+    m: web::Data<Monitoring>,
+    Tenant(ctx): Tenant,
+    body: Json<DriftReportRequest>,
+) -> ApiResult<HttpResponse> {
+    ctx.require(Scope::Monitoring)?;
+    let b = body.into_inner();
+    check_model(Some(&b.model))?;
+    let w = Windows {
+        reference: span("reference", b.reference_start, b.reference_end)?,
+        current: span("current", b.current_start, b.current_end)?,
+    };
+    let report = m.request_drift_report(&ctx, &b.model, w).await?;
+    Ok(HttpResponse::Accepted()
+        .insert_header((
+            actix_web::http::header::LOCATION,
+            format!("/v1/monitoring/drift_reports/{}", report.id),
+        ))
+        .json(report))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DriftReportsQuery {
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u64>,
+    /// Reports older than this one (the `last_id` of the previous page).
+    #[param(pattern = "^drift_[0-7][0-9a-hjkmnp-tv-z]{25}$")]
+    pub after: Option<String>,
+    /// Only this model.
+    #[param(pattern = "^[A-Za-z0-9._:/-]{1,128}$")]
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DriftReportPage {
+    /// `list`
+    pub object: &'static str,
+    pub data: Vec<DriftReport>,
+    pub has_more: bool,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+}
+
+/// The tenant's drift reports, newest first (scope `monitoring`).
+#[utoipa::path(get, path = "/v1/monitoring/drift_reports", tag = "monitoring",
+    security(("bearer" = [])), params(DriftReportsQuery),
+    responses((status = 200, description = "A page of reports", body = DriftReportPage),
+        (status = 422, description = "Invalid parameter", body = Problem, content_type = "application/problem+json")))]
+pub async fn list_drift_reports(
+    m: web::Data<Monitoring>,
+    Tenant(ctx): Tenant,
+    q: web::Query<DriftReportsQuery>,
+) -> ApiResult<HttpResponse> {
+    ctx.require(Scope::Monitoring)?;
+    check_model(q.model.as_deref())?;
+    let limit = llmops_core::pagination::ListParams {
+        limit: q.limit,
+        after: None,
+    }
+    .limit()?;
+    if let Some(a) = &q.after {
+        a.parse::<llmops_core::ids::DriftReportId>()
+            .map_err(|e| ApiError::validation("after", e.to_string()))?;
+    }
+    let rows = m
+        .drift_reports(&ctx, limit + 1, q.after.as_deref(), q.model.as_deref())
+        .await?;
+    let page = llmops_core::pagination::Page::from_rows(rows, limit, |r| r.id.to_string());
+    Ok(HttpResponse::Ok().json(DriftReportPage {
+        object: "list",
+        data: page.data,
+        has_more: page.has_more,
+        first_id: page.first_id,
+        last_id: page.last_id,
+    }))
+}
+
+/// One drift report (scope `monitoring`); another tenant's is 404.
+#[utoipa::path(get, path = "/v1/monitoring/drift_reports/{report_id}", tag = "monitoring",
+    security(("bearer" = [])),
+    params(("report_id" = llmops_core::ids::DriftReportId, Path, description = "The report")),
+    responses((status = 200, description = "The report", body = DriftReport),
+        (status = 404, description = "No such report", body = Problem, content_type = "application/problem+json")))]
+pub async fn get_drift_report(
+    m: web::Data<Monitoring>,
+    Tenant(ctx): Tenant,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    ctx.require(Scope::Monitoring)?;
+    Ok(HttpResponse::Ok().json(m.drift_report(&ctx, &id).await?))
 }

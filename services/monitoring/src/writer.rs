@@ -3,7 +3,7 @@
 //! plan, and appends partial rollups (minute and hour) that compaction
 //! later merges.
 
-use crate::entities::{record, rollup};
+use crate::entities::{record, rollup, sample};
 use crate::quality;
 use crate::sketch::Sketch;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -61,9 +61,19 @@ impl RecordSink for Recorder {
     }
 }
 
+/// Embeds sampled prompts for embedding drift (the served embedding
+/// model; platform overhead, not billed to the tenant).
+#[async_trait::async_trait]
+pub trait PromptEmbedder: Send + Sync {
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+}
+
 pub(crate) struct WriterConfig {
     pub batch: usize,
     pub flush: Duration,
+    /// Share of answered prompts embedded (0 to 1).
+    pub sample_rate: f64,
+    pub embedder: Option<Arc<dyn PromptEmbedder>>,
 }
 
 /// Writes batches until `stop`, then what is still queued.
@@ -95,6 +105,9 @@ pub(crate) async fn run(
             }
         }
         write_with_retry(&db, pricer.as_deref(), &buf).await;
+        if let Some(e) = cfg.embedder.as_deref() {
+            sample(&db, e, cfg.sample_rate, &buf).await;
+        }
         buf.clear();
     }
     // Stopping: what is queued is written before the process ends.
@@ -136,6 +149,54 @@ async fn write_with_retry(
                     .increment(rows.len() as u64);
             }
         }
+    }
+}
+
+/// Embeds a random share (`rate`) of the batch's answered prompts and
+/// stores the vectors. Failures lose only the samples.
+async fn sample(
+    db: &DatabaseConnection,
+    e: &dyn PromptEmbedder,
+    rate: f64,
+    batch: &[InferenceRecord],
+) {
+    let picked: Vec<(&InferenceRecord, &str)> = batch
+        .iter()
+        .filter(|r| {
+            r.kind != CallKind::Embedding && r.status < 400 && !r.probe.prompt.trim().is_empty()
+        })
+        .filter_map(|r| r.probe.model.as_deref().map(|m| (r, m)))
+        .filter(|_| rate >= 1.0 || rand::random::<f64>() < rate)
+        .collect();
+    if picked.is_empty() {
+        return;
+    }
+    let texts: Vec<String> = picked.iter().map(|(r, _)| r.probe.prompt.clone()).collect();
+    let vectors = match e.embed(&texts).await {
+        Ok(v) if v.len() == texts.len() => v,
+        Ok(_) => {
+            tracing::warn!("prompt embeddings: wrong number of vectors");
+            return;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "prompt embeddings not computed");
+            metrics::counter!("llmops_monitoring_samples_lost_total").increment(texts.len() as u64);
+            return;
+        }
+    };
+    let rows: Vec<sample::ActiveModel> = picked
+        .iter()
+        .zip(vectors)
+        .map(|((r, model), v)| sample::ActiveModel {
+            id: Set(RecordId::new().to_string()),
+            tenant_id: Set(r.tenant_id.to_string()),
+            model: Set((*model).to_string()),
+            created_at: Set(r.started_at),
+            vector: Set(serde_json::to_string(&v).unwrap_or_default()),
+        })
+        .collect();
+    if let Err(err) = sample::Entity::insert_many(rows).exec(db).await {
+        tracing::warn!(error = %err, "prompt samples not stored");
     }
 }
 

@@ -141,6 +141,7 @@ impl Gate {
         (!pass).then(|| GateFailure {
             gate: self.clone(),
             actual,
+            alerts: Vec::new(),
         })
     }
 }
@@ -150,6 +151,10 @@ pub struct GateFailure {
     pub gate: Gate,
     /// The version's value; null when it has no such metric.
     pub actual: Option<f64>,
+    /// For `open_drift_alerts`: the alerts firing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub alerts: Vec<serde_json::Value>,
 }
 
 /// The alias promotion gates guard.

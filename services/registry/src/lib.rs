@@ -11,7 +11,7 @@ pub mod service;
 
 pub use artifacts::ArtifactStore;
 pub use domain::{NewVersion, Source, VersionView};
-pub use service::Registry;
+pub use service::{LiveChecks, OPEN_DRIFT_ALERTS, Registry};
 
 use llmops_core::{ApiResult, TenantCtx};
 

@@ -24,6 +24,7 @@ mod evaluations;
 pub use evaluations::check_evaluation_name;
 mod outputs;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// Filters of `GET /v1/registry/models`.
 #[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
@@ -48,6 +49,25 @@ pub struct ModelListParams {
 pub struct Registry {
     db: Db,
     artifacts: ArtifactStore,
+    live: Arc<std::sync::OnceLock<Arc<dyn LiveChecks>>>,
+}
+
+/// The gate metric that counts a model's open drift alerts: a model whose
+/// gates include `open_drift_alerts == 0` is promoted to `production` only
+/// while monitoring has no drift alert firing on its traffic.
+pub const OPEN_DRIFT_ALERTS: &str = "open_drift_alerts";
+
+/// What the registry asks of monitoring at promotion time.
+#[async_trait::async_trait]
+pub trait LiveChecks: Send + Sync {
+    /// The drift alerts firing on the traffic of registry model `name`
+    /// (its deployments, or the name itself), one JSON object each.
+    async fn open_drift_alerts(
+        &self,
+        ctx: &TenantCtx,
+        name: &str,
+        version_ids: &[String],
+    ) -> ApiResult<Vec<serde_json::Value>>;
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -67,7 +87,16 @@ fn like_escape(s: &str) -> String {
 
 impl Registry {
     pub fn new(db: Db, artifacts: ArtifactStore) -> Self {
-        Self { db, artifacts }
+        Self {
+            db,
+            artifacts,
+            live: Arc::default(),
+        }
+    }
+
+    /// Connects the promotion gate to monitoring (once).
+    pub fn set_live_checks(&self, checks: Arc<dyn LiveChecks>) {
+        let _ = self.live.set(checks);
     }
 
     pub fn artifacts(&self) -> &ArtifactStore {

@@ -3,47 +3,6 @@
 
 use llmops_tests::{Backend, OPERATOR_TOKEN, Options, TestApp, problem, s, triton_url};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// Accepts webhook POSTs on a local port and hands their JSON bodies over.
-async fn webhook_sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    #[allow(clippy::disallowed_methods)]
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = sock.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        let _ = tx.send(serde_json::from_str(&body[..len]).unwrap_or(Value::Null));
-                        let _ = sock
-                            .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                            .await;
-                        break;
-                    }
-                }
-            }
-        }
-    });
-    (url, rx)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spent_budget_refuses_inference_until_raised() {
@@ -74,7 +33,7 @@ async fn a_spent_budget_refuses_inference_until_raised() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let (hook, mut hooks) = webhook_sink().await;
+    let (hook, mut hooks) = llmops_tests::webhook_sink(0).await;
     let res = app
         .client
         .put(app.url("/v1/billing/budget"))
@@ -113,7 +72,8 @@ async fn a_spent_budget_refuses_inference_until_raised() {
     let note = tokio::time::timeout(std::time::Duration::from_secs(10), hooks.recv())
         .await
         .expect("the soft-threshold webhook")
-        .unwrap();
+        .unwrap()
+        .json();
     assert_eq!(note["type"], "budget.threshold_reached");
     assert_eq!(note["tenant_id"], tid.as_str());
     assert!(note["spend_minor"].as_i64().unwrap() >= 600, "{note}");

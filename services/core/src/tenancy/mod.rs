@@ -175,6 +175,10 @@ pub enum Principal {
     Ingestion {
         id: crate::ids::DocumentId,
     },
+    /// An alert rule's action (a retraining job it starts when it fires).
+    AlertRule {
+        id: crate::ids::AlertRuleId,
+    },
 }
 
 /// Proof that a request authenticated as a tenant. Only
@@ -241,6 +245,22 @@ impl TenantCtx {
         )
     }
 
+    /// An alert rule acting for its tenant when it fires: the `training`
+    /// scope (to start the rule's retraining job) and no request limits.
+    /// Only the monitoring service's evaluator should build one.
+    pub fn for_alert_rule(tenant_id: TenantId, rule: crate::ids::AlertRuleId) -> Self {
+        Self::new(
+            tenant_id,
+            Principal::AlertRule { id: rule },
+            [Scope::Training].into_iter().collect(),
+            PlanLimits {
+                requests_per_minute: u32::MAX,
+                tokens_per_minute: u32::MAX,
+                concurrent_requests: u32::MAX,
+            },
+        )
+    }
+
     /// The same caller with `scope` added, for a call one service makes to
     /// another on the caller's behalf after checking the caller's own scope
     /// (RAG embeds and generates through serving for a `rag` key).
@@ -299,6 +319,7 @@ impl TenantCtx {
             Principal::User { id } => id.to_string(),
             Principal::Job { id } => id.to_string(),
             Principal::Ingestion { id } => id.to_string(),
+            Principal::AlertRule { id } => id.to_string(),
         }
     }
 }

@@ -53,7 +53,36 @@ impl Registry {
             {
                 metrics.extend(e);
             }
-            let failed: Vec<GateFailure> = gates.iter().filter_map(|g| g.check(&metrics)).collect();
+            // A live gate: monitoring's open drift alerts on the model's
+            // traffic, counted now.
+            let mut alerts = Vec::new();
+            if gates.iter().any(|g| g.metric == OPEN_DRIFT_ALERTS) {
+                let live = self.live.get().ok_or_else(|| {
+                    ApiError::NotImplemented(format!(
+                        "the `{OPEN_DRIFT_ALERTS}` gate needs the monitoring service"
+                    ))
+                })?;
+                let versions: Vec<String> = scope
+                    .find::<version::Entity>()
+                    .filter(version::Column::ModelId.eq(m.id.clone()))
+                    .select_only()
+                    .column(version::Column::Id)
+                    .into_tuple()
+                    .all(&txn)
+                    .await?;
+                alerts = live.open_drift_alerts(ctx, name, &versions).await?;
+                metrics.insert(OPEN_DRIFT_ALERTS.to_string(), alerts.len() as f64);
+            }
+            let failed: Vec<GateFailure> = gates
+                .iter()
+                .filter_map(|g| g.check(&metrics))
+                .map(|mut f| {
+                    if f.gate.metric == OPEN_DRIFT_ALERTS {
+                        f.alerts = alerts.clone();
+                    }
+                    f
+                })
+                .collect();
             if !failed.is_empty() {
                 if !input.force {
                     return Err(ApiError::GateFailed {
