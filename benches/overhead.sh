@@ -3,8 +3,8 @@
 # POST /v1/chat/completions straight to an upstream that answers at once
 # (nginx, a fixed streamed completion) and through `llmops serve` (API-key
 # auth, request/token/concurrency limits, catalog, upstream call, usage
-# metering into the ledger), on SQLite (embedded defaults) and on
-# PostgreSQL.
+# metering into the ledger, a monitoring record per call), on SQLite
+# (embedded defaults) and on PostgreSQL, each with monitoring on and off.
 #
 # - fixed rate: oha at RATE requests/s, evenly spaced over CONNS
 #   connections, for SECONDS, latency counted from when each request was
@@ -107,6 +107,7 @@ serve() {
 }
 
 rows=()
+records=()
 row() { rows+=("$(printf '%-28s %8s %8s %8s %9s %8s %6s %10s' "$@")"); }
 
 direct="$UPSTREAM_URL/chat/completions"
@@ -123,19 +124,36 @@ for entry in "${bins[@]}"; do
       as_pg "$PG_BIN/psql" -h "$work/pg" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE $dbname" >/dev/null
       dburl="postgres://postgres@127.0.0.1:$PG_PORT/$dbname"
     fi
-    serve "$bin" "$dburl" "$name"
-    # Each gateway run is measured right after a direct run, and compared
-    # with it: the machine's own noise moves both.
-    log "$name at $rate/s, direct then through the gateway"
-    fixed "$URL" "$KEY" >/dev/null
-    read -r d50 d90 d99 drps dbad < <(fixed "$direct" none)
-    read -r g50 g90 g99 grps gbad < <(fixed "$URL" "$KEY")
-    read -r sd _ _ < <(saturate "$direct" none)
-    read -r sg _ _ < <(saturate "$URL" "$KEY")
-    added=$(awk -v a="$g99" -v b="$d99" 'BEGIN { printf "%.2f", a - b }')
-    row "direct (for $name)" "$d50" "$d90" "$d99" "-" "$drps" "$dbad" "$sd"
-    row "gateway $name" "$g50" "$g90" "$g99" "$added" "$grps" "$gbad" "$sg"
-    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    # With monitoring (the default: a record per call, written in batches)
+    # and without it (LLMOPS_MONITORING_ENABLED=false), side by side.
+    for mon in on off; do
+      suffix=""
+      [ "$mon" = off ] && suffix=", no monitoring"
+      export LLMOPS_MONITORING_ENABLED=$([ "$mon" = on ] && echo true || echo false)
+      serve "$bin" "$dburl" "$name-$mon"
+      # Each gateway run is measured right after a direct run, and compared
+      # with it: the machine's own noise moves both.
+      log "$name (monitoring $mon) at $rate/s, direct then through the gateway"
+      fixed "$URL" "$KEY" >/dev/null
+      read -r d50 d90 d99 drps dbad < <(fixed "$direct" none)
+      read -r g50 g90 g99 grps gbad < <(fixed "$URL" "$KEY")
+      read -r sd _ _ < <(saturate "$direct" none)
+      read -r sg _ _ < <(saturate "$URL" "$KEY")
+      added=$(awk -v a="$g99" -v b="$d99" 'BEGIN { printf "%.2f", a - b }')
+      row "direct (for $name$suffix)" "$d50" "$d90" "$d99" "-" "$drps" "$dbad" "$sd"
+      row "gateway $name$suffix" "$g50" "$g90" "$g99" "$added" "$grps" "$gbad" "$sg"
+      if [ "$mon" = on ]; then
+        sleep 2
+        counters=$(curl -sf "$LLMOPS_BASE/metrics" | awk '
+          /^llmops_monitoring_records_written_total / { w = $2 }
+          /^llmops_monitoring_records_dropped_total / { d = $2 }
+          /^llmops_monitoring_records_lost_total / { l = $2 }
+          END { printf "written %d, dropped %d, lost %d", w, d, l }')
+        records+=("monitoring records of $name: $counters")
+      fi
+      kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    done
+    unset LLMOPS_MONITORING_ENABLED
   done
 done
 
@@ -143,3 +161,4 @@ echo
 echo "POST /v1/chat/completions: fixed rate $rate/s ($conns connections, ${seconds} s, $tool); saturation: wrk, 64 connections"
 printf '%-28s %8s %8s %8s %9s %8s %6s %10s\n' "" "p50 ms" "p90 ms" "p99 ms" "+p99 ms" "req/s" "non2xx" "max req/s"
 for r in "${rows[@]}"; do echo "$r"; done
+for r in "${records[@]}"; do echo "$r"; done

@@ -142,7 +142,13 @@ pub async fn authenticate(
     // Inference calls get a monitoring record, refused ones included.
     let watch = CallKind::of_route(req.method().as_str(), req.path())
         .filter(|_| state.config.monitoring_enabled)
-        .map(|kind| Watch::new(state.monitoring.sink(), kind));
+        .map(|kind| {
+            Watch::new(
+                state.monitoring.sink(),
+                kind,
+                state.config.metrics_tenant_labels,
+            )
+        });
     let ctx = match &watch {
         Some(w) => ctx.with_probe(w.probe.clone()),
         None => ctx,

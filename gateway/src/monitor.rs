@@ -16,6 +16,8 @@ use std::time::Instant;
 /// One monitored call, from authentication to the end of its body.
 pub struct Watch {
     sink: Arc<dyn RecordSink>,
+    /// Prometheus series per tenant (`metrics_tenant_labels`).
+    tenant_labels: bool,
     kind: CallKind,
     request_id: String,
     started: Instant,
@@ -24,9 +26,10 @@ pub struct Watch {
 }
 
 impl Watch {
-    pub fn new(sink: Arc<dyn RecordSink>, kind: CallKind) -> Self {
+    pub fn new(sink: Arc<dyn RecordSink>, kind: CallKind, tenant_labels: bool) -> Self {
         Self {
             sink,
+            tenant_labels,
             kind,
             request_id: REQUEST
                 .try_with(|r| r.request_id.clone())
@@ -46,6 +49,23 @@ impl Watch {
         let ttft_ms = probe
             .first_token
             .map(|t| t.saturating_duration_since(self.started).as_secs_f64() * 1000.0);
+        let latency = self.started.elapsed();
+        if self.tenant_labels {
+            let labels = [
+                ("tenant", ctx.tenant_id().to_string()),
+                ("kind", self.kind.as_str().to_string()),
+                ("status", status.to_string()),
+            ];
+            metrics::counter!("llmops_tenant_inference_requests_total", &labels).increment(1);
+            metrics::histogram!("llmops_tenant_inference_duration_seconds", &labels)
+                .record(latency.as_secs_f64());
+            for (meter, q) in &probe.meters {
+                if meter.ends_with("_tokens") {
+                    metrics::counter!("llmops_tenant_tokens_total", "tenant" => ctx.tenant_id().to_string(), "meter" => meter.clone())
+                        .increment(*q);
+                }
+            }
+        }
         self.sink.submit(InferenceRecord {
             request_id: self.request_id,
             tenant_id: ctx.tenant_id(),
@@ -54,7 +74,7 @@ impl Watch {
             status,
             error_type,
             started_at: self.started_at,
-            latency_ms: self.started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms: latency.as_secs_f64() * 1000.0,
             ttft_ms,
             probe,
         });

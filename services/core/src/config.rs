@@ -144,6 +144,11 @@ pub struct Config {
     /// How often the `vector_storage` meter is sampled (seconds; one event
     /// per tenant and window).
     pub rag_storage_meter_secs: u64,
+    /// Prometheus series per tenant on `/metrics`
+    /// (`llmops_tenant_inference_requests_total`, `…_duration_seconds`,
+    /// `llmops_tenant_tokens_total`); off by default, since every tenant
+    /// adds series.
+    pub metrics_tenant_labels: bool,
     /// A monitoring record for every inference call (latency, tokens,
     /// cost, quality signals), rolled up per minute and hour.
     pub monitoring_enabled: bool,
@@ -280,6 +285,7 @@ impl Default for Config {
             rag_ingest_max_attempts: 3,
             rag_max_document_bytes: 16 * 1024 * 1024,
             rag_storage_meter_secs: 3600,
+            metrics_tenant_labels: false,
             monitoring_enabled: true,
             monitoring_queue: 10_000,
             monitoring_batch: 500,

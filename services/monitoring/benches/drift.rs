@@ -267,16 +267,19 @@ fn main() {
     let t = Thresholds::default();
     let started = Instant::now();
     println!(
-        "Thresholds::default(): PSI ≥ {} (numeric descriptors also need KS p < {}), \
-         MMD/KS p-value < {}, min_requests {}, min_samples {}, permutations {}; \
-         a report is `drifted` when the MMD test or any of the {} descriptors flags.",
+        "Thresholds::default(): a descriptor flags at PSI ≥ {} when its test (KS or chi-square) \
+         rejects; each of the {} tests (MMD + {} descriptors) rejects at p < {}/{} = {:.4} \
+         (Bonferroni); min_requests {}, min_samples {}, permutations {}; a report is `drifted` \
+         when the MMD test or any descriptor flags.",
         t.psi,
+        t.tests,
+        DESCRIPTORS.len(),
         t.p_value,
-        t.p_value,
+        t.tests,
+        t.per_test(),
         t.min_requests,
         t.min_samples,
         t.permutations,
-        DESCRIPTORS.len()
     );
     println!(
         "Synthetic traffic: {DIM}-dim embeddings from {} topics; {runs} runs per row, \

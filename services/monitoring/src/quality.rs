@@ -102,24 +102,7 @@ pub fn language(text: &str) -> Option<&'static str> {
     info.is_reliable().then(|| info.lang().code())
 }
 
-/// Share of the answer's content words (4+ letters) found in `sources`
-/// (a RAG answer's cited chunks): how much of it the citations support.
-/// `None` when the answer has no content words.
-pub fn support(answer: &str, sources: &[&str]) -> Option<f32> {
-    let words = |t: &str| -> Vec<String> {
-        t.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| w.chars().count() >= 4)
-            .map(str::to_lowercase)
-            .collect()
-    };
-    let known: std::collections::HashSet<String> = sources.iter().flat_map(|s| words(s)).collect();
-    let said = words(answer);
-    if said.is_empty() {
-        return None;
-    }
-    let found = said.iter().filter(|w| known.contains(*w)).count();
-    Some(found as f32 / said.len() as f32)
-}
+pub use llmops_core::monitor::support;
 
 #[cfg(test)]
 mod tests {

@@ -338,7 +338,12 @@ impl Rag {
         let id = format!("ans_{}", ulid::Ulid::new().to_string().to_lowercase());
         self.record_query(ctx, &id, &kb).await;
         let (messages, citations) = assemble(&chat, &req.question, hits, max_tokens)?;
+        let probe = ctx.probe().cloned();
+        if let Some(p) = &probe {
+            p.prompt(&req.question);
+        }
         Ok(Prepared {
+            probe,
             id,
             chat,
             messages,
@@ -437,6 +442,9 @@ fn sse<T: serde::Serialize>(event: &str, data: &T) -> bytes::Bytes {
 }
 
 struct Prepared {
+    /// The call's monitoring probe (the question, and how much of the
+    /// answer its sources support).
+    probe: Option<llmops_core::monitor::Probe>,
     id: String,
     chat: ChatModel,
     messages: Vec<(String, String)>,
@@ -464,6 +472,18 @@ impl Prepared {
     }
 
     fn finish(&self, text: String, prompt_tokens: u32, completion_tokens: u32) -> Answer {
+        if let Some(probe) = &self.probe {
+            // The sources are the user message up to its question.
+            let sources: Vec<&str> = self
+                .messages
+                .iter()
+                .filter(|(role, _)| role == "user")
+                .map(|(_, m)| m.rsplit_once("Question: ").map_or(m.as_str(), |(s, _)| s))
+                .collect();
+            if let Some(share) = llmops_core::monitor::support(&text, &sources) {
+                probe.support(share);
+            }
+        }
         let citations = self
             .citations
             .iter()

@@ -149,7 +149,13 @@ pub async fn complete(
     Tenant(ctx): Tenant,
     body: Json<CompletionRequest>,
 ) -> ApiResult<HttpResponse> {
-    Ok(reply(s.complete(&ctx, body.into_inner()).await?))
+    let body = body.into_inner();
+    if let Some(p) = ctx.probe()
+        && let StringOrList::One(text) = &body.prompt
+    {
+        p.prompt(text);
+    }
+    Ok(reply(s.complete(&ctx, body).await?))
 }
 
 /// Embeddings (scope `inference`), as floats or base64.

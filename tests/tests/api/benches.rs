@@ -37,6 +37,8 @@ fn overhead_prints_direct_and_gateway_rows_on_both_databases() {
         "gateway after-sqlite",
         "direct (for after-postgres)",
         "gateway after-postgres",
+        "gateway after-sqlite, no monitoring",
+        "gateway after-postgres, no monitoring",
     ] {
         let line = out
             .lines()
@@ -47,6 +49,15 @@ fn overhead_prints_direct_and_gateway_rows_on_both_databases() {
         assert_eq!(cols.len(), 7, "{line}");
         assert_eq!(cols[5], "0", "non-2xx answers: {line}");
         assert!(cols[0].parse::<f64>().is_ok_and(|v| v > 0.0), "{line}");
+    }
+    // Every call of the monitored runs left a record; none was dropped.
+    for db in ["sqlite", "postgres"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("monitoring records of after-{db}:")))
+            .unwrap_or_else(|| panic!("no monitoring line for {db}:\n{out}"));
+        assert!(line.ends_with("dropped 0, lost 0"), "{line}");
+        assert!(!line.contains("written 0,"), "{line}");
     }
 }
 
@@ -139,6 +150,20 @@ fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
         "| miss | fixed 20/s | miss 10 |",
         "| miss (the SmolLM2 call) | miss 2 |",
         "| exact hit | hit 2 |",
+    ] {
+        assert!(out.contains(figure), "no `{figure}` in:\n{out}");
+    }
+}
+
+#[test]
+fn monitoring_bench_reports_false_alarms_and_power() {
+    let out = bench("monitoring.sh", &["4"], &[]);
+    for figure in [
+        "Thresholds::default():",
+        "| unshifted | 300 | 100 | 4 |",
+        "| topic shift: new topic at 30% | 300 | 100 | 4 |",
+        "| language shift: fra 5% → 25% | 30 | 20 | 4 |",
+        "mean ms per analysis",
     ] {
         assert!(out.contains(figure), "no `{figure}` in:\n{out}");
     }
