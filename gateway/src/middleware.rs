@@ -140,7 +140,9 @@ pub async fn authenticate(
         Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
     };
     // Inference calls get a monitoring record, refused ones included.
-    let watch = CallKind::of_route(req.method().as_str(), req.path())
+    // Routing matches the percent-decoded path: so does monitoring.
+    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+    let watch = CallKind::of_route(req.method().as_str(), &path)
         .filter(|_| state.config.monitoring_enabled)
         .map(|kind| {
             Watch::new(

@@ -59,7 +59,7 @@ impl Watch {
             metrics::counter!("llmops_tenant_inference_requests_total", &labels).increment(1);
             metrics::histogram!("llmops_tenant_inference_duration_seconds", &labels)
                 .record(latency.as_secs_f64());
-            for (meter, q) in &probe.meters {
+            for (_, meter, q) in &probe.meters {
                 if meter.ends_with("_tokens") {
                     metrics::counter!("llmops_tenant_tokens_total", "tenant" => ctx.tenant_id().to_string(), "meter" => meter.clone())
                         .increment(*q);
@@ -116,6 +116,9 @@ impl RecordBody {
 
 impl Drop for RecordBody {
     fn drop(&mut self) {
+        // The inner body goes first: a stream's settlement books what was
+        // generated into the probe as it drops.
+        drop(std::mem::replace(&mut self.body, BoxBody::new(())));
         self.finish(self.sized);
     }
 }
@@ -154,6 +157,7 @@ impl llmops_registry::LiveChecks for DriftGate {
         ctx: &TenantCtx,
         name: &str,
         version_ids: &[String],
+        since: DateTime<Utc>,
     ) -> llmops_core::ApiResult<Vec<serde_json::Value>> {
         let mut models = vec![name.to_string()];
         // Deployments are listed on the caller's behalf (its `registry`
@@ -178,7 +182,7 @@ impl llmops_registry::LiveChecks for DriftGate {
         }
         let alerts = self
             .monitoring
-            .open_drift_alerts(ctx.tenant_id(), &models)
+            .open_drift_alerts(ctx.tenant_id(), &models, since)
             .await?;
         Ok(alerts
             .into_iter()

@@ -242,6 +242,25 @@ impl MigrationTrait for Migration {
         manager
             .create_index(
                 Index::create()
+                    .name("ix_monitoring_records_started")
+                    .table(R::Table)
+                    .col(R::StartedAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_monitoring_records_tenant_id")
+                    .table(R::Table)
+                    .col(R::TenantId)
+                    .col(R::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
                     .name("ix_monitoring_records_tenant_request")
                     .table(R::Table)
                     .col(R::TenantId)
@@ -285,6 +304,17 @@ impl MigrationTrait for Migration {
                     .name("ix_monitoring_rollups_bucket")
                     .table(U::Table)
                     .col(U::TenantId)
+                    .col(U::ResolutionSecs)
+                    .col(U::BucketStart)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_monitoring_rollups_resolution_bucket")
+                    .table(U::Table)
                     .col(U::ResolutionSecs)
                     .col(U::BucketStart)
                     .to_owned(),

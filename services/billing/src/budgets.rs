@@ -247,6 +247,17 @@ impl llmops_core::limits::SpendGuard for Billing {
         self.check_budget(ctx).await
     }
 
+    async fn budget_use(&self, tenant: llmops_core::ids::TenantId) -> Option<(i64, i64)> {
+        match self.budget_state(tenant).await {
+            Ok(Some(s)) => Some((s.spend, s.budget.limit_minor)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "budget use not read");
+                None
+            }
+        }
+    }
+
     async fn quote_for(
         &self,
         tenant: llmops_core::ids::TenantId,

@@ -23,6 +23,12 @@ pub trait SpendGuard: Send + Sync {
         self.quote_for(ctx.tenant_id(), model, usages).await
     }
 
+    /// The tenant's spend this billing period and its budget, both in
+    /// minor units (`None`: no budget set). For alert rules.
+    async fn budget_use(&self, _tenant: crate::ids::TenantId) -> Option<(i64, i64)> {
+        None
+    }
+
     /// [`SpendGuard::quote`] for a tenant outside a request (monitoring
     /// prices its records off the hot path).
     async fn quote_for(

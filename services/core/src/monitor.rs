@@ -56,12 +56,15 @@ impl CallKind {
 /// What services report while a call runs.
 #[derive(Debug, Default, Clone)]
 pub struct ProbeState {
-    /// The model the call was answered by (the first booked).
+    /// The model the call was answered by: the last one the request
+    /// resolved (a RAG answer's chat model, after its embedding model), or
+    /// the first one that booked usage.
     pub model: Option<String>,
     /// The tenant's deployment that answered, if any.
     pub deployment_id: Option<String>,
-    /// Metered quantities, summed over everything the call booked.
-    pub meters: Vec<(String, u64)>,
+    /// Metered quantities by (model, meter), summed over everything the
+    /// call booked.
+    pub meters: Vec<(String, String, u64)>,
     /// The stream's first token.
     pub first_token: Option<Instant>,
     pub finish_reason: Option<String>,
@@ -106,11 +109,32 @@ impl Probe {
             s.model = Some(model.to_string());
         }
         for (meter, q) in parts {
-            match s.meters.iter_mut().find(|(m, _)| m == meter) {
-                Some((_, total)) => *total += u64::from(*q),
-                None => s.meters.push(((*meter).to_string(), u64::from(*q))),
+            match s
+                .meters
+                .iter_mut()
+                .find(|(md, m, _)| md == model && m == meter)
+            {
+                Some((_, _, total)) => *total += u64::from(*q),
+                None => s
+                    .meters
+                    .push((model.to_string(), (*meter).to_string(), u64::from(*q))),
             }
         }
+    }
+
+    /// The request resolved `model` to answer it (the last one wins).
+    pub fn resolve(&self, model: &str) {
+        self.state().model = Some(model.to_string());
+    }
+
+    /// Quantity of `meter` over every model.
+    pub fn total(state: &ProbeState, meter: &str) -> u64 {
+        state
+            .meters
+            .iter()
+            .filter(|(_, m, _)| m == meter)
+            .map(|(_, _, q)| *q)
+            .sum()
     }
 
     pub fn deployment(&self, id: &str) {
@@ -136,8 +160,9 @@ impl Probe {
         }
     }
 
+    /// How the answer ended (at most 32 characters are kept).
     pub fn finish(&self, reason: &str) {
-        self.state().finish_reason = Some(reason.to_string());
+        self.state().finish_reason = Some(reason.chars().take(32).collect());
     }
 
     pub fn cache(&self, outcome: &'static str) {
@@ -145,7 +170,7 @@ impl Probe {
     }
 
     pub fn error(&self, code: &str) {
-        self.state().error_type = Some(code.to_string());
+        self.state().error_type = Some(code.chars().take(64).collect());
     }
 
     pub fn support(&self, share: f32) {
@@ -220,12 +245,20 @@ mod tests {
         let p = Probe::default();
         p.usage("a", &[("input_tokens", 3), ("requests", 1)]);
         p.usage("b", &[("input_tokens", 4)]);
+        p.usage("a", &[("input_tokens", 1)]);
         let s = p.snapshot();
         assert_eq!(s.model.as_deref(), Some("a"));
         assert_eq!(
             s.meters,
-            vec![("input_tokens".into(), 7), ("requests".into(), 1)]
+            vec![
+                ("a".into(), "input_tokens".into(), 4),
+                ("a".into(), "requests".into(), 1),
+                ("b".into(), "input_tokens".into(), 4)
+            ]
         );
+        assert_eq!(Probe::total(&s, "input_tokens"), 8);
+        p.resolve("b");
+        assert_eq!(p.snapshot().model.as_deref(), Some("b"));
     }
 
     #[test]

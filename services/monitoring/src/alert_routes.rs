@@ -66,7 +66,9 @@ pub struct AlertList {
 #[utoipa::path(post, path = "/v1/monitoring/alert_rules", tag = "monitoring",
     security(("bearer" = [])), request_body = NewAlertRule,
     responses((status = 201, description = "Created", body = AlertRule),
-        (status = 422, description = "Invalid rule", body = Problem, content_type = "application/problem+json")))]
+        (status = 409, description = "The tenant has the most rules allowed (100)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid rule", body = Problem, content_type = "application/problem+json"),
+        (status = 501, description = "A `retrain` action without the training service", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_rule(
     m: web::Data<Monitoring>,
     Tenant(ctx): Tenant,

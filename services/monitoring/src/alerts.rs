@@ -13,13 +13,18 @@ use hmac::{Hmac, Mac};
 use llmops_core::ids::{AlertId, AlertRuleId, DeliveryId, TenantId};
 use llmops_core::{ApiError, ApiResult, TenantCtx};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Most alert rules of one tenant.
+pub const MAX_RULES: u64 = 100;
+/// A rule starts at most one retraining job in this long.
+const RETRAIN_COOLDOWN: TimeDelta = TimeDelta::hours(24);
 
 /// What a rule watches; it fires while the value is above its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -39,6 +44,9 @@ pub enum AlertMetric {
     LanguageMismatchRate,
     /// Spend over the window at the plan's list prices, in minor units.
     SpendMinor,
+    /// This billing period's rated spend as a percentage of the tenant's
+    /// budget (`PUT /v1/billing/budget`); no value without a budget.
+    BudgetPercent,
 }
 
 impl AlertMetric {
@@ -53,6 +61,7 @@ impl AlertMetric {
             AlertMetric::RepetitionRate => "repetition_rate",
             AlertMetric::LanguageMismatchRate => "language_mismatch_rate",
             AlertMetric::SpendMinor => "spend_minor",
+            AlertMetric::BudgetPercent => "budget_percent",
         }
     }
 
@@ -72,7 +81,7 @@ impl AlertMetric {
             AlertMetric::RepetitionRate => rate(a.repetitive),
             AlertMetric::LanguageMismatchRate => rate(a.language_mismatches),
             AlertMetric::SpendMinor => Some(a.cost_minor),
-            AlertMetric::Drift => None,
+            AlertMetric::Drift | AlertMetric::BudgetPercent => None,
         }
     }
 }
@@ -115,11 +124,11 @@ pub struct NewAlertRule {
     /// Fires while the value is above this (`drift`: 0).
     pub threshold: f64,
     /// The window the value is computed over, 60 to 86400 seconds (default
-    /// 300); not used by `drift`.
+    /// 300); not used by `drift` and `budget_percent`.
     #[schema(minimum = 60, maximum = 86400)]
     pub window_secs: Option<i64>,
     /// Fewest calls in the window for a value (default 10); not used by
-    /// `drift` and `spend_minor`.
+    /// `drift`, `spend_minor` and `budget_percent`.
     #[schema(minimum = 1, maximum = 1000000)]
     pub min_requests: Option<i64>,
     /// Where `alert.firing` and `alert.resolved` events are POSTed, signed
@@ -249,11 +258,12 @@ fn check_webhook(url: &str, allow_private: bool) -> ApiResult<()> {
     }
     if !allow_private {
         let private = match u.host() {
-            Some(url::Host::Ipv4(ip)) => {
-                ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
+            Some(url::Host::Ipv4(ip)) => !public(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => !public(std::net::IpAddr::V6(ip)),
+            Some(url::Host::Domain(d)) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost") || !d.contains('.')
             }
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback() || ip.is_unspecified(),
-            Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
             None => true,
         };
         if private {
@@ -261,6 +271,40 @@ fn check_webhook(url: &str, allow_private: bool) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Is `ip` a public unicast address (not private, loopback, link-local,
+/// shared, documentation, multicast or unspecified; IPv4-mapped IPv6
+/// judged as IPv4)?
+pub fn public(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v) => {
+            let o = v.octets();
+            !(v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || v.is_broadcast()
+                || v.is_multicast()
+                || v.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19)))
+        }
+        IpAddr::V6(v) => {
+            if let Some(v4) = v.to_ipv4_mapped() {
+                return public(IpAddr::V4(v4));
+            }
+            let seg = v.segments();
+            !(v.is_loopback()
+                || v.is_unspecified()
+                || v.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+                || (seg[0] == 0x2001 && seg[1] == 0x0db8))
+        }
+    }
 }
 
 impl Monitoring {
@@ -272,6 +316,7 @@ impl Monitoring {
         if !r.threshold.is_finite() {
             return Err(ApiError::validation("threshold", "must be a finite number"));
         }
+        crate::routes::check_model(r.model.as_deref())?;
         if r.metric == AlertMetric::Drift && r.model.is_none() {
             return Err(ApiError::validation(
                 "model",
@@ -304,6 +349,16 @@ impl Monitoring {
             };
             t.check(job)
                 .map_err(|e| ApiError::validation("action.job", e))?;
+        }
+        let rules = ctx
+            .scoped()
+            .find::<alert_rule::Entity>()
+            .count(self.db())
+            .await?;
+        if rules >= MAX_RULES {
+            return Err(ApiError::Conflict(format!(
+                "the tenant has {rules} alert rules (at most {MAX_RULES}); delete one first"
+            )));
         }
         let now = Utc::now();
         let secret = r.webhook_url.as_ref().map(|_| {
@@ -485,12 +540,15 @@ impl Monitoring {
         self.alert(ctx, id).await
     }
 
-    /// Firing drift alerts of any of `models` (the registry's promotion
-    /// gate).
+    /// Drift alerts of any of `models` that fire and started after
+    /// `since` (the registry's promotion gate: a version made after the
+    /// drift began, e.g. by the retraining it triggered, is not held back
+    /// by it; an older one is).
     pub async fn open_drift_alerts(
         &self,
         tenant: TenantId,
         models: &[String],
+        since: DateTime<Utc>,
     ) -> Result<Vec<alert::Model>, DbErr> {
         if models.is_empty() {
             return Ok(Vec::new());
@@ -498,20 +556,11 @@ impl Monitoring {
         alert::Entity::find()
             .filter(alert::Column::TenantId.eq(tenant.to_string()))
             .filter(alert::Column::Status.eq("firing"))
+            .filter(alert::Column::StartedAt.gt(since))
             .filter(alert::Column::Metric.eq(AlertMetric::Drift.as_str()))
             .filter(alert::Column::Model.is_in(models.iter().cloned()))
             .all(self.db())
             .await
-    }
-}
-
-/// Evaluates every enabled rule once and sends due webhooks.
-pub(crate) async fn tick(m: &Monitoring, http: &reqwest::Client, backoff: Duration) {
-    if let Err(e) = evaluate_all(m).await {
-        tracing::warn!(error = %e, "alert evaluation failed");
-    }
-    if let Err(e) = deliver_due(m.db(), http, backoff).await {
-        tracing::warn!(error = %e, "webhook deliveries failed");
     }
 }
 
@@ -545,6 +594,19 @@ async fn measure(
                 if r.drifted == Some(true) { 1.0 } else { 0.0 },
                 serde_json::json!({"drift_report_id": r.id, "completed_at": r.completed_at}),
             )
+        }));
+    }
+    if metric == AlertMetric::BudgetPercent {
+        let (Some(spend), Ok(tenant)) = (&m.spend, rule.tenant_id.parse::<TenantId>()) else {
+            return Ok(None);
+        };
+        return Ok(spend.budget_use(tenant).await.and_then(|(spent, limit)| {
+            (limit > 0).then(|| {
+                (
+                    spent as f64 * 100.0 / limit as f64,
+                    serde_json::json!({"spend_minor": spent, "budget_minor": limit}),
+                )
+            })
         }));
     }
     let now = Utc::now();
@@ -704,15 +766,28 @@ async fn act(m: &Monitoring, rule: &alert_rule::Model, a: &alert::Model) -> Resu
         return Ok(());
     };
     let AlertAction::Retrain { job } = action;
-    let result = match (&m.retrainer, rule.tenant_id.parse(), rule.id.parse()) {
-        (Some(t), Ok(tenant), Ok(rule_id)) => match t.start(tenant, rule_id, job).await {
-            Ok(id) => serde_json::json!({"type": "retrain", "status": "started", "job_id": id}),
-            Err(e) => serde_json::json!({"type": "retrain", "status": "refused", "error": e}),
-        },
-        (None, ..) => serde_json::json!({"type": "retrain", "status": "refused",
+    // A rule that flaps does not start a job each time it fires.
+    let recent = alert::Entity::find()
+        .filter(alert::Column::RuleId.eq(rule.id.as_str()))
+        .filter(alert::Column::Id.ne(a.id.as_str()))
+        .filter(alert::Column::StartedAt.gt(Utc::now() - RETRAIN_COOLDOWN))
+        .filter(alert::Column::ActionResult.contains("\"status\":\"started\""))
+        .count(m.db())
+        .await?;
+    let result = if recent > 0 {
+        serde_json::json!({"type": "retrain", "status": "skipped",
+            "error": "this rule started a retraining job in the last 24 hours"})
+    } else {
+        match (&m.retrainer, rule.tenant_id.parse(), rule.id.parse()) {
+            (Some(t), Ok(tenant), Ok(rule_id)) => match t.start(tenant, rule_id, job).await {
+                Ok(id) => serde_json::json!({"type": "retrain", "status": "started", "job_id": id}),
+                Err(e) => serde_json::json!({"type": "retrain", "status": "refused", "error": e}),
+            },
+            (None, ..) => serde_json::json!({"type": "retrain", "status": "refused",
             "error": "retraining needs the training service"}),
-        _ => {
-            serde_json::json!({"type": "retrain", "status": "refused", "error": "stored ids unreadable"})
+            _ => {
+                serde_json::json!({"type": "retrain", "status": "refused", "error": "stored ids unreadable"})
+            }
         }
     };
     alert::Entity::update_many()
@@ -726,27 +801,32 @@ async fn act(m: &Monitoring, rule: &alert_rule::Model, a: &alert::Model) -> Resu
 /// Most attempts of a delivery before it is `failed`.
 pub const MAX_ATTEMPTS: i32 = 8;
 
-/// Sends due deliveries: each is claimed (its next attempt pushed a minute
-/// out) before it is sent, so replicas do not send it twice.
+/// How long a claimed delivery belongs to the replica sending it (the
+/// send's own timeout is 10 s).
+const LEASE: TimeDelta = TimeDelta::seconds(60);
+/// The send's timeout.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends due deliveries: each is claimed (its next attempt pushed out by
+/// the lease, from the moment of the claim) before it is sent, and its
+/// outcome is written only while the claim holds, so replicas do not send
+/// it twice.
 async fn deliver_due(
     db: &DatabaseConnection,
-    http: &reqwest::Client,
+    allow_private: bool,
     backoff: Duration,
 ) -> Result<(), DbErr> {
-    let now = Utc::now();
     let due = delivery::Entity::find()
         .filter(delivery::Column::Status.eq("pending"))
-        .filter(delivery::Column::NextAttemptAt.lte(now))
+        .filter(delivery::Column::NextAttemptAt.lte(Utc::now()))
         .order_by_asc(delivery::Column::NextAttemptAt)
         .limit(50)
         .all(db)
         .await?;
     for d in due {
+        let lease = Utc::now() + LEASE;
         let claimed = delivery::Entity::update_many()
-            .col_expr(
-                delivery::Column::NextAttemptAt,
-                (now + TimeDelta::minutes(1)).into(),
-            )
+            .col_expr(delivery::Column::NextAttemptAt, lease.into())
             .filter(delivery::Column::Id.eq(d.id.as_str()))
             .filter(delivery::Column::NextAttemptAt.eq(d.next_attempt_at))
             .filter(delivery::Column::Status.eq("pending"))
@@ -757,6 +837,10 @@ async fn deliver_due(
         if !claimed {
             continue;
         }
+        // The lease as stored (the database may round it).
+        let Some(d) = delivery::Entity::find_by_id(d.id.clone()).one(db).await? else {
+            continue;
+        };
         let secret = crate::entities::alert_rule::Entity::find()
             .filter(
                 alert_rule::Column::Id.in_subquery(
@@ -772,22 +856,31 @@ async fn deliver_due(
             .and_then(|r| r.webhook_secret)
             .unwrap_or_default();
         let t = Utc::now().timestamp();
-        let sent = http
-            .post(&d.url)
-            .header("content-type", "application/json")
-            .header("llmops-signature", sign(&secret, t, d.payload.as_bytes()))
-            .header("llmops-delivery", d.id.as_str())
-            .body(d.payload.clone())
-            .send()
-            .await;
+        let sent = match client_for(&d.url, allow_private).await {
+            Ok(http) => http
+                .post(&d.url)
+                .header("content-type", "application/json")
+                .header("llmops-signature", sign(&secret, t, d.payload.as_bytes()))
+                .header("llmops-delivery", d.id.as_str())
+                .body(d.payload.clone())
+                .send()
+                .await
+                .map_err(|e| {
+                    if e.is_timeout() {
+                        "timed out".to_string()
+                    } else {
+                        "connection failed".to_string()
+                    }
+                }),
+            Err(e) => Err(e),
+        };
         let attempts = d.attempts + 1;
         let (status, error) = match &sent {
             Ok(r) => (Some(i32::from(r.status().as_u16())), None),
-            Err(e) => (
-                None,
-                Some(e.to_string().chars().take(300).collect::<String>()),
-            ),
+            Err(e) => (None, Some(e.clone())),
         };
+        let held = d.next_attempt_at;
+        let id = d.id.clone();
         let ok = status.is_some_and(|s| (200..300).contains(&s));
         let mut am: delivery::ActiveModel = d.into();
         am.attempts = Set(attempts);
@@ -806,25 +899,51 @@ async fn deliver_due(
             am.next_attempt_at =
                 Set(Utc::now() + TimeDelta::from_std(wait).unwrap_or(TimeDelta::hours(1)));
         }
-        delivery::Entity::update(am).exec(db).await?;
+        // Written only while this replica's claim holds.
+        delivery::Entity::update_many()
+            .set(am)
+            .filter(delivery::Column::Id.eq(id.as_str()))
+            .filter(delivery::Column::NextAttemptAt.eq(held))
+            .exec(db)
+            .await?;
         metrics::counter!("llmops_monitoring_webhooks_total", "outcome" => if ok { "delivered" } else { "failed" })
             .increment(1);
     }
     Ok(())
 }
 
-/// Evaluates rules and sends webhooks every `every`, until `stop`.
-pub(crate) async fn run(
-    m: Monitoring,
-    every: Duration,
-    backoff: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+/// A client that connects only to the address checked here: the host is
+/// resolved once, every address must be public (unless allowed), and the
+/// connection is pinned to it (no second lookup to rebind).
+async fn client_for(url: &str, allow_private: bool) -> Result<reqwest::Client, String> {
+    let u = reqwest::Url::parse(url).map_err(|_| "invalid URL".to_string())?;
+    let host = u.host_str().ok_or("no host")?.to_string();
+    let port = u.port_or_known_default().ok_or("no port")?;
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let lookup = tokio::time::timeout(SEND_TIMEOUT, tokio::net::lookup_host((bare.as_str(), port)))
+        .await
+        .map_err(|_| "name resolution timed out".to_string())?
+        .map_err(|_| "name resolution failed".to_string())?;
+    let addrs: Vec<std::net::SocketAddr> = lookup.collect();
+    let Some(first) = addrs.first().copied() else {
+        return Err("name resolution failed".into());
+    };
+    if !allow_private && addrs.iter().any(|a| !public(a.ip())) {
+        return Err("the host resolves to a private address".into());
+    }
+    reqwest::Client::builder()
+        .timeout(SEND_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
+        .resolve(&bare, first)
         .build()
-        .unwrap_or_default();
+        .map_err(|_| "client".to_string())
+}
+
+/// Evaluates rules every `every`, until `stop`.
+pub(crate) async fn run(m: Monitoring, every: Duration, stop: tokio_util::sync::CancellationToken) {
     let mut tick_at = tokio::time::interval(every);
     tick_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -832,7 +951,34 @@ pub(crate) async fn run(
             _ = tick_at.tick() => {}
             _ = stop.cancelled() => return,
         }
-        tick(&m, &http, backoff).await;
+        if let Err(e) = evaluate_all(&m).await {
+            tracing::warn!(error = %e, "alert evaluation failed");
+        }
+    }
+}
+
+/// Sends due webhooks every `every`, until `stop` (apart from evaluation:
+/// slow receivers do not hold alerts back).
+pub(crate) async fn run_deliveries(
+    db: DatabaseConnection,
+    every: Duration,
+    backoff: Duration,
+    allow_private: bool,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut tick_at = tokio::time::interval(every);
+    tick_at.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick_at.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        tokio::select! {
+            r = deliver_due(&db, allow_private, backoff) => if let Err(e) = r {
+                tracing::warn!(error = %e, "webhook deliveries failed");
+            },
+            _ = stop.cancelled() => return,
+        }
     }
 }
 
@@ -865,6 +1011,34 @@ mod tests {
             assert!(check_webhook(bad, false).is_err(), "{bad}");
         }
         assert!(check_webhook("http://127.0.0.1:9/x", true).is_ok());
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "100.64.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "192.168.1.1",
+        ] {
+            assert!(!public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "8.8.8.8",
+        ] {
+            assert!(public(ip.parse().unwrap()), "{ip}");
+        }
+        assert!(check_webhook("http://localhost./x", false).is_err());
+        assert!(check_webhook("http://intranet/x", false).is_err());
+        assert!(check_webhook("http://[::ffff:127.0.0.1]/x", false).is_err());
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Monitoring {
     /// inside it).
     minute_retention: TimeDelta,
     pub(crate) retrainer: Option<Arc<dyn alerts::Retrainer>>,
+    /// The tenant's budget use (`budget_percent` rules).
+    pub(crate) spend: Option<Arc<dyn SpendGuard>>,
     pub(crate) allow_private_webhooks: bool,
 }
 
@@ -76,15 +78,20 @@ impl Monitoring {
             retrainer,
         } = hooks;
         let (recorder, rx) = Recorder::new(cfg.monitoring_queue);
+        let samples = embedder.map(|e| {
+            let (tx, srx) = tokio::sync::mpsc::channel(1024);
+            tasks.spawn(writer::run_sampler(db.clone(), e, srx, stop.clone()));
+            tx
+        });
         tasks.spawn(writer::run(
             db.clone(),
             rx,
-            pricer,
+            pricer.clone(),
             writer::WriterConfig {
                 batch: cfg.monitoring_batch,
                 flush: Duration::from_millis(cfg.monitoring_flush_ms),
                 sample_rate: cfg.monitoring_sample_rate,
-                embedder,
+                samples,
             },
             stop.clone(),
         ));
@@ -113,12 +120,19 @@ impl Monitoring {
             recorder,
             minute_retention,
             retrainer,
+            spend: pricer,
             allow_private_webhooks: cfg.monitoring_webhook_allow_private,
         };
         tasks.spawn(alerts::run(
             service.clone(),
             Duration::from_secs(cfg.monitoring_alert_every_secs),
+            stop.clone(),
+        ));
+        tasks.spawn(alerts::run_deliveries(
+            service.db.clone(),
+            Duration::from_secs(cfg.monitoring_alert_every_secs),
             Duration::from_millis(cfg.monitoring_webhook_backoff_ms),
+            cfg.monitoring_webhook_allow_private,
             stop,
         ));
         service

@@ -140,7 +140,8 @@ pub struct FeedbackTotals {
 pub struct Summary {
     /// `monitoring.summary`
     pub object: &'static str,
-    /// The range covered: the asked range widened to whole buckets.
+    /// The range covered: the asked range widened to whole buckets (the
+    /// feedback counted is of the same range).
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     /// The rollups read: 60 (minutes) or 3600 (hours).
@@ -195,6 +196,12 @@ impl Monitoring {
         model: Option<&str>,
     ) -> ApiResult<Summary> {
         let res = self.resolution(&r);
+        // Whole buckets: the range read, as the answer states it.
+        let r = Range {
+            start: bucket(r.start, res),
+            end: bucket(r.end - TimeDelta::microseconds(1), res)
+                + TimeDelta::seconds(i64::from(res)),
+        };
         let rows = self
             .rollups(Some(ctx.scoped()), res, &r, model)
             .all(self.db())

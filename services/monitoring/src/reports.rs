@@ -9,8 +9,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use llmops_core::ids::{DriftReportId, TenantId};
 use llmops_core::{ApiError, ApiResult, TenantCtx};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::Serialize;
 use std::time::Duration;
@@ -160,6 +160,12 @@ impl Monitoring {
     }
 }
 
+/// Most reports a tenant may have queued or running at once.
+pub const MAX_IN_PROGRESS: u64 = 10;
+/// A report `running` longer than this was left by a replica that stopped:
+/// it is queued again.
+const STUCK: TimeDelta = TimeDelta::minutes(10);
+
 async fn queue(
     db: &DatabaseConnection,
     tenant: TenantId,
@@ -168,6 +174,16 @@ async fn queue(
     trigger: &str,
 ) -> ApiResult<drift_report::Model> {
     let now = Utc::now();
+    let in_progress = drift_report::Entity::find()
+        .filter(drift_report::Column::TenantId.eq(tenant.to_string()))
+        .filter(drift_report::Column::Status.is_in(["queued", "running"]))
+        .count(db)
+        .await?;
+    if in_progress >= MAX_IN_PROGRESS {
+        return Err(ApiError::Conflict(format!(
+            "{in_progress} drift reports are queued or running; wait for them (at most {MAX_IN_PROGRESS})"
+        )));
+    }
     let current = w.current.unwrap_or(Span {
         start: now - TimeDelta::days(1),
         end: now,
@@ -308,6 +324,19 @@ pub(crate) async fn run(
             if let Err(e) = schedule_reports(&db, period).await {
                 tracing::warn!(error = %e, "scheduling drift reports failed");
             }
+        }
+        let stuck = drift_report::Entity::update_many()
+            .col_expr(drift_report::Column::Status, "queued".into())
+            .col_expr(
+                drift_report::Column::StartedAt,
+                Option::<DateTime<Utc>>::None.into(),
+            )
+            .filter(drift_report::Column::Status.eq("running"))
+            .filter(drift_report::Column::StartedAt.lt(Utc::now() - STUCK))
+            .exec(&db)
+            .await;
+        if let Err(e) = stuck {
+            tracing::warn!(error = %e, "requeueing stuck drift reports");
         }
         loop {
             match run_one(&db).await {

@@ -50,7 +50,7 @@ pub fn configure_admin(cfg: &mut web::ServiceConfig) {
 
 const MODEL_PATTERN: &str = "^[A-Za-z0-9._:/-]{1,128}$";
 
-fn check_model(m: Option<&str>) -> ApiResult<()> {
+pub(crate) fn check_model(m: Option<&str>) -> ApiResult<()> {
     match m {
         Some(m)
             if m.is_empty()
@@ -464,6 +464,7 @@ fn span(
     security(("bearer" = [])), request_body = DriftReportRequest,
     responses((status = 202, description = "Queued", body = DriftReport,
             headers(("location" = String, description = "The report's URL"))),
+        (status = 409, description = "Too many reports of the tenant queued or running", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid model or windows", body = Problem, content_type = "application/problem+json")))]
 pub async fn create_drift_report(
     m: web::Data<Monitoring>,

@@ -13,8 +13,7 @@ use llmops_core::monitor::{CallKind, InferenceRecord, RecordSink};
 use llmops_core::usage::Meter;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QuerySelect, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
 };
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,7 +72,17 @@ pub(crate) struct WriterConfig {
     pub flush: Duration,
     /// Share of answered prompts embedded (0 to 1).
     pub sample_rate: f64,
-    pub embedder: Option<Arc<dyn PromptEmbedder>>,
+    /// Where picked prompts go to be embedded (apart from the writer: a
+    /// slow embedding model does not hold records back).
+    pub samples: Option<mpsc::Sender<Picked>>,
+}
+
+/// A prompt picked for an embedding sample.
+pub(crate) struct Picked {
+    tenant: TenantId,
+    model: String,
+    at: DateTime<Utc>,
+    prompt: String,
 }
 
 /// Writes batches until `stop`, then what is still queued.
@@ -105,8 +114,8 @@ pub(crate) async fn run(
             }
         }
         write_with_retry(&db, pricer.as_deref(), &buf).await;
-        if let Some(e) = cfg.embedder.as_deref() {
-            sample(&db, e, cfg.sample_rate, &buf).await;
+        if let Some(tx) = &cfg.samples {
+            pick(tx, cfg.sample_rate, &buf);
         }
         buf.clear();
     }
@@ -152,61 +161,79 @@ async fn write_with_retry(
     }
 }
 
-/// Embeds a random share (`rate`) of the batch's answered prompts and
-/// stores the vectors. Failures lose only the samples.
-async fn sample(
-    db: &DatabaseConnection,
-    e: &dyn PromptEmbedder,
-    rate: f64,
-    batch: &[InferenceRecord],
-) {
-    let picked: Vec<(&InferenceRecord, &str)> = batch
-        .iter()
-        .filter(|r| {
-            r.kind != CallKind::Embedding && r.status < 400 && !r.probe.prompt.trim().is_empty()
-        })
-        .filter_map(|r| r.probe.model.as_deref().map(|m| (r, m)))
-        .filter(|_| rate >= 1.0 || rand::random::<f64>() < rate)
-        .collect();
-    if picked.is_empty() {
-        return;
+/// Picks a random share (`rate`) of the batch's answered prompts for
+/// embedding samples; a full sample queue drops them.
+fn pick(tx: &mpsc::Sender<Picked>, rate: f64, batch: &[InferenceRecord]) {
+    for r in batch {
+        if r.kind == CallKind::Embedding || r.status >= 400 || r.probe.prompt.trim().is_empty() {
+            continue;
+        }
+        let Some(model) = r.probe.model.clone() else {
+            continue;
+        };
+        if rate < 1.0 && rand::random::<f64>() >= rate {
+            continue;
+        }
+        let picked = Picked {
+            tenant: r.tenant_id,
+            model,
+            at: r.started_at,
+            prompt: r.probe.prompt.clone(),
+        };
+        if tx.try_send(picked).is_err() {
+            metrics::counter!("llmops_monitoring_samples_dropped_total").increment(1);
+        }
     }
-    let texts: Vec<String> = picked.iter().map(|(r, _)| r.probe.prompt.clone()).collect();
-    let vectors = match e.embed(&texts).await {
-        Ok(v) if v.len() == texts.len() => v,
-        Ok(_) => {
-            tracing::warn!("prompt embeddings: wrong number of vectors");
+}
+
+/// Embeds picked prompts in batches and stores the vectors, until `stop`.
+/// Failures lose only the samples.
+pub(crate) async fn run_sampler(
+    db: DatabaseConnection,
+    e: Arc<dyn PromptEmbedder>,
+    mut rx: mpsc::Receiver<Picked>,
+    stop: CancellationToken,
+) {
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        let got = tokio::select! {
+            n = rx.recv_many(&mut buf, 64) => n,
+            _ = stop.cancelled() => 0,
+        };
+        if got == 0 {
             return;
         }
-        Err(err) => {
-            tracing::warn!(error = %err, "prompt embeddings not computed");
-            metrics::counter!("llmops_monitoring_samples_lost_total").increment(texts.len() as u64);
-            return;
+        let texts: Vec<String> = buf.iter().map(|p| p.prompt.clone()).collect();
+        match e.embed(&texts).await {
+            Ok(vectors) if vectors.len() == texts.len() => {
+                let rows: Vec<sample::ActiveModel> = buf
+                    .iter()
+                    .zip(vectors)
+                    .map(|(p, v)| sample::ActiveModel {
+                        id: Set(RecordId::new().to_string()),
+                        tenant_id: Set(p.tenant.to_string()),
+                        model: Set(p.model.clone()),
+                        created_at: Set(p.at),
+                        vector: Set(serde_json::to_string(&v).unwrap_or_default()),
+                    })
+                    .collect();
+                if let Err(err) = sample::Entity::insert_many(rows).exec(&db).await {
+                    tracing::warn!(error = %err, "prompt samples not stored");
+                }
+            }
+            Ok(_) => tracing::warn!("prompt embeddings: wrong number of vectors"),
+            Err(err) => {
+                tracing::warn!(error = %err, "prompt embeddings not computed");
+                metrics::counter!("llmops_monitoring_samples_lost_total")
+                    .increment(texts.len() as u64);
+            }
         }
-    };
-    let rows: Vec<sample::ActiveModel> = picked
-        .iter()
-        .zip(vectors)
-        .map(|((r, model), v)| sample::ActiveModel {
-            id: Set(RecordId::new().to_string()),
-            tenant_id: Set(r.tenant_id.to_string()),
-            model: Set((*model).to_string()),
-            created_at: Set(r.started_at),
-            vector: Set(serde_json::to_string(&v).unwrap_or_default()),
-        })
-        .collect();
-    if let Err(err) = sample::Entity::insert_many(rows).exec(db).await {
-        tracing::warn!(error = %err, "prompt samples not stored");
+        buf.clear();
     }
 }
 
 fn meter(r: &InferenceRecord, name: &str) -> i64 {
-    r.probe
-        .meters
-        .iter()
-        .filter(|(m, _)| m == name)
-        .map(|(_, q)| i64::try_from(*q).unwrap_or(i64::MAX))
-        .sum()
+    i64::try_from(llmops_core::monitor::Probe::total(&r.probe, name)).unwrap_or(i64::MAX)
 }
 
 /// Is this call an error (a refused or failed call, or a stream that
@@ -219,31 +246,32 @@ pub fn is_error(status: i32, error_type: Option<&str>) -> bool {
 /// further), costs from the tenants' plans (one lookup per tenant and
 /// model).
 async fn rows(pricer: Option<&dyn SpendGuard>, batch: &[InferenceRecord]) -> Vec<record::Model> {
+    // Each model's part of a call is priced as that model (a RAG answer
+    // books embedding tokens for one and chat tokens for another).
     let mut costs: Vec<Option<(f64, String)>> = vec![None; batch.len()];
     if let Some(p) = pricer {
-        let mut groups: BTreeMap<(TenantId, &str), Vec<usize>> = BTreeMap::new();
+        // (tenant, model) → (record index, that model's meters of it).
+        type Parts<'a> = Vec<(usize, Vec<(&'a str, u64)>)>;
+        let mut groups: BTreeMap<(TenantId, &str), Parts<'_>> = BTreeMap::new();
         for (i, r) in batch.iter().enumerate() {
-            if let Some(m) = r.probe.model.as_deref()
-                && !r.probe.meters.is_empty()
-            {
-                groups.entry((r.tenant_id, m)).or_default().push(i);
+            let mut by_model: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+            for (model, m, q) in &r.probe.meters {
+                by_model.entry(model).or_default().push((m.as_str(), *q));
+            }
+            for (model, parts) in by_model {
+                groups
+                    .entry((r.tenant_id, model))
+                    .or_default()
+                    .push((i, parts));
             }
         }
-        for ((tenant, model), idx) in groups {
-            let owned: Vec<Vec<(&str, u64)>> = idx
-                .iter()
-                .map(|i| {
-                    batch[*i]
-                        .probe
-                        .meters
-                        .iter()
-                        .map(|(m, q)| (m.as_str(), *q))
-                        .collect()
-                })
-                .collect();
-            let usages: Vec<&[(&str, u64)]> = owned.iter().map(Vec::as_slice).collect();
-            for (i, q) in idx.iter().zip(p.quote_for(tenant, model, &usages).await) {
-                costs[*i] = q.map(|q| (q.minor, q.currency));
+        for ((tenant, model), parts) in groups {
+            let usages: Vec<&[(&str, u64)]> = parts.iter().map(|(_, u)| u.as_slice()).collect();
+            for ((i, _), q) in parts.iter().zip(p.quote_for(tenant, model, &usages).await) {
+                if let Some(q) = q {
+                    let c = costs[*i].get_or_insert((0.0, q.currency.clone()));
+                    c.0 += q.minor;
+                }
             }
         }
     }
@@ -431,7 +459,7 @@ async fn write(db: &DatabaseConnection, rows: &[record::Model]) -> Result<(), Db
             .add_record(r);
         }
     }
-    let txn = db.begin().await?;
+    let txn = llmops_core::db::begin_write(db).await?;
     // 100 rows of 31 columns stay far below every engine's bind limit.
     for chunk in rows.chunks(100) {
         let models: Vec<record::ActiveModel> = chunk
@@ -474,7 +502,9 @@ pub(crate) async fn compact(db: &DatabaseConnection, max_groups: u64) -> Result<
         .await?;
     let mut merged = 0;
     for (tenant, model, res, start) in groups {
-        let txn = db.begin().await?;
+        // IMMEDIATE on SQLite: the read and the delete see one snapshot
+        // even while the writer commits.
+        let txn = llmops_core::db::begin_write(db).await?;
         let rows = rollup::Entity::find()
             .filter(rollup::Column::TenantId.eq(tenant.as_str()))
             .filter(rollup::Column::Model.eq(model.as_str()))
@@ -515,11 +545,37 @@ pub(crate) struct Retention {
     pub hours: TimeDelta,
 }
 
-/// Deletes rows older than their retention.
+/// Deletes rows older than their retention: records, prompt samples,
+/// drift reports and webhook deliveries with the records; rollups by
+/// resolution; resolved alerts with the hour rollups.
 pub(crate) async fn expire(db: &DatabaseConnection, keep: &Retention) -> Result<u64, DbErr> {
+    use crate::entities::{alert, delivery, drift_report};
     let now = Utc::now();
+    let old = now - keep.records;
     let mut n = record::Entity::delete_many()
-        .filter(record::Column::StartedAt.lt(now - keep.records))
+        .filter(record::Column::StartedAt.lt(old))
+        .exec(db)
+        .await?
+        .rows_affected;
+    n += sample::Entity::delete_many()
+        .filter(sample::Column::CreatedAt.lt(old))
+        .exec(db)
+        .await?
+        .rows_affected;
+    n += drift_report::Entity::delete_many()
+        .filter(drift_report::Column::CreatedAt.lt(old))
+        .exec(db)
+        .await?
+        .rows_affected;
+    n += delivery::Entity::delete_many()
+        .filter(delivery::Column::CreatedAt.lt(old))
+        .filter(delivery::Column::Status.ne("pending"))
+        .exec(db)
+        .await?
+        .rows_affected;
+    n += alert::Entity::delete_many()
+        .filter(alert::Column::Status.eq("resolved"))
+        .filter(alert::Column::ResolvedAt.lt(now - keep.hours))
         .exec(db)
         .await?
         .rows_affected;

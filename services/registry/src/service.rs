@@ -61,12 +61,16 @@ pub const OPEN_DRIFT_ALERTS: &str = "open_drift_alerts";
 #[async_trait::async_trait]
 pub trait LiveChecks: Send + Sync {
     /// The drift alerts firing on the traffic of registry model `name`
-    /// (its deployments, or the name itself), one JSON object each.
+    /// (its deployments, or the name itself) that began after `since` (the
+    /// version's creation: drift found before a version was made, e.g.
+    /// the drift that triggered its retraining, does not hold it back),
+    /// one JSON object each.
     async fn open_drift_alerts(
         &self,
         ctx: &TenantCtx,
         name: &str,
         version_ids: &[String],
+        since: chrono::DateTime<Utc>,
     ) -> ApiResult<Vec<serde_json::Value>>;
 }
 

@@ -443,6 +443,9 @@ impl Serving {
             .filter(dep::Column::Status.ne("stopped"))
             .one(db)
             .await?;
+        if let (Some(d), Some(p)) = (&row, ctx.probe()) {
+            p.deployment(&d.id);
+        }
         match row {
             None => Ok(None),
             Some(d) if d.status == "ready" => Ok(Some(CatalogModel {

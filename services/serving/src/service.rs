@@ -309,7 +309,30 @@ impl Serving {
             }
         };
         let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, extra(m))).collect();
-        self.record_parts(ctx, id, model, &parts).await;
+        self.record_parts(ctx, id, model, &parts, true).await;
+    }
+
+    /// [`Serving::record`] of a settlement, whose probe booking was done
+    /// when it settled (a dropped stream settles in the background, after
+    /// its monitoring record is taken).
+    pub(crate) async fn record_settled(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        model: &str,
+        source: UsageSource,
+        parts: &[(&str, u32)],
+    ) {
+        let counted = [("usage_source", source.as_str())];
+        let extra = |meter: &str| -> &[(&str, &str)] {
+            if source != UsageSource::Backend && meter != Meter::REQUESTS {
+                &counted
+            } else {
+                &[]
+            }
+        };
+        let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, extra(m))).collect();
+        self.record_parts(ctx, id, model, &parts, false).await;
     }
 
     /// Books usage with the same extra dimensions on every meter (a cached
@@ -323,13 +346,20 @@ impl Serving {
         parts: &[(&str, u32)],
     ) {
         let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, dims)).collect();
-        self.record_parts(ctx, id, model, &parts).await;
+        self.record_parts(ctx, id, model, &parts, true).await;
     }
 
     /// One event per non-zero part, `<id>:<meter>`, with `model` and the
     /// part's dimensions.
-    async fn record_parts(&self, ctx: &TenantCtx, id: &str, model: &str, parts: &[Part<'_>]) {
-        if let Some(p) = ctx.probe() {
+    async fn record_parts(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        model: &str,
+        parts: &[Part<'_>],
+        probe: bool,
+    ) {
+        if let Some(p) = ctx.probe().filter(|_| probe) {
             let q: Vec<(&str, u32)> = parts.iter().map(|(m, q, _)| (*m, *q)).collect();
             p.usage(model, &q);
         }
@@ -386,6 +416,9 @@ impl Serving {
             ));
         }
         metrics::counter!("llm_requests_total", "model" => m.id.clone()).increment(1);
+        if let Some(p) = ctx.probe() {
+            p.resolve(&m.id);
+        }
         Ok(m)
     }
 

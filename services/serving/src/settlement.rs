@@ -74,20 +74,19 @@ impl Settlement {
             self.completion_tokens,
             self.usage_source,
         );
+        let parts = [
+            (Meter::INPUT_TOKENS, p),
+            (Meter::OUTPUT_TOKENS, c),
+            (Meter::REQUESTS, 1),
+        ];
+        // The monitoring probe learns the counts now: a stream dropped by
+        // its client settles in the background, after its record is taken.
+        if let Some(probe) = ctx.probe() {
+            probe.usage(&model, &parts);
+        }
         Some(async move {
             s.0.budget.settle(&ctx, reserved, p.saturating_add(c)).await;
-            s.record(
-                &ctx,
-                &id,
-                &model,
-                source,
-                &[
-                    (Meter::INPUT_TOKENS, p),
-                    (Meter::OUTPUT_TOKENS, c),
-                    (Meter::REQUESTS, 1),
-                ],
-            )
-            .await;
+            s.record_settled(&ctx, &id, &model, source, &parts).await;
         })
     }
 

@@ -16,6 +16,7 @@ fn fast_env() -> Vec<(String, String)> {
         ("LLMOPS_MONITORING_POLL_MS".into(), "100".into()),
         ("LLMOPS_MONITORING_SAMPLE_RATE".into(), "1".into()),
         ("LLMOPS_MONITORING_DRIFT_EVERY_SECS".into(), "0".into()),
+        ("LLMOPS_MONITORING_ALERT_EVERY_SECS".into(), "1".into()),
     ]
 }
 
@@ -388,6 +389,35 @@ async fn every_inference_call_is_recorded_priced_and_summarised() {
         ),
         (Some(1), Some(1.0))
     );
+
+    // A budget-use rule fires once the period's spend passes half a budget
+    // the calls above already exceeded.
+    let res = app
+        .put("/v1/billing/budget", &key, &json!({"limit_minor": 1}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res = app
+        .post(
+            "/v1/monitoring/alert_rules",
+            &key,
+            &json!({"name": "budget", "metric": "budget_percent", "threshold": 50}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    eventually(Duration::from_secs(20), || async {
+        let list = app
+            .get_json("/v1/monitoring/alerts?status=firing", &key)
+            .await?;
+        Ok(list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["metric"] == "budget_percent" && a["value"].as_f64().unwrap() >= 100.0))
+    })
+    .await
+    .unwrap();
 
     // The operator sees the tenant among all tenants.
     let all: Value = app
@@ -1090,7 +1120,29 @@ async fn alerts_fire_signed_webhooks_gate_promotions_and_retrain() {
         p["checks"][0]["alerts"][0]["alert_id"], drift_alert["id"],
         "{p}"
     );
-    // A newer report without drift resolves it; promotion goes through.
+    // A version made after the drift began (what the retraining produces)
+    // is not held back by it.
+    let res = app
+        .post(
+            "/v1/registry/models/base/versions",
+            &key,
+            &json!({"format": "gguf", "quantization": "gguf_q4_1", "source": {"type": "import"},
+                    "artifact_uri": "s3://models/base-2.gguf", "sha256": "cd".repeat(32)}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = app
+        .put(
+            "/v1/registry/models/base/aliases/production",
+            &key,
+            &json!({"version": 2}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // A newer report without drift resolves it; the older version may go
+    // back to production.
     drift_verdict(&app, &tenant, "base", false).await;
     eventually(Duration::from_secs(20), || async {
         let a = app

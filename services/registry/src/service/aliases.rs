@@ -70,7 +70,9 @@ impl Registry {
                     .into_tuple()
                     .all(&txn)
                     .await?;
-                alerts = live.open_drift_alerts(ctx, name, &versions).await?;
+                alerts = live
+                    .open_drift_alerts(ctx, name, &versions, v.created_at)
+                    .await?;
                 metrics.insert(OPEN_DRIFT_ALERTS.to_string(), alerts.len() as f64);
             }
             let failed: Vec<GateFailure> = gates
