@@ -300,16 +300,8 @@ impl Serving {
         source: UsageSource,
         parts: &[(&str, u32)],
     ) {
-        let counted = [("usage_source", source.as_str())];
-        let extra = |meter: &str| -> &[(&str, &str)] {
-            if source != UsageSource::Backend && meter != Meter::REQUESTS {
-                &counted
-            } else {
-                &[]
-            }
-        };
-        let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, extra(m))).collect();
-        self.record_parts(ctx, id, model, &parts, true).await;
+        self.record_sourced(ctx, id, model, source, parts, true)
+            .await;
     }
 
     /// [`Serving::record`] of a settlement, whose probe booking was done
@@ -323,6 +315,19 @@ impl Serving {
         source: UsageSource,
         parts: &[(&str, u32)],
     ) {
+        self.record_sourced(ctx, id, model, source, parts, false)
+            .await;
+    }
+
+    async fn record_sourced(
+        &self,
+        ctx: &TenantCtx,
+        id: &str,
+        model: &str,
+        source: UsageSource,
+        parts: &[(&str, u32)],
+        probe: bool,
+    ) {
         let counted = [("usage_source", source.as_str())];
         let extra = |meter: &str| -> &[(&str, &str)] {
             if source != UsageSource::Backend && meter != Meter::REQUESTS {
@@ -332,7 +337,7 @@ impl Serving {
             }
         };
         let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, extra(m))).collect();
-        self.record_parts(ctx, id, model, &parts, false).await;
+        self.record_parts(ctx, id, model, &parts, probe).await;
     }
 
     /// Books usage with the same extra dimensions on every meter (a cached
