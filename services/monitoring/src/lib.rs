@@ -24,6 +24,7 @@ pub mod query;
 pub mod reports;
 pub mod routes;
 pub mod sketch;
+pub mod webhooks;
 pub mod writer;
 
 use chrono::TimeDelta;
@@ -128,7 +129,7 @@ impl Monitoring {
             Duration::from_secs(cfg.monitoring_alert_every_secs),
             stop.clone(),
         ));
-        tasks.spawn(alerts::run_deliveries(
+        tasks.spawn(webhooks::run_deliveries(
             service.db.clone(),
             Duration::from_secs(cfg.monitoring_alert_every_secs),
             Duration::from_millis(cfg.monitoring_webhook_backoff_ms),
