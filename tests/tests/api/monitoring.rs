@@ -614,7 +614,7 @@ fn the_drift_statistics_reference_is_scipys() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shift_in_prompts_is_reported_as_drift() {
     let app = app_with_triton().await;
-    let (_, key) = app
+    let (tenant, key) = app
         .tenant_on_plan("drifting", 10_000, 10_000_000, 10)
         .await
         .unwrap();
@@ -691,7 +691,23 @@ async fn a_shift_in_prompts_is_reported_as_drift() {
     })
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The prompts are embedded by a task of their own, after the records.
+    let db = sea_orm::Database::connect(&app.db.as_ref().unwrap().url)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(60), || async {
+        let row = db
+            .query_one_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM monitoring_samples WHERE tenant_id = $1",
+                [tenant.clone().into()],
+            ))
+            .await?
+            .unwrap();
+        Ok(row.try_get::<i64>("", "n")? == 64)
+    })
+    .await
+    .unwrap();
 
     let res = app
         .post(

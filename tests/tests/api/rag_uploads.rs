@@ -417,14 +417,30 @@ async fn plan_caps_and_metering() {
 
     // Metering: embedding tokens of ingestion and queries, one rag query
     // each, and stored chunks sampled per window.
-    let embedded = crate::training_lifecycle::usage_events(&app, &tenant, "embedding_tokens").await;
+    // The query's events are handed to the ledger as its answer goes out:
+    // they may land a moment later.
+    let mut embedded = Vec::new();
+    for _ in 0..50 {
+        embedded = crate::training_lifecycle::usage_events(&app, &tenant, "embedding_tokens").await;
+        if embedded.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(embedded.len() >= 3, "{embedded:?}");
     assert!(
         embedded
             .iter()
             .all(|(_, q, d)| *q > 0 && d["model"] == "all-minilm-l6-v2")
     );
-    let queries = crate::training_lifecycle::usage_events(&app, &tenant, "rag_queries").await;
+    let mut queries = Vec::new();
+    for _ in 0..50 {
+        queries = crate::training_lifecycle::usage_events(&app, &tenant, "rag_queries").await;
+        if !queries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(queries.len(), 1, "{queries:?}");
     // A window sampled while the second document was still being
     // stored counts one chunk; a later window counts both.
