@@ -94,6 +94,20 @@ pub async fn build_state(
     AppState,
     impl std::future::Future<Output = ()> + Send + 'static,
 )> {
+    build_state_for(cfg, stop, crate::split::Topology::all()).await
+}
+
+/// [`build_state`] for a process that runs the services `topology` names
+/// (the libraries of every service are there; their schedules run only
+/// where the service does).
+pub async fn build_state_for(
+    cfg: Config,
+    stop: CancellationToken,
+    topology: crate::split::Topology,
+) -> anyhow::Result<(
+    AppState,
+    impl std::future::Future<Output = ()> + Send + 'static,
+)> {
     let db = db::connect(&cfg)
         .await
         .context("connecting to the database")?;
@@ -185,6 +199,7 @@ pub async fn build_state(
             retrainer: Some(Arc::new(crate::retrain::TrainingRetrainer(
                 training.clone(),
             ))),
+            schedules: topology.runs("monitoring"),
         },
         &monitoring_tasks,
         stop,
@@ -208,6 +223,7 @@ pub async fn build_state(
         metrics: install_metrics(),
         rag: None,
         cache,
+        topology,
         config: cfg,
         db,
         auth,
@@ -486,31 +502,8 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
         .app_data(path_config())
-        // Routes are tried in order and a pattern with parameters costs a
-        // regex match: the inference routes (static) come first, the
-        // Swagger UI's catch-all last.
-        .service(
-            web::scope("/v1")
-                .wrap(from_fn(authenticate))
-                .configure(llmops_serving::routes::configure)
-                .configure(routes::v1)
-                .configure(llmops_billing::routes::configure)
-                .configure(llmops_registry::routes::configure)
-                .configure(llmops_training::routes::configure)
-                .configure(llmops_rag::routes::configure)
-                .configure(llmops_cache::routes::configure)
-                .configure(llmops_monitoring::routes::configure)
-                .configure(llmops_monitoring::alert_routes::configure),
-        )
-        .service(
-            web::scope("/admin/v1")
-                .wrap(from_fn(operator_only))
-                .configure(routes::admin)
-                .configure(llmops_billing::routes::configure_admin)
-                .configure(llmops_training::admin::configure_admin)
-                .configure(llmops_rag::routes::configure_admin)
-                .configure(llmops_monitoring::routes::configure_admin),
-        )
+        .service(v1_scope(&state.topology))
+        .service(admin_scope(&state.topology))
         .configure(routes::health::configure)
         .route(
             "/docs",
@@ -526,8 +519,120 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         );
 }
 
+/// A service's route registration.
+type Routes = fn(&mut web::ServiceConfig);
+
+/// `/v1`: the routes of the services this process runs, behind the
+/// tenant's authentication and limits (the gateway) or the gateway's token
+/// (a service in split mode); a gateway forwards the rest.
+fn v1_scope(
+    topology: &crate::split::Topology,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + use<>,
+> {
+    let runs = |s: &str| topology.runs(s);
+    // Routes are tried in order and a pattern with parameters costs a
+    // regex match: the inference routes (static) come first.
+    let mut scope = web::scope("/v1");
+    if runs("serving") {
+        scope = scope.configure(llmops_serving::routes::configure);
+    }
+    if runs(crate::split::GATEWAY) {
+        scope = scope.configure(routes::v1);
+    }
+    let services: [(&str, Routes); 7] = [
+        ("billing", llmops_billing::routes::configure),
+        ("registry", llmops_registry::routes::configure),
+        ("training", llmops_training::routes::configure),
+        ("rag", llmops_rag::routes::configure),
+        ("serving", llmops_cache::routes::configure),
+        ("monitoring", llmops_monitoring::routes::configure),
+        ("monitoring", llmops_monitoring::alert_routes::configure),
+    ];
+    for (service, configure) in services {
+        if runs(service) {
+            scope = scope.configure(configure);
+        }
+    }
+    if topology.forwards() {
+        scope = scope.default_service(web::to(crate::split::forward));
+    }
+    scope.wrap(from_fn(if topology.behind_gateway() {
+        guard_internal
+    } else {
+        guard_tenant
+    }))
+}
+
+/// `/admin/v1`: as [`v1_scope`], for the operator.
+fn admin_scope(
+    topology: &crate::split::Topology,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + use<>,
+> {
+    let runs = |s: &str| topology.runs(s);
+    let mut scope = web::scope("/admin/v1");
+    let services: [(&str, Routes); 5] = [
+        (crate::split::GATEWAY, routes::admin),
+        ("billing", llmops_billing::routes::configure_admin),
+        ("training", llmops_training::admin::configure_admin),
+        ("rag", llmops_rag::routes::configure_admin),
+        ("monitoring", llmops_monitoring::routes::configure_admin),
+    ];
+    for (service, configure) in services {
+        if runs(service) {
+            scope = scope.configure(configure);
+        }
+    }
+    if topology.forwards() {
+        scope = scope.default_service(web::to(crate::split::forward));
+    }
+    scope.wrap(from_fn(if topology.behind_gateway() {
+        guard_internal
+    } else {
+        guard_operator
+    }))
+}
+
+type Guarded = Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>;
+type GuardFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Guarded>>>;
+
+fn guard_tenant(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> GuardFuture {
+    Box::pin(authenticate(req, next))
+}
+
+fn guard_operator(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> GuardFuture {
+    Box::pin(operator_only(req, next))
+}
+
+fn guard_internal(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> GuardFuture {
+    Box::pin(crate::split::internal_only(req, next))
+}
+
 /// Runs the server until SIGINT/SIGTERM, then drains and flushes.
-pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+pub async fn serve(cfg: Config, services: &str) -> anyhow::Result<()> {
+    let topology = crate::split::Topology::from_spec(services, &cfg)?;
     let workers = cfg.http_workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -537,30 +642,42 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let flush_every = Duration::from_secs(cfg.key_usage_flush_secs);
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
-    let (mut state, flusher) = build_state(cfg, stop.clone()).await?;
-    let vectors = open_vectors(&state.config)?;
-    let rag = build_rag(&state, vectors.clone()).await?;
-    state.rag = Some(rag.clone());
-    enable_semantic_cache(&state, &vectors).await?;
+    let (mut state, flusher) = build_state_for(cfg, stop.clone(), topology).await?;
+    let runs_serving = state.topology.runs("serving");
+    let runs_rag = state.topology.runs("rag");
+    let runs_billing = state.topology.runs("billing");
+    let runs_gateway = state.topology.runs(crate::split::GATEWAY);
+    // The vector store: knowledge bases and the cache's semantic level.
+    if runs_serving || runs_rag {
+        let vectors = open_vectors(&state.config)?;
+        if runs_rag {
+            state.rag = Some(build_rag(&state, vectors.clone()).await?);
+        }
+        if runs_serving {
+            enable_semantic_cache(&state, &vectors).await?;
+        }
+    }
+    tracing::info!(services = %state.topology.describe(), "starting");
     let state = web::Data::new(state);
     tracker.spawn(flusher);
-    {
+    if runs_serving {
         let cache = state.cache.clone();
         let stop = stop.clone();
         tracker.spawn(async move { cache.run_sweeper(Duration::from_secs(30), stop).await });
     }
-    for _ in 0..state.config.rag_ingest_workers {
-        let rag = rag.clone();
-        let stop = stop.clone();
-        tracker.spawn(async move { rag.run_ingest_worker(stop).await });
-    }
-    {
-        let rag = rag.clone();
+    if let Some(rag) = state.rag.clone() {
+        for _ in 0..state.config.rag_ingest_workers {
+            let rag = rag.clone();
+            let stop = stop.clone();
+            tracker.spawn(async move { rag.run_ingest_worker(stop).await });
+        }
         let stop = stop.clone();
         tracker.spawn(async move { rag.run_storage_meter(stop).await });
     }
     // Know which models are ready before the first request.
-    state.serving.poll_readiness().await;
+    if runs_serving {
+        state.serving.poll_readiness().await;
+    }
 
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -582,7 +699,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let _ = std::io::stdout().flush();
 
-    {
+    if runs_gateway {
         let state = state.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
@@ -616,7 +733,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
-    {
+    if runs_serving {
         // Which models are ready decides what /v1/models lists and whether
         // calls go through (503 with retry-after otherwise).
         let serving = state.serving.clone();
@@ -625,7 +742,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             serving.watch_readiness(Duration::from_secs(2), stop).await;
         });
     }
-    {
+    if runs_serving {
         let serving = state.serving.clone();
         let stop = stop.clone();
         tracker.spawn(async move {
@@ -640,7 +757,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             limiter.run_background(stop).await;
         });
     }
-    {
+    if runs_billing {
         // Finalized invoices to Stripe (when configured).
         let billing = state.billing.clone();
         let stop = stop.clone();
@@ -648,7 +765,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
             billing.run_stripe_pusher(stop).await;
         });
     }
-    if state.config.training_cpu_slots > 0 {
+    if state.config.training_cpu_slots > 0 && state.topology.runs("training") {
         // Training jobs on this machine's CPUs.
         let pool = state.config.training_cpu_pool.clone();
         let worker = training_worker(
@@ -661,7 +778,7 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
         let stop = stop.clone();
         tracker.spawn(async move { worker.run(stop).await });
     }
-    if state.config.billing_auto_close {
+    if state.config.billing_auto_close && runs_billing {
         let billing = state.billing.clone();
         let stop = stop.clone();
         tracker.spawn(async move {

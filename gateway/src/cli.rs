@@ -22,9 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway and every service in this process.
+    /// Run the gateway and every service in this process, or (split mode)
+    /// some of them: the gateway forwards the others' routes to
+    /// `service_urls`, and services answer only the gateway.
     Serve {
-        /// Which services to run here; only `all` exists so far.
+        /// `all`, or a comma list of `gateway`, `registry`, `serving`,
+        /// `billing`, `training`, `rag`, `monitoring`.
         #[arg(long, default_value = "all")]
         services: String,
     },
@@ -227,14 +230,7 @@ pub fn main() -> ExitCode {
     let log = init_tracing(&cfg);
     let result = match cli.command {
         Command::Serve { services } => {
-            if services != "all" {
-                log.flush();
-                eprintln!(
-                    "error: --services {services}: running services as separate deployments is not implemented yet; use --services all"
-                );
-                return ExitCode::from(2);
-            }
-            actix_web::rt::System::new().block_on(app::serve(cfg))
+            actix_web::rt::System::new().block_on(app::serve(cfg, &services))
         }
         other => match tokio::runtime::Builder::new_current_thread()
             .enable_all()

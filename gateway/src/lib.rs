@@ -13,5 +13,6 @@ pub mod rag_models;
 pub mod ratelimit;
 pub mod retrain;
 pub mod routes;
+pub mod split;
 pub mod state;
 pub mod teacher;

@@ -22,6 +22,27 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Routes under `/v1` that need no credentials.
 const PUBLIC_V1: &[&str] = &["/v1/auth/login", "/v1/billing/stripe/webhook"];
 
+/// Whether a `/v1` route needs no credentials.
+pub fn is_public(path: &str) -> bool {
+    PUBLIC_V1.contains(&path)
+}
+
+/// A monitoring watch for an inference call (none for other routes or
+/// with monitoring off). Routing matches the percent-decoded path: so
+/// does monitoring.
+pub fn watch_for(state: &AppState, req: &ServiceRequest) -> Option<Watch> {
+    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+    CallKind::of_route(req.method().as_str(), &path)
+        .filter(|_| state.config.monitoring_enabled)
+        .map(|kind| {
+            Watch::new(
+                state.monitoring.sink(),
+                kind,
+                state.config.metrics_tenant_labels,
+            )
+        })
+}
+
 /// Accepts a caller's request id if it is short and printable.
 fn propagated_id(req: &ServiceRequest) -> Option<String> {
     let v = req.headers().get(&REQUEST_ID)?.to_str().ok()?;
@@ -128,7 +149,7 @@ pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    if PUBLIC_V1.contains(&req.path()) {
+    if is_public(req.path()) {
         return Ok(next.call(req).await?.map_into_boxed_body());
     }
     let state = match app_state(&req) {
@@ -139,18 +160,12 @@ pub async fn authenticate(
         Ok(ctx) => ctx,
         Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
     };
-    // Inference calls get a monitoring record, refused ones included.
-    // Routing matches the percent-decoded path: so does monitoring.
-    let path = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
-    let watch = CallKind::of_route(req.method().as_str(), &path)
-        .filter(|_| state.config.monitoring_enabled)
-        .map(|kind| {
-            Watch::new(
-                state.monitoring.sink(),
-                kind,
-                state.config.metrics_tenant_labels,
-            )
-        });
+    // Inference calls get a monitoring record, refused ones included. A
+    // call forwarded to a service elsewhere is recorded there (where the
+    // service fills the record); only the edge's refusals are recorded here.
+    let mut watch = watch_for(&state, &req);
+    let forwarded =
+        state.topology.forwards() && !state.topology.runs(crate::split::owner(req.path()));
     let ctx = match &watch {
         Some(w) => ctx.with_probe(w.probe.clone()),
         None => ctx,
@@ -165,6 +180,9 @@ pub async fn authenticate(
             return Ok(req.error_response(e).map_into_boxed_body());
         }
     };
+    if forwarded {
+        watch = None;
+    }
     req.extensions_mut().insert(ctx.clone());
     let mut res = next.call(req).await?.map_into_boxed_body();
     for h in &admission.headers {

@@ -26,6 +26,8 @@ pub struct AppState {
     /// The response cache (its routes work when caching is off, so a
     /// tenant can still read its settings).
     pub cache: actix_web::web::Data<llmops_cache::SemanticCache>,
+    /// Which services this process runs, and where the others are.
+    pub topology: crate::split::Topology,
     /// Records of inference calls, rollups, feedback.
     pub monitoring: actix_web::web::Data<llmops_monitoring::Monitoring>,
 }

@@ -261,6 +261,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Use this database URL instead of a fresh one (readiness tests).
     pub database_url: Option<String>,
+    /// Start no server (the test starts its own with `start_server_with`).
+    pub no_server: bool,
 }
 
 pub struct TestApp {
@@ -323,7 +325,9 @@ impl TestApp {
         if out.get("status").and_then(Value::as_str) != Some("up to date") {
             bail!("migrate said {out}");
         }
-        app.start_server()?;
+        if !opts.no_server {
+            app.start_server()?;
+        }
         Ok(app)
     }
 
@@ -457,13 +461,20 @@ impl TestApp {
 
     /// Starts one more replica on the same database; returns its index.
     pub fn start_server(&mut self) -> Result<usize> {
+        self.start_server_with(&["serve"], &[])
+    }
+
+    /// Starts `llmops ARGS` (a server) with `env` added to the app's;
+    /// returns its index once it listens.
+    pub fn start_server_with(&mut self, args: &[&str], env: &[(&str, &str)]) -> Result<usize> {
         let log = self
             .data
             .0
             .join(format!("server-{}.log", self.servers.len()));
         let log_file = std::fs::File::create(&log)?;
         let mut child = self
-            .command(&["serve"])?
+            .command(args)?
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()

@@ -17,11 +17,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok` / `ready`.
+    /// `ok` (liveness), `ready`, or `degraded` (a remote service is down).
     pub status: &'static str,
     /// Each configured dependency: `ok`, or what went wrong.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub checks: BTreeMap<&'static str, String>,
+    /// Split mode, the gateway: each service run elsewhere (`ok`,
+    /// `unreachable`, `timed out`, `not ready (503)`). A service that is
+    /// down makes only its own routes answer 503, so it does not make the
+    /// gateway unready; the status reads `degraded`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, String>,
 }
 
 /// Liveness: the process answers.
@@ -31,6 +37,7 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: "ok",
         checks: BTreeMap::new(),
+        services: BTreeMap::new(),
     })
 }
 
@@ -81,7 +88,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Some(conn) => Some(check_redis(conn).await),
         None => None,
     };
-    let artifacts = match state.config.artifacts_url {
+    let stores_artifacts = state.topology.runs("registry") || state.topology.runs("training");
+    let artifacts = match state
+        .config
+        .artifacts_url
+        .as_ref()
+        .filter(|_| stores_artifacts)
+    {
         Some(_) => Some(
             match tokio::time::timeout(CHECK_TIMEOUT, state.registry.artifacts().check()).await {
                 Ok(Ok(())) => Ok(()),
@@ -91,7 +104,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         ),
         None => None,
     };
-    let triton = match state.serving.triton() {
+    let triton = match state
+        .serving
+        .triton()
+        .filter(|_| state.topology.runs("serving"))
+    {
         Some(_) => Some(
             match tokio::time::timeout(CHECK_TIMEOUT, state.serving.triton_ready()).await {
                 Ok(result) => result.map_err(|e| short(&e)),
@@ -129,9 +146,12 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     if failed.is_empty() {
+        let services = state.topology.remote_readiness().await;
+        let degraded = services.values().any(|s| s != "ok");
         return HttpResponse::Ok().json(Health {
-            status: "ready",
+            status: if degraded { "degraded" } else { "ready" },
             checks,
+            services,
         });
     }
     let err = ApiError::Unavailable {

@@ -93,6 +93,15 @@ pub struct Config {
     pub operator_token: Option<Secret<String>>,
     /// HS256 secret for dashboard JWTs; generated into `data_dir` when unset.
     pub jwt_secret: Option<Secret<String>>,
+    /// Split mode: the secret the gateway signs internal tokens with and
+    /// services check them with (the same on every process; at least 32
+    /// characters). Required by `serve --services` other than `all`.
+    pub internal_secret: Option<Secret<String>>,
+    /// Split mode: the base URL of each service run elsewhere, by name
+    /// (`registry`, `serving`, `billing`, `training`, `rag`, `monitoring`).
+    pub service_urls: std::collections::BTreeMap<String, String>,
+    /// Lifetime of an internal token (seconds).
+    pub internal_token_ttl_secs: u64,
     pub jwt_ttl_secs: u64,
     /// How long a replica may serve a cached API key or tenant state: the
     /// bound on how late a revocation or suspension made on another replica
@@ -261,6 +270,9 @@ impl Default for Config {
             stripe_lease_secs: 120,
             stripe_push_workers: 4,
             jwt_secret: None,
+            internal_secret: None,
+            service_urls: std::collections::BTreeMap::new(),
+            internal_token_ttl_secs: 60,
             jwt_ttl_secs: 3600,
             auth_cache_ttl_secs: 5,
             key_usage_flush_secs: 15,
@@ -457,6 +469,34 @@ impl Config {
             && s.expose().len() < 32
         {
             return Err(invalid("jwt_secret", "must be at least 32 characters"));
+        }
+        if let Some(s) = &self.internal_secret
+            && s.expose().len() < 32
+        {
+            return Err(invalid("internal_secret", "must be at least 32 characters"));
+        }
+        if !(1..=3600).contains(&self.internal_token_ttl_secs) {
+            return Err(invalid(
+                "internal_token_ttl_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        for (name, url) in &self.service_urls {
+            if !crate::internal::SERVICES.contains(&name.as_str()) {
+                return Err(invalid(
+                    "service_urls",
+                    format!(
+                        "`{name}` is not a service (one of {})",
+                        crate::internal::SERVICES.join(", ")
+                    ),
+                ));
+            }
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "service_urls",
+                    format!("`{name}`: `{url}` must start with http:// or https://"),
+                ));
+            }
         }
         if self.jwt_ttl_secs == 0 || self.jwt_ttl_secs > 7 * 24 * 3600 {
             return Err(invalid("jwt_ttl_secs", "must be between 1 and 604800"));

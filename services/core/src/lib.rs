@@ -13,6 +13,7 @@ pub mod entities;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod internal;
 pub mod limits;
 pub mod monitor;
 pub mod pagination;

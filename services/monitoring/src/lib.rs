@@ -61,6 +61,10 @@ pub struct Hooks {
     pub embedder: Option<Arc<dyn PromptEmbedder>>,
     /// Starts the retraining jobs of alert rules.
     pub retrainer: Option<Arc<dyn alerts::Retrainer>>,
+    /// Whether this process runs the monitoring service's schedules
+    /// (compaction and retention, drift reports, alert rules, webhooks);
+    /// every process that serves inference writes its own records.
+    pub schedules: bool,
 }
 
 impl Monitoring {
@@ -77,6 +81,7 @@ impl Monitoring {
             pricer,
             embedder,
             retrainer,
+            schedules,
         } = hooks;
         let (recorder, rx) = Recorder::new(cfg.monitoring_queue);
         let samples = embedder.map(|e| {
@@ -102,6 +107,19 @@ impl Monitoring {
             hours: TimeDelta::days(i64::from(cfg.monitoring_hour_retention_days)),
         };
         let minute_retention = retention.minutes;
+        let service = Self {
+            db,
+            sink: Arc::new(recorder.clone()),
+            recorder,
+            minute_retention,
+            retrainer,
+            spend: pricer,
+            allow_private_webhooks: cfg.monitoring_webhook_allow_private,
+        };
+        if !schedules {
+            return service;
+        }
+        let db = service.db.clone();
         tasks.spawn(reports::run(
             db.clone(),
             Duration::from_millis(cfg.monitoring_poll_ms),
@@ -115,15 +133,6 @@ impl Monitoring {
             Duration::from_secs(cfg.monitoring_compact_secs),
             stop.clone(),
         ));
-        let service = Self {
-            db,
-            sink: Arc::new(recorder.clone()),
-            recorder,
-            minute_retention,
-            retrainer,
-            spend: pricer,
-            allow_private_webhooks: cfg.monitoring_webhook_allow_private,
-        };
         tasks.spawn(alerts::run(
             service.clone(),
             Duration::from_secs(cfg.monitoring_alert_every_secs),

@@ -20,6 +20,7 @@ mod ratelimit;
 mod readme;
 mod registry;
 mod serving;
+mod split;
 mod stripe;
 mod tenants;
 mod training_api;
