@@ -172,7 +172,17 @@ pub async fn build_state_for(
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
     let billing = web::Data::new(llmops_billing::Billing::from_config(db.clone(), &cfg)?);
-    let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = billing.clone().into_inner();
+    // Split mode: a process without billing reaches it over HTTP when it
+    // knows where it runs.
+    let spend_guard: Arc<dyn llmops_core::limits::SpendGuard> = match topology
+        .peer("billing")
+        .filter(|_| !topology.runs("billing"))
+    {
+        Some((base, keys, client)) => {
+            Arc::new(crate::peers::HttpSpendGuard::new(base, keys, client))
+        }
+        None => billing.clone().into_inner(),
+    };
     let cache = build_cache(&cfg, &db, redis.as_ref());
     let serving = web::Data::new(Serving::new(ServingParts {
         triton,
@@ -181,7 +191,7 @@ pub async fn build_state_for(
         usage: usage.clone(),
         db: Some(db.clone()),
         registry: Some(registry_client),
-        spend_guard: Some(spend_guard),
+        spend_guard: Some(spend_guard.clone()),
         meter_window: Duration::from_secs(cfg.deployment_meter_window_secs),
         cache: cfg.cache_enabled.then(|| cache.get_ref().clone()),
     }));
@@ -193,7 +203,7 @@ pub async fn build_state_for(
         &cfg,
         db.clone(),
         llmops_monitoring::Hooks {
-            pricer: Some(billing.clone().into_inner()),
+            pricer: Some(spend_guard),
             embedder: crate::cache_models::ServedEmbedder::new(&serving)
                 .map(|e| Arc::new(e) as Arc<dyn llmops_monitoring::PromptEmbedder>),
             retrainer: Some(Arc::new(crate::retrain::TrainingRetrainer(
@@ -503,6 +513,7 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(query_config())
         .app_data(path_config())
         .service(v1_scope(&state.topology))
+        .service(internal_scope(&state.topology))
         .service(admin_scope(&state.topology))
         .configure(routes::health::configure)
         .route(
@@ -568,6 +579,26 @@ fn v1_scope(
     } else {
         guard_tenant
     }))
+}
+
+/// `/internal/v1`: what services call each other for in split mode
+/// (billing's budgets and prices); absent in a single process.
+fn internal_scope(
+    topology: &crate::split::Topology,
+) -> actix_web::Scope<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + use<>,
+> {
+    let mut scope = web::scope("/internal/v1");
+    if topology.behind_gateway() && topology.runs("billing") {
+        scope = scope.configure(crate::peers::configure_billing);
+    }
+    scope.wrap(from_fn(guard_internal))
 }
 
 /// `/admin/v1`: as [`v1_scope`], for the operator.

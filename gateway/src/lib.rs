@@ -9,6 +9,7 @@ pub mod logwriter;
 pub mod middleware;
 pub mod monitor;
 pub mod openapi;
+pub mod peers;
 pub mod rag_models;
 pub mod ratelimit;
 pub mod retrain;

@@ -125,18 +125,21 @@ impl Topology {
         let secret = cfg.internal_secret.as_ref().context(
             "split mode needs internal_secret (LLMOPS_INTERNAL_SECRET, at least 32 characters, the same on the gateway and every service)",
         )?;
+        // The gateway needs every service it does not run; a service needs
+        // the peers it calls (billing, for serving's budget checks).
         let mut remote = BTreeMap::new();
-        if local.contains(GATEWAY) {
-            for service in SERVICES.iter().filter(|s| !local.contains(**s)) {
-                let url = cfg.service_urls.get(*service).with_context(|| {
-                    format!(
-                        "the gateway forwards the {service} service's routes: set service_urls.{service} (LLMOPS_SERVICE_URLS='{{{service}=\"http://…\"}}')"
-                    )
-                })?;
-                remote.insert(
-                    (*service).to_string(),
-                    url.trim_end_matches('/').to_string(),
-                );
+        for service in SERVICES.iter().filter(|s| !local.contains(**s)) {
+            match cfg.service_urls.get(*service) {
+                Some(url) => {
+                    remote.insert(
+                        (*service).to_string(),
+                        url.trim_end_matches('/').to_string(),
+                    );
+                }
+                None if local.contains(GATEWAY) => anyhow::bail!(
+                    "the gateway forwards the {service} service's routes: set service_urls.{service} (LLMOPS_SERVICE_URLS='{{{service}=\"http://…\"}}')"
+                ),
+                None => {}
             }
         }
         let client = reqwest::Client::builder()
@@ -168,7 +171,17 @@ impl Topology {
 
     /// Whether some routes are forwarded from here.
     pub fn forwards(&self) -> bool {
-        !self.remote.is_empty()
+        self.runs(GATEWAY) && !self.remote.is_empty()
+    }
+
+    /// Where `service` runs, when it runs elsewhere and this process knows
+    /// it, with what to call it: the base URL, the keys and the client.
+    pub fn peer(&self, service: &str) -> Option<(String, Arc<InternalKeys>, reqwest::Client)> {
+        Some((
+            self.remote.get(service)?.clone(),
+            self.keys.clone()?,
+            self.client.clone()?,
+        ))
     }
 
     /// The services this process runs, for logs.
@@ -418,8 +431,10 @@ fn check_token(state: &AppState, req: &ServiceRequest) -> Result<Option<TenantCt
         ));
     }
     let admin = req.path().starts_with("/admin/");
+    let internal = req.path().starts_with("/internal/");
     match (&verified.caller, admin) {
         (Caller::Operator, true) => Ok(None),
+        (Caller::Operator, false) if internal => Ok(None),
         (Caller::Public, false) if crate::middleware::is_public(req.path()) => Ok(None),
         (Caller::Tenant { .. }, false) => verified.caller.to_ctx(),
         _ => Err(ApiError::Unauthenticated(

@@ -49,6 +49,7 @@ async fn split() -> Split {
                 ("LLMOPS_INTERNAL_SECRET".into(), SECRET.into()),
                 ("LLMOPS_BILLING_SETTLE_SECS".into(), "0".into()),
                 ("LLMOPS_BILLING_AUTO_CLOSE".into(), "false".into()),
+                ("LLMOPS_BUDGET_CACHE_SECS".into(), "0".into()),
             ],
             ..Default::default()
         },
@@ -57,12 +58,18 @@ async fn split() -> Split {
     .unwrap();
     let triton = triton_url().unwrap();
     let mut services = Vec::new();
-    for (names, extra) in [
-        ("registry", vec![]),
-        ("serving", vec![("LLMOPS_TRITON_URL", triton.as_str())]),
-        ("billing", vec![]),
-        ("training,rag,monitoring", vec![]),
-    ] {
+    let mut billing_url = String::new();
+    for names in ["billing", "registry", "serving", "training,rag,monitoring"] {
+        // Serving and monitoring call billing (budgets, prices) over HTTP.
+        let peers = format!("{{billing=\"{billing_url}\"}}");
+        let extra = match names {
+            "billing" | "registry" => vec![],
+            "serving" => vec![
+                ("LLMOPS_TRITON_URL", triton.as_str()),
+                ("LLMOPS_SERVICE_URLS", peers.as_str()),
+            ],
+            _ => vec![("LLMOPS_SERVICE_URLS", peers.as_str())],
+        };
         // Each process keeps its own data directory (the embedded vector
         // store belongs to one process).
         let dir = app.data.0.join(names.replace(',', "-"));
@@ -74,6 +81,9 @@ async fn split() -> Split {
             .start_server_with(&["serve", "--services", names], &env)
             .unwrap();
         services.push((names.to_string(), app.servers[i].base.clone(), i));
+        if names == "billing" {
+            billing_url = app.servers[i].base.clone();
+        }
     }
     let url = |n: &str| services.iter().find(|(s, _, _)| s == n).unwrap().1.clone();
     let urls = format!(
@@ -209,6 +219,30 @@ async fn the_platform_runs_as_separate_services_behind_the_gateway() {
     assert_eq!(html.status(), 200);
     assert!(html.text().await.unwrap().contains(&invoice));
 
+    // Serving asks billing over HTTP whether the tenant may spend: a
+    // budget below what it spent refuses the next call with 402.
+    let res = app
+        .put("/v1/billing/budget", &key, &json!({"limit_minor": 1}))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": "smollm2-135m-instruct", "max_tokens": 4, "seed": 2,
+                    "messages": [{"role": "user", "content": "Hello again."}]}),
+        )
+        .await
+        .unwrap();
+    problem(res, 402, "budget_exhausted").await.unwrap();
+    // ... and it was billing's process that answered.
+    let billing_log = app.servers[sp.index("billing")].logs();
+    assert!(
+        billing_log.contains("/internal/v1/billing/check"),
+        "{billing_log}"
+    );
+
     // Another tenant sees none of it, through any service.
     let other = app.create_tenant_on("other", "standard").unwrap();
     let okey = s(&other["api_key"]);
@@ -311,6 +345,18 @@ async fn services_answer_only_the_gateway_and_fail_alone() {
     assert_eq!(res.status(), 200);
     let res = app.get("/v1/tenant", &key).await.unwrap();
     assert_eq!(res.status(), 200);
+    // Inference does not depend on billing being up (its budget check
+    // lets the call through; the usage still reaches the ledger).
+    let res = app
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": "smollm2-135m-instruct", "max_tokens": 4, "temperature": 0,
+                    "messages": [{"role": "user", "content": "Still there?"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let ready = app.get_public_json("/readyz").await.unwrap();
     assert_eq!(ready["status"], "degraded", "{ready}");
     assert_eq!(ready["services"]["billing"], "unreachable", "{ready}");

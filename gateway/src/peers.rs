@@ -1,0 +1,247 @@
+//! Split mode: calls between services over HTTP, behind the same typed
+//! traits the single process calls in memory. Serving (and the monitoring
+//! writer next to it) reaches billing's budgets and prices through
+//! [`HttpSpendGuard`], which implements `SpendGuard` against billing's
+//! `/internal/v1/billing/*` routes; those routes accept only the gateway's
+//! internal tokens (`split::internal_only`), signed here with the same
+//! secret.
+
+use actix_web::{HttpResponse, web};
+use llmops_core::error::REQUEST;
+use llmops_core::ids::{TenantId, new_request_id};
+use llmops_core::internal::{Caller, HEADER, InternalKeys};
+use llmops_core::limits::{Quote, SpendGuard};
+use llmops_core::{ApiError, ApiResult, TenantCtx};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+const SERVICE: &str = "billing";
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Billing's `SpendGuard`, over HTTP.
+///
+/// A budget check that cannot reach billing lets the call through (and
+/// counts `llmops_peer_errors_total{service="billing"}`): usage still goes
+/// to the ledger, budgets are already enforced a few seconds late
+/// (`budget_cache_secs`), and a billing outage must not take inference
+/// down with it. A refusal from billing (402) is passed on as it is.
+pub struct HttpSpendGuard {
+    base: String,
+    keys: Arc<InternalKeys>,
+    client: reqwest::Client,
+}
+
+#[derive(Serialize, Deserialize)]
+struct QuoteRequest {
+    tenant_id: TenantId,
+    model: String,
+    usages: Vec<Vec<(String, u64)>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireQuote {
+    currency: String,
+    minor: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct BudgetUse {
+    spend_minor: i64,
+    budget_minor: i64,
+}
+
+#[derive(Deserialize)]
+struct TenantQuery {
+    tenant_id: TenantId,
+}
+
+impl HttpSpendGuard {
+    pub fn new(base: String, keys: Arc<InternalKeys>, client: reqwest::Client) -> Self {
+        Self { base, keys, client }
+    }
+
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        caller: Caller,
+    ) -> ApiResult<reqwest::RequestBuilder> {
+        let rid = REQUEST
+            .try_with(|r| r.request_id.clone())
+            .unwrap_or_else(|_| new_request_id());
+        let token = self.keys.sign(SERVICE, caller, &rid)?;
+        Ok(self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .header(HEADER, token)
+            .header("x-request-id", rid)
+            .timeout(TIMEOUT))
+    }
+
+    fn failed(what: &str, e: impl std::fmt::Display) {
+        metrics::counter!("llmops_peer_errors_total", "service" => SERVICE).increment(1);
+        tracing::warn!(error = %e, "billing {what} failed");
+    }
+}
+
+#[async_trait::async_trait]
+impl SpendGuard for HttpSpendGuard {
+    async fn check(&self, ctx: &TenantCtx) -> ApiResult<()> {
+        let req = self.request(
+            reqwest::Method::POST,
+            "/internal/v1/billing/check",
+            Caller::tenant(ctx),
+        )?;
+        match req.send().await {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) if r.status() == reqwest::StatusCode::PAYMENT_REQUIRED => {
+                let detail = r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|p| p["detail"].as_str().map(str::to_string))
+                    .unwrap_or_else(|| "the tenant's budget is spent".into());
+                Err(ApiError::BudgetExhausted(detail))
+            }
+            Ok(r) => {
+                Self::failed("budget check", r.status());
+                Ok(())
+            }
+            Err(e) => {
+                Self::failed("budget check", e);
+                Ok(())
+            }
+        }
+    }
+
+    async fn budget_use(&self, tenant: TenantId) -> Option<(i64, i64)> {
+        let req = self
+            .request(
+                reqwest::Method::GET,
+                &format!("/internal/v1/billing/budget_use?tenant_id={tenant}"),
+                Caller::Operator,
+            )
+            .ok()?;
+        match req.send().await {
+            Ok(r) if r.status().is_success() => r
+                .json::<Option<BudgetUse>>()
+                .await
+                .ok()
+                .flatten()
+                .map(|b| (b.spend_minor, b.budget_minor)),
+            Ok(r) => {
+                Self::failed("budget lookup", r.status());
+                None
+            }
+            Err(e) => {
+                Self::failed("budget lookup", e);
+                None
+            }
+        }
+    }
+
+    async fn quote_for(
+        &self,
+        tenant: TenantId,
+        model: &str,
+        usages: &[&[(&str, u64)]],
+    ) -> Vec<Option<Quote>> {
+        let none = vec![None; usages.len()];
+        let body = QuoteRequest {
+            tenant_id: tenant,
+            model: model.to_string(),
+            usages: usages
+                .iter()
+                .map(|set| set.iter().map(|(m, q)| ((*m).to_string(), *q)).collect())
+                .collect(),
+        };
+        let Ok(req) = self.request(
+            reqwest::Method::POST,
+            "/internal/v1/billing/quote",
+            Caller::Operator,
+        ) else {
+            return none;
+        };
+        match req.json(&body).send().await {
+            Ok(r) if r.status().is_success() => match r.json::<Vec<Option<WireQuote>>>().await {
+                Ok(q) if q.len() == usages.len() => q
+                    .into_iter()
+                    .map(|q| {
+                        q.map(|q| Quote {
+                            currency: q.currency,
+                            minor: q.minor,
+                        })
+                    })
+                    .collect(),
+                Ok(_) => none,
+                Err(e) => {
+                    Self::failed("quote", e);
+                    none
+                }
+            },
+            Ok(r) => {
+                Self::failed("quote", r.status());
+                none
+            }
+            Err(e) => {
+                Self::failed("quote", e);
+                none
+            }
+        }
+    }
+}
+
+/// Billing's side: `/internal/v1/billing/*` (in split mode only, behind
+/// `split::internal_only`).
+pub fn configure_billing(cfg: &mut web::ServiceConfig) {
+    cfg.route("/billing/check", web::post().to(check))
+        .route("/billing/quote", web::post().to(quote))
+        .route("/billing/budget_use", web::get().to(budget_use));
+}
+
+async fn check(
+    ctx: llmops_core::http::Tenant,
+    billing: web::Data<llmops_billing::Billing>,
+) -> ApiResult<HttpResponse> {
+    billing.check(&ctx.0).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn quote(
+    billing: web::Data<llmops_billing::Billing>,
+    body: web::Json<QuoteRequest>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let sets: Vec<Vec<(&str, u64)>> = body
+        .usages
+        .iter()
+        .map(|set| set.iter().map(|(m, q)| (m.as_str(), *q)).collect())
+        .collect();
+    let refs: Vec<&[(&str, u64)]> = sets.iter().map(Vec::as_slice).collect();
+    let quotes = billing.quote_for(body.tenant_id, &body.model, &refs).await;
+    let wire: Vec<Option<WireQuote>> = quotes
+        .into_iter()
+        .map(|q| {
+            q.map(|q| WireQuote {
+                currency: q.currency,
+                minor: q.minor,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(wire))
+}
+
+async fn budget_use(
+    billing: web::Data<llmops_billing::Billing>,
+    query: web::Query<TenantQuery>,
+) -> ApiResult<HttpResponse> {
+    let found = billing
+        .budget_use(query.tenant_id)
+        .await
+        .map(|(spend_minor, budget_minor)| BudgetUse {
+            spend_minor,
+            budget_minor,
+        });
+    Ok(HttpResponse::Ok().json(found))
+}
