@@ -170,7 +170,13 @@ pub async fn build_state_for(
     }
     let catalog = llmops_serving::catalog::build(&cfg.catalog, triton.is_some(), &tokenizers)
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-    let registry_client: Arc<dyn llmops_registry::RegistryClient> = registry.clone().into_inner();
+    let registry_client: Arc<dyn llmops_registry::RegistryClient> = match topology
+        .peer("registry")
+        .filter(|_| !topology.runs("registry"))
+    {
+        Some((base, keys, client)) => Arc::new(crate::peers::HttpRegistry::new(base, keys, client)),
+        None => registry.clone().into_inner(),
+    };
     let billing = web::Data::new(llmops_billing::Billing::from_config(db.clone(), &cfg)?);
     // Split mode: a process without billing reaches it over HTTP when it
     // knows where it runs.

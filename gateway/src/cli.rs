@@ -190,8 +190,20 @@ fn init_tracing(cfg: &Config) -> LogWriter {
 }
 
 fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    let mut text = serde_json::to_string_pretty(v)?;
+    text.push('\n');
+    print_out(&text)
+}
+
+/// Writes to stdout; a reader that went away (`llmops openapi | head`) is
+/// not an error (`print!` would panic on the broken pipe).
+fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Prints an error: problem JSON for API errors, text otherwise.
@@ -303,7 +315,7 @@ async fn run(cmd: Command, cfg: Config) -> anyhow::Result<()> {
         } => app::run_worker(cfg, slots, owner, &gpu_type, pool.as_deref()).await,
         Command::Config => print_json(&cfg.to_masked_json()),
         Command::Openapi => {
-            print!("{}", openapi::document_json());
+            print_out(&openapi::document_json())?;
             Ok(())
         }
         Command::Migrate => {

@@ -1,10 +1,12 @@
 //! Split mode: calls between services over HTTP, behind the same typed
-//! traits the single process calls in memory. Serving (and the monitoring
-//! writer next to it) reaches billing's budgets and prices through
-//! [`HttpSpendGuard`], which implements `SpendGuard` against billing's
-//! `/internal/v1/billing/*` routes; those routes accept only the gateway's
-//! internal tokens (`split::internal_only`), signed here with the same
-//! secret.
+//! traits the single process calls in memory, with internal tokens signed
+//! here under the gateway's secret (services accept nothing else):
+//! - serving (and the monitoring writer next to it) reaches billing's
+//!   budgets and prices through [`HttpSpendGuard`] (`SpendGuard`, against
+//!   billing's `/internal/v1/billing/*` routes);
+//! - serving's deployments resolve versions and stream their artifacts
+//!   from the registry through [`HttpRegistry`] (`RegistryClient`, against
+//!   the registry's own `/v1/registry` routes, as the calling tenant).
 
 use actix_web::{HttpResponse, web};
 use llmops_core::error::REQUEST;
@@ -244,4 +246,133 @@ async fn budget_use(
             budget_minor,
         });
     Ok(HttpResponse::Ok().json(found))
+}
+
+/// The registry's `RegistryClient`, over HTTP, as the calling tenant: what
+/// serving needs for deployments (resolving a reference, streaming the
+/// artifact). Registering versions is the training service's call, which
+/// runs the registry library over the shared database and store.
+pub struct HttpRegistry {
+    base: String,
+    keys: Arc<InternalKeys>,
+    client: reqwest::Client,
+}
+
+impl HttpRegistry {
+    pub fn new(base: String, keys: Arc<InternalKeys>, client: reqwest::Client) -> Self {
+        Self { base, keys, client }
+    }
+
+    fn get(&self, ctx: &TenantCtx, path: &str) -> ApiResult<reqwest::RequestBuilder> {
+        let rid = REQUEST
+            .try_with(|r| r.request_id.clone())
+            .unwrap_or_else(|_| new_request_id());
+        let token = self.keys.sign("registry", Caller::tenant(ctx), &rid)?;
+        Ok(self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(HEADER, token)
+            .header("x-request-id", rid))
+    }
+
+    /// The registry's answer as this process's own error: the same status
+    /// and detail the tenant would have had from the registry.
+    async fn refused(res: reqwest::Response) -> ApiError {
+        let status = res.status().as_u16();
+        let detail = res
+            .json::<serde_json::Value>()
+            .await
+            .ok()
+            .and_then(|p| p["detail"].as_str().map(str::to_string))
+            .unwrap_or_else(|| format!("the registry answered {status}"));
+        match status {
+            404 => ApiError::NotFound(detail.trim_end_matches(" not found").to_string()),
+            409 => ApiError::Conflict(detail),
+            400 | 422 => ApiError::BadRequest(detail),
+            403 => ApiError::MissingScope("registry".into()),
+            503 => ApiError::Unavailable {
+                dependency: "the registry service".into(),
+                retry_after_secs: 5,
+            },
+            _ => ApiError::UpstreamFailed(detail),
+        }
+    }
+
+    fn unreachable(e: reqwest::Error) -> ApiError {
+        metrics::counter!("llmops_peer_errors_total", "service" => "registry").increment(1);
+        tracing::warn!(error = %e, "registry call failed");
+        ApiError::Unavailable {
+            dependency: "the registry service".into(),
+            retry_after_secs: 5,
+        }
+    }
+}
+
+fn segment(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+#[async_trait::async_trait]
+impl llmops_registry::RegistryClient for HttpRegistry {
+    async fn resolve(
+        &self,
+        ctx: &TenantCtx,
+        reference: &str,
+    ) -> ApiResult<llmops_registry::domain::VersionView> {
+        let res = self
+            .get(ctx, &format!("/v1/registry/resolve/{}", segment(reference)))?
+            .timeout(TIMEOUT)
+            .send()
+            .await
+            .map_err(Self::unreachable)?;
+        if !res.status().is_success() {
+            return Err(Self::refused(res).await);
+        }
+        res.json().await.map_err(Self::unreachable)
+    }
+
+    async fn register_version(
+        &self,
+        _ctx: &TenantCtx,
+        _model: &str,
+        _version: llmops_registry::domain::NewVersion,
+    ) -> ApiResult<llmops_registry::domain::VersionView> {
+        Err(ApiError::NotImplemented(
+            "registering versions over HTTP: the training service registers them in process".into(),
+        ))
+    }
+
+    async fn open_artifact(
+        &self,
+        ctx: &TenantCtx,
+        version: &llmops_registry::domain::VersionView,
+    ) -> ApiResult<llmops_registry::ArtifactStream> {
+        use futures_util::StreamExt;
+        let path = format!(
+            "/v1/registry/models/{}/versions/{}/artifact",
+            segment(&version.model),
+            version.version
+        );
+        let res = self
+            .get(ctx, &path)?
+            .send()
+            .await
+            .map_err(Self::unreachable)?;
+        if !res.status().is_success() {
+            return Err(Self::refused(res).await);
+        }
+        let size = res
+            .content_length()
+            .ok_or_else(|| ApiError::UpstreamFailed("the registry sent no artifact size".into()))?;
+        let stream = res
+            .bytes_stream()
+            .map(|r| {
+                r.map_err(|e| object_store::Error::Generic {
+                    store: "registry",
+                    source: Box::new(e),
+                })
+            })
+            .boxed();
+        Ok((size, stream))
+    }
 }

@@ -176,10 +176,12 @@ pub struct ModelView {
     pub updated_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+// Deserialize: the registry's HTTP client (split mode) reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionView {
     /// Always `registry.model_version`.
-    pub object: &'static str,
+    #[schema(value_type = String)]
+    pub object: VersionObject,
     pub id: ModelVersionId,
     pub model: String,
     pub model_id: ModelId,
@@ -211,6 +213,29 @@ pub struct VersionView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub ready_at: Option<DateTime<Utc>>,
+}
+
+/// The `object` of a [`VersionView`]: `registry.model_version` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionObject;
+
+impl Serialize for VersionObject {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("registry.model_version")
+    }
+}
+
+impl<'de> Deserialize<'de> for VersionObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let tag = String::deserialize(d)?;
+        if tag == "registry.model_version" {
+            Ok(Self)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "expected registry.model_version, not {tag}"
+            )))
+        }
+    }
 }
 
 /// An evaluation of a version: metrics measured on a held-out file by an

@@ -231,7 +231,7 @@ impl Registry {
         };
         let bad = |what: &str| ApiError::Internal(format!("stored {what} is invalid").into());
         Ok(VersionView {
-            object: "registry.model_version",
+            object: crate::domain::VersionObject,
             id: v.id.parse().map_err(ApiError::internal)?,
             model: m.name.clone(),
             model_id: m.id.parse().map_err(ApiError::internal)?,

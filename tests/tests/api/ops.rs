@@ -244,3 +244,24 @@ async fn readyz_follows_postgres() {
     .await
     .unwrap();
 }
+
+/// A reader that stops early (`llmops openapi | head`) ends the command
+/// quietly: no panic on the broken pipe.
+#[test]
+fn cli_output_into_a_closed_pipe_is_not_a_crash() {
+    use std::io::Read;
+    let mut child = std::process::Command::new(llmops_tests::binary().unwrap())
+        .arg("openapi")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    let mut out = child.stdout.take().unwrap();
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{:?} {stderr}", done.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

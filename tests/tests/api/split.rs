@@ -1,8 +1,9 @@
 //! Split mode, black box: the gateway and the services as separate
 //! `llmops serve --services …` processes on PostgreSQL and Redis, with the
 //! real Triton. The same flows as the single-process tests (the OpenAI
-//! SDK's chat and stream, the registry, usage into billing, an invoice,
-//! monitoring records), then the boundary: a service reached directly
+//! SDK's chat and stream, the registry, a deployment of a registered
+//! version, usage into billing, an invoice, monitoring records), then the
+//! boundary: a service reached directly
 //! refuses requests without the gateway's token, with a forged, expired
 //! or misaddressed one; a stopped service takes only its own routes down
 //! (503 with `retry-after`), and comes back without restarting anything.
@@ -58,10 +59,11 @@ async fn split() -> Split {
     .unwrap();
     let triton = triton_url().unwrap();
     let mut services = Vec::new();
-    let mut billing_url = String::new();
+    let (mut billing_url, mut registry_url) = (String::new(), String::new());
     for names in ["billing", "registry", "serving", "training,rag,monitoring"] {
-        // Serving and monitoring call billing (budgets, prices) over HTTP.
-        let peers = format!("{{billing=\"{billing_url}\"}}");
+        // Serving calls billing (budgets, prices) and the registry
+        // (deployments) over HTTP; monitoring, billing.
+        let peers = format!("{{billing=\"{billing_url}\",registry=\"{registry_url}\"}}");
         let extra = match names {
             "billing" | "registry" => vec![],
             "serving" => vec![
@@ -81,8 +83,10 @@ async fn split() -> Split {
             .start_server_with(&["serve", "--services", names], &env)
             .unwrap();
         services.push((names.to_string(), app.servers[i].base.clone(), i));
-        if names == "billing" {
-            billing_url = app.servers[i].base.clone();
+        match names {
+            "billing" => billing_url = app.servers[i].base.clone(),
+            "registry" => registry_url = app.servers[i].base.clone(),
+            _ => {}
         }
     }
     let url = |n: &str| services.iter().find(|(s, _, _)| s == n).unwrap().1.clone();
@@ -172,6 +176,33 @@ async fn the_platform_runs_as_separate_services_behind_the_gateway() {
         .await
         .unwrap();
     assert_eq!(got["name"], "split-model");
+
+    // A version uploaded through the gateway (the artifact streams through
+    // it), deployed by serving, which resolves it and streams its artifact
+    // from the registry's process over HTTP, then served.
+    app.register_smollm(&key).await.unwrap();
+    let dep = app.deploy_ready(&key, "split-bot", "smol@1").await.unwrap();
+    let res = app
+        .post(
+            "/v1/chat/completions",
+            &key,
+            &json!({"model": "split-bot", "max_tokens": 6, "temperature": 0,
+                    "messages": [{"role": "user", "content": "Hello"}]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let registry_log = app.servers[sp.index("registry")].logs();
+    assert!(
+        registry_log.contains("/v1/registry/resolve/{reference}")
+            && registry_log.contains("/v1/registry/models/{model}/versions/{version}/artifact"),
+        "{registry_log}"
+    );
+    let res = app
+        .delete(&format!("/v1/deployments/{dep}"), &key)
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
 
     // Usage from the serving process reaches billing's ledger: the
     // upcoming invoice prices it.
