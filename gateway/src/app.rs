@@ -6,6 +6,7 @@ use crate::openapi;
 use crate::ratelimit::{RateLimiter, RedisStore};
 use crate::routes;
 use crate::state::AppState;
+use actix_web::body::BoxBody;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
@@ -518,9 +519,13 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
         .app_data(path_config())
-        .service(v1_scope(&state.topology))
-        .service(internal_scope(&state.topology))
-        .service(admin_scope(&state.topology))
+        .service(scope_of("/v1", &state.topology, V1_ROUTES, guard_tenant))
+        .service(scope_of(
+            "/admin/v1",
+            &state.topology,
+            ADMIN_ROUTES,
+            guard_operator,
+        ))
         .configure(routes::health::configure)
         .route(
             "/docs",
@@ -534,135 +539,103 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
             SwaggerUi::new("/docs/{_:.*}")
                 .external_url_unchecked("/openapi.json", openapi::document()),
         );
+    if state.topology.behind_gateway() {
+        cfg.service(scope_of(
+            "/internal/v1",
+            &state.topology,
+            INTERNAL_ROUTES,
+            guard_internal,
+        ));
+    }
 }
 
 /// A service's route registration.
 type Routes = fn(&mut web::ServiceConfig);
 
-/// `/v1`: the routes of the services this process runs, behind the
-/// tenant's authentication and limits (the gateway) or the gateway's token
-/// (a service in split mode); a gateway forwards the rest.
-fn v1_scope(
+/// A scope's guard: authentication at the edge, or the internal token.
+type Guard =
+    fn(actix_web::dev::ServiceRequest, actix_web::middleware::Next<BoxBody>) -> GuardFuture;
+
+/// `prefix` with the routes of the services this process runs (in the
+/// order given: routes are tried in order and a pattern with parameters
+/// costs a regex match, so static inference routes come first), behind
+/// `edge` at the gateway or the internal token in a service (split mode);
+/// a gateway forwards the rest to the services that run elsewhere.
+fn scope_of(
+    prefix: &str,
     topology: &crate::split::Topology,
+    routes: &[(&str, Routes)],
+    edge: Guard,
 ) -> actix_web::Scope<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
         Config = (),
-        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Response = actix_web::dev::ServiceResponse<BoxBody>,
         Error = actix_web::Error,
         InitError = (),
     > + use<>,
 > {
-    let runs = |s: &str| topology.runs(s);
-    // Routes are tried in order and a pattern with parameters costs a
-    // regex match: the inference routes (static) come first.
-    let mut scope = web::scope("/v1");
-    if runs("serving") {
-        scope = scope.configure(llmops_serving::routes::configure);
-    }
-    if runs(crate::split::GATEWAY) {
-        scope = scope.configure(routes::v1);
-    }
-    let services: [(&str, Routes); 7] = [
-        ("billing", llmops_billing::routes::configure),
-        ("registry", llmops_registry::routes::configure),
-        ("training", llmops_training::routes::configure),
-        ("rag", llmops_rag::routes::configure),
-        ("serving", llmops_cache::routes::configure),
-        ("monitoring", llmops_monitoring::routes::configure),
-        ("monitoring", llmops_monitoring::alert_routes::configure),
-    ];
-    for (service, configure) in services {
-        if runs(service) {
-            scope = scope.configure(configure);
+    let mut scope = web::scope(prefix);
+    for (service, configure) in routes {
+        if topology.runs(service) {
+            scope = scope.configure(*configure);
         }
     }
     if topology.forwards() {
         scope = scope.default_service(web::to(crate::split::forward));
     }
-    scope.wrap(from_fn(if topology.behind_gateway() {
+    let guard: Guard = if topology.behind_gateway() {
         guard_internal
     } else {
-        guard_tenant
-    }))
+        edge
+    };
+    scope.wrap(from_fn(guard))
 }
 
-/// `/internal/v1`: what services call each other for in split mode
-/// (billing's budgets and prices); absent in a single process.
-fn internal_scope(
-    topology: &crate::split::Topology,
-) -> actix_web::Scope<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    > + use<>,
-> {
-    let mut scope = web::scope("/internal/v1");
-    if topology.behind_gateway() && topology.runs("billing") {
-        scope = scope.configure(crate::peers::configure_billing);
-    }
-    scope.wrap(from_fn(guard_internal))
-}
+const V1_ROUTES: &[(&str, Routes)] = &[
+    ("serving", llmops_serving::routes::configure),
+    (crate::split::GATEWAY, routes::v1),
+    ("billing", llmops_billing::routes::configure),
+    ("registry", llmops_registry::routes::configure),
+    ("training", llmops_training::routes::configure),
+    ("rag", llmops_rag::routes::configure),
+    ("serving", llmops_cache::routes::configure),
+    ("monitoring", llmops_monitoring::routes::configure),
+    ("monitoring", llmops_monitoring::alert_routes::configure),
+];
 
-/// `/admin/v1`: as [`v1_scope`], for the operator.
-fn admin_scope(
-    topology: &crate::split::Topology,
-) -> actix_web::Scope<
-    impl actix_web::dev::ServiceFactory<
-        actix_web::dev::ServiceRequest,
-        Config = (),
-        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
-        Error = actix_web::Error,
-        InitError = (),
-    > + use<>,
-> {
-    let runs = |s: &str| topology.runs(s);
-    let mut scope = web::scope("/admin/v1");
-    let services: [(&str, Routes); 5] = [
-        (crate::split::GATEWAY, routes::admin),
-        ("billing", llmops_billing::routes::configure_admin),
-        ("training", llmops_training::admin::configure_admin),
-        ("rag", llmops_rag::routes::configure_admin),
-        ("monitoring", llmops_monitoring::routes::configure_admin),
-    ];
-    for (service, configure) in services {
-        if runs(service) {
-            scope = scope.configure(configure);
-        }
-    }
-    if topology.forwards() {
-        scope = scope.default_service(web::to(crate::split::forward));
-    }
-    scope.wrap(from_fn(if topology.behind_gateway() {
-        guard_internal
-    } else {
-        guard_operator
-    }))
-}
+const ADMIN_ROUTES: &[(&str, Routes)] = &[
+    (crate::split::GATEWAY, routes::admin),
+    ("billing", llmops_billing::routes::configure_admin),
+    ("training", llmops_training::admin::configure_admin),
+    ("rag", llmops_rag::routes::configure_admin),
+    ("monitoring", llmops_monitoring::routes::configure_admin),
+];
 
-type Guarded = Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error>;
+/// What services call each other for in split mode (billing's budgets and
+/// prices); only a service behind a gateway has these routes.
+const INTERNAL_ROUTES: &[(&str, Routes)] = &[("billing", crate::peers::configure_billing)];
+
+type Guarded = Result<actix_web::dev::ServiceResponse<BoxBody>, actix_web::Error>;
 type GuardFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Guarded>>>;
 
 fn guard_tenant(
     req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+    next: actix_web::middleware::Next<BoxBody>,
 ) -> GuardFuture {
     Box::pin(authenticate(req, next))
 }
 
 fn guard_operator(
     req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+    next: actix_web::middleware::Next<BoxBody>,
 ) -> GuardFuture {
     Box::pin(operator_only(req, next))
 }
 
 fn guard_internal(
     req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+    next: actix_web::middleware::Next<BoxBody>,
 ) -> GuardFuture {
     Box::pin(crate::split::internal_only(req, next))
 }

@@ -221,7 +221,7 @@ async fn authenticated(state: &AppState, req: &ServiceRequest) -> Result<TenantC
     state.auth.authenticate(authorization).await
 }
 
-fn app_state(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
+pub(crate) fn app_state(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| ApiError::Internal("app state missing".into()))

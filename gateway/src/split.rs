@@ -371,12 +371,9 @@ pub async fn internal_only(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let state = match req.app_data::<web::Data<AppState>>().cloned() {
-        Some(s) => s,
-        None => {
-            let e = ApiError::Internal("app state missing".into());
-            return Ok(req.error_response(e).map_into_boxed_body());
-        }
+    let state = match crate::middleware::app_state(&req) {
+        Ok(s) => s,
+        Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
     };
     let ctx = match check_token(&state, &req) {
         Ok(ctx) => ctx,
@@ -409,7 +406,7 @@ fn check_token(state: &AppState, req: &ServiceRequest) -> Result<Option<TenantCt
         .topology
         .keys
         .as_ref()
-        .ok_or_else(|| ApiError::Internal("internal keys missing".into()))?;
+        .ok_or_else(|| ApiError::Unauthenticated("no internal routes here".into()))?;
     let token = req
         .headers()
         .get(HEADER)

@@ -165,6 +165,41 @@ async fn the_platform_runs_as_separate_services_behind_the_gateway() {
     assert!(body.matches("data: ").count() > 2, "{body}");
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
 
+    // A client that goes away mid-stream cancels the call at serving too:
+    // its record (written by the serving process) ends `cancelled`, with
+    // fewer tokens than were asked for.
+    {
+        use futures_util::StreamExt;
+        let res = app
+            .post(
+                "/v1/chat/completions",
+                &key,
+                &json!({"model": "smollm2-135m-instruct", "max_tokens": 400, "seed": 3,
+                        "temperature": 0.9, "stream": true,
+                        "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}]}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let rid = header(&res, "x-request-id");
+        let mut body = res.bytes_stream();
+        let first = body.next().await.unwrap().unwrap();
+        assert!(!first.is_empty());
+        drop(body);
+        eventually(Duration::from_secs(30), || async {
+            let recs = app.get_json("/v1/monitoring/requests", &key).await?;
+            Ok(recs["data"].as_array().is_some_and(|d| {
+                d.iter().any(|r| {
+                    r["request_id"] == rid.as_str()
+                        && r["finish_reason"] == "cancelled"
+                        && r["output_tokens"].as_i64().unwrap_or(400) < 400
+                })
+            }))
+        })
+        .await
+        .unwrap();
+    }
+
     // The registry, through the gateway.
     let res = app
         .post("/v1/registry/models", &key, &json!({"name": "split-model"}))
@@ -297,6 +332,14 @@ async fn services_answer_only_the_gateway_and_fail_alone() {
     let registry = sp.base("registry");
     let client = reqwest::Client::new();
     let models = format!("{registry}/v1/registry/models");
+
+    // The gateway has no internal routes to offer.
+    let res = sp
+        .app
+        .post("/internal/v1/billing/check", &key, &json!({}))
+        .await
+        .unwrap();
+    problem(res, 404, "route_not_found").await.unwrap();
 
     // Directly, with the tenant's own key: refused.
     let res = client.get(&models).bearer_auth(&key).send().await.unwrap();
