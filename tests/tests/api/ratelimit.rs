@@ -75,10 +75,30 @@ async fn per_key_limit_is_below_the_tenant_limit(backend: Backend) {
 /// Two gateway processes with Redis share one budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_budget_through_redis() {
+    share_one_budget(vec![]).await;
+}
+
+/// The same over TLS (`rediss://`, as managed Redis services such as
+/// ElastiCache with encryption in transit require), the server's
+/// certificate verified against its CA (`SSL_CERT_FILE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_one_budget_through_redis_over_tls() {
+    let url = std::env::var("TEST_REDIS_TLS_URL").expect("TEST_REDIS_TLS_URL (scripts/test.sh)");
+    assert!(url.starts_with("rediss://"), "{url}");
+    let ca = std::env::var("TEST_REDIS_TLS_CA").expect("TEST_REDIS_TLS_CA (scripts/test.sh)");
+    share_one_budget(vec![
+        ("LLMOPS_REDIS_URL".into(), url),
+        ("SSL_CERT_FILE".into(), ca),
+    ])
+    .await;
+}
+
+async fn share_one_budget(env: Vec<(String, String)>) {
     let mut app = TestApp::spawn_with(
         Backend::Postgres,
         Options {
             redis: true,
+            env,
             ..Default::default()
         },
     )
