@@ -4,7 +4,8 @@
 # (nginx, a fixed streamed completion) and through `llmops serve` (API-key
 # auth, request/token/concurrency limits, catalog, upstream call, usage
 # metering into the ledger, a monitoring record per call), on SQLite
-# (embedded defaults) and on PostgreSQL, each with monitoring on and off.
+# (embedded defaults) and on PostgreSQL, each with monitoring on and off;
+# then in split mode (a gateway forwarding to a serving process).
 #
 # - fixed rate: oha at RATE requests/s, evenly spaced over CONNS
 #   connections, for SECONDS, latency counted from when each request was
@@ -156,6 +157,44 @@ for entry in "${bins[@]}"; do
     unset LLMOPS_MONITORING_ENABLED
   done
 done
+
+# Split mode (PostgreSQL, monitoring on, the newest build): the gateway
+# (with every other service) forwards each call to a serving process of its
+# own, one HTTP hop more than the single process; compared with a direct
+# run made just before, as above.
+name="after-split"
+as_pg "$PG_BIN/psql" -h "$work/pg" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE bench_split" >/dev/null
+export LLMOPS_CONFIG="$work/llmops.toml" LLMOPS_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/bench_split" \
+       LLMOPS_LISTEN=127.0.0.1:0 LLMOPS_LOG_FORMAT=json LLMOPS_DATA_DIR="$work/data-split-serving" \
+       LLMOPS_INTERNAL_SECRET="bench-internal-secret-$(date +%s%N)-0123456789"
+KEY=$(roomy_tenant "$after" "bench-split")
+start_llmops "$after" "$work/split-serving" --services serving
+SERVING=$LLMOPS_PID
+pids+=("$SERVING")
+serving_base=$LLMOPS_BASE
+LLMOPS_DATA_DIR="$work/data-split-gateway" LLMOPS_SERVICE_URLS="{serving=\"$serving_base\"}" \
+  start_llmops "$after" "$work/split-gateway" --services gateway,registry,billing,training,rag,monitoring
+pids+=("$LLMOPS_PID")
+URL="$LLMOPS_BASE/v1/chat/completions"
+curl -sf "$URL" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' -d "$body" >/dev/null
+log "$name at $rate/s, direct then through the gateway and the serving service"
+fixed "$URL" "$KEY" >/dev/null
+read -r d50 d90 d99 drps dbad < <(fixed "$direct" none)
+read -r g50 g90 g99 grps gbad < <(fixed "$URL" "$KEY")
+read -r sd _ _ < <(saturate "$direct" none)
+read -r sg _ _ < <(saturate "$URL" "$KEY")
+added=$(awk -v a="$g99" -v b="$d99" 'BEGIN { printf "%.2f", a - b }')
+row "direct (for $name)" "$d50" "$d90" "$d99" "-" "$drps" "$dbad" "$sd"
+row "gateway $name" "$g50" "$g90" "$g99" "$added" "$grps" "$gbad" "$sg"
+sleep 2
+# The serving process writes the records of the calls it served.
+counters=$(curl -sf "$serving_base/metrics" | awk '
+  /^llmops_monitoring_records_written_total / { w = $2 }
+  /^llmops_monitoring_records_dropped_total / { d = $2 }
+  /^llmops_monitoring_records_lost_total / { l = $2 }
+  END { printf "written %d, dropped %d, lost %d", w, d, l }')
+records+=("monitoring records of $name: $counters")
+unset LLMOPS_INTERNAL_SECRET
 
 echo
 echo "POST /v1/chat/completions: fixed rate $rate/s ($conns connections, ${seconds} s, $tool); saturation: wrk, 64 connections"

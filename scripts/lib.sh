@@ -294,7 +294,7 @@ roomy_tenant() {
 # LLMOPS_PID and LLMOPS_BASE (http://127.0.0.1:port).
 start_llmops() {
   local bin=$1 prefix=$2 i
-  "$bin" serve >"$prefix.out" 2>"$prefix.log" &
+  "$bin" serve "${@:3}" >"$prefix.out" 2>"$prefix.log" &
   LLMOPS_PID=$!
   for i in $(seq 1 100); do grep -q "listening on" "$prefix.out" 2>/dev/null && break; sleep 0.1; done
   LLMOPS_BASE=$(sed -n 's/^llmops listening on //p' "$prefix.out" | head -n 1)

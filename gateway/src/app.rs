@@ -519,12 +519,17 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::PayloadConfig::new(max_body))
         .app_data(query_config())
         .app_data(path_config())
-        .service(scope_of("/v1", &state.topology, V1_ROUTES, guard_tenant))
+        .service(scope_of(
+            "/v1",
+            &state.topology,
+            V1_ROUTES,
+            (guard_tenant, guard_forwarded_tenant),
+        ))
         .service(scope_of(
             "/admin/v1",
             &state.topology,
             ADMIN_ROUTES,
-            guard_operator,
+            (guard_operator, guard_forwarded_operator),
         ))
         .configure(routes::health::configure)
         .route(
@@ -539,12 +544,12 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
             SwaggerUi::new("/docs/{_:.*}")
                 .external_url_unchecked("/openapi.json", openapi::document()),
         );
-    if state.topology.behind_gateway() {
+    if state.topology.is_split() && state.topology.runs("billing") {
         cfg.service(scope_of(
             "/internal/v1",
             &state.topology,
             INTERNAL_ROUTES,
-            guard_internal,
+            (guard_service, guard_service),
         ));
     }
 }
@@ -565,7 +570,7 @@ fn scope_of(
     prefix: &str,
     topology: &crate::split::Topology,
     routes: &[(&str, Routes)],
-    edge: Guard,
+    (edge, internal): (Guard, Guard),
 ) -> actix_web::Scope<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -585,7 +590,7 @@ fn scope_of(
         scope = scope.default_service(web::to(crate::split::forward));
     }
     let guard: Guard = if topology.behind_gateway() {
-        guard_internal
+        internal
     } else {
         edge
     };
@@ -613,7 +618,7 @@ const ADMIN_ROUTES: &[(&str, Routes)] = &[
 ];
 
 /// What services call each other for in split mode (billing's budgets and
-/// prices); only a service behind a gateway has these routes.
+/// prices): wherever billing runs in split mode, for other services only.
 const INTERNAL_ROUTES: &[(&str, Routes)] = &[("billing", crate::peers::configure_billing)];
 
 type Guarded = Result<actix_web::dev::ServiceResponse<BoxBody>, actix_web::Error>;
@@ -633,11 +638,33 @@ fn guard_operator(
     Box::pin(operator_only(req, next))
 }
 
-fn guard_internal(
+fn guard_forwarded_tenant(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<BoxBody>,
 ) -> GuardFuture {
-    Box::pin(crate::split::internal_only(req, next))
+    Box::pin(crate::split::guard(crate::split::Expect::Tenant, req, next))
+}
+
+fn guard_forwarded_operator(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<BoxBody>,
+) -> GuardFuture {
+    Box::pin(crate::split::guard(
+        crate::split::Expect::Operator,
+        req,
+        next,
+    ))
+}
+
+fn guard_service(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<BoxBody>,
+) -> GuardFuture {
+    Box::pin(crate::split::guard(
+        crate::split::Expect::Service,
+        req,
+        next,
+    ))
 }
 
 /// Runs the server until SIGINT/SIGTERM, then drains and flushes.
@@ -684,8 +711,11 @@ pub async fn serve(cfg: Config, services: &str) -> anyhow::Result<()> {
         let stop = stop.clone();
         tracker.spawn(async move { rag.run_storage_meter(stop).await });
     }
-    // Know which models are ready before the first request.
-    if runs_serving {
+    // Know which models are ready before the first request: serving, and
+    // RAG and training, which call models through this process's serving
+    // library (embeddings, answers, a distillation's teacher).
+    let infers = runs_serving || runs_rag || state.topology.runs("training");
+    if infers {
         state.serving.poll_readiness().await;
     }
 
@@ -743,7 +773,7 @@ pub async fn serve(cfg: Config, services: &str) -> anyhow::Result<()> {
             }
         });
     }
-    if runs_serving {
+    if infers {
         // Which models are ready decides what /v1/models lists and whether
         // calls go through (503 with retry-after otherwise).
         let serving = state.serving.clone();

@@ -11,7 +11,7 @@
 use actix_web::{HttpResponse, web};
 use llmops_core::error::REQUEST;
 use llmops_core::ids::{TenantId, new_request_id};
-use llmops_core::internal::{Caller, HEADER, InternalKeys};
+use llmops_core::internal::{Caller, HEADER, InternalKeys, Target};
 use llmops_core::limits::{Quote, SpendGuard};
 use llmops_core::{ApiError, ApiResult, TenantCtx};
 use serde::{Deserialize, Serialize};
@@ -23,15 +23,25 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Billing's `SpendGuard`, over HTTP.
 ///
-/// A budget check that cannot reach billing lets the call through (and
-/// counts `llmops_peer_errors_total{service="billing"}`): usage still goes
-/// to the ledger, budgets are already enforced a few seconds late
+/// A budget check that cannot reach billing (no connection, a timeout, a
+/// 5xx) lets the call through and counts
+/// `llmops_peer_errors_total{service="billing"}`: usage still goes to the
+/// ledger, budgets are already enforced a few seconds late
 /// (`budget_cache_secs`), and a billing outage must not take inference
-/// down with it. A refusal from billing (402) is passed on as it is.
+/// down with it. A refusal from billing (402) is passed on as it is; any
+/// other answer (a token billing refuses: a different `internal_secret`,
+/// clocks apart; a wrong URL) is a misconfiguration, and the call is
+/// refused with 503 rather than let through unchecked forever.
 pub struct HttpSpendGuard {
     base: String,
     keys: Arc<InternalKeys>,
     client: reqwest::Client,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckRequest {
+    /// The tenant context to check, as the gateway established it.
+    caller: Caller,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,22 +73,39 @@ impl HttpSpendGuard {
         Self { base, keys, client }
     }
 
-    fn request(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        caller: Caller,
-    ) -> ApiResult<reqwest::RequestBuilder> {
+    fn request(&self, method: reqwest::Method, path: &str) -> ApiResult<reqwest::RequestBuilder> {
         let rid = REQUEST
             .try_with(|r| r.request_id.clone())
             .unwrap_or_else(|_| new_request_id());
-        let token = self.keys.sign(SERVICE, caller, &rid)?;
+        let url = reqwest::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let token = self.keys.sign(
+            SERVICE,
+            Caller::Service {
+                from: "serving".into(),
+            },
+            Target {
+                request_id: &rid,
+                method: method.as_str(),
+                path: url.path(),
+            },
+        )?;
         Ok(self
             .client
-            .request(method, format!("{}{path}", self.base))
+            .request(method, url)
             .header(HEADER, token)
             .header("x-request-id", rid)
             .timeout(TIMEOUT))
+    }
+
+    /// A misconfiguration (not an outage): refused, loudly.
+    fn misconfigured(status: reqwest::StatusCode) -> ApiError {
+        metrics::counter!("llmops_peer_errors_total", "service" => SERVICE).increment(1);
+        tracing::error!(%status, "billing refused this service's call: check internal_secret, clocks and service_urls.billing");
+        ApiError::Unavailable {
+            dependency: "billing (misconfigured)".into(),
+            retry_after_secs: 30,
+        }
     }
 
     fn failed(what: &str, e: impl std::fmt::Display) {
@@ -90,11 +117,11 @@ impl HttpSpendGuard {
 #[async_trait::async_trait]
 impl SpendGuard for HttpSpendGuard {
     async fn check(&self, ctx: &TenantCtx) -> ApiResult<()> {
-        let req = self.request(
-            reqwest::Method::POST,
-            "/internal/v1/billing/check",
-            Caller::tenant(ctx),
-        )?;
+        let req = self
+            .request(reqwest::Method::POST, "/internal/v1/billing/check")?
+            .json(&CheckRequest {
+                caller: Caller::tenant(ctx),
+            });
         match req.send().await {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) if r.status() == reqwest::StatusCode::PAYMENT_REQUIRED => {
@@ -106,10 +133,11 @@ impl SpendGuard for HttpSpendGuard {
                     .unwrap_or_else(|| "the tenant's budget is spent".into());
                 Err(ApiError::BudgetExhausted(detail))
             }
-            Ok(r) => {
+            Ok(r) if r.status().is_server_error() => {
                 Self::failed("budget check", r.status());
                 Ok(())
             }
+            Ok(r) => Err(Self::misconfigured(r.status())),
             Err(e) => {
                 Self::failed("budget check", e);
                 Ok(())
@@ -122,7 +150,6 @@ impl SpendGuard for HttpSpendGuard {
             .request(
                 reqwest::Method::GET,
                 &format!("/internal/v1/billing/budget_use?tenant_id={tenant}"),
-                Caller::Operator,
             )
             .ok()?;
         match req.send().await {
@@ -158,11 +185,7 @@ impl SpendGuard for HttpSpendGuard {
                 .map(|set| set.iter().map(|(m, q)| ((*m).to_string(), *q)).collect())
                 .collect(),
         };
-        let Ok(req) = self.request(
-            reqwest::Method::POST,
-            "/internal/v1/billing/quote",
-            Caller::Operator,
-        ) else {
+        let Ok(req) = self.request(reqwest::Method::POST, "/internal/v1/billing/quote") else {
             return none;
         };
         match req.json(&body).send().await {
@@ -203,10 +226,14 @@ pub fn configure_billing(cfg: &mut web::ServiceConfig) {
 }
 
 async fn check(
-    ctx: llmops_core::http::Tenant,
     billing: web::Data<llmops_billing::Billing>,
+    body: web::Json<CheckRequest>,
 ) -> ApiResult<HttpResponse> {
-    billing.check(&ctx.0).await?;
+    let ctx = body
+        .caller
+        .to_ctx()?
+        .ok_or_else(|| ApiError::BadRequest("a budget check names a tenant".into()))?;
+    billing.check(&ctx).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -267,34 +294,59 @@ impl HttpRegistry {
         let rid = REQUEST
             .try_with(|r| r.request_id.clone())
             .unwrap_or_else(|_| new_request_id());
-        let token = self.keys.sign("registry", Caller::tenant(ctx), &rid)?;
+        let url = reqwest::Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let token = self.keys.sign(
+            "registry",
+            Caller::tenant(ctx),
+            Target {
+                request_id: &rid,
+                method: "GET",
+                path: url.path(),
+            },
+        )?;
         Ok(self
             .client
-            .get(format!("{}{path}", self.base))
+            .get(url)
             .header(HEADER, token)
             .header("x-request-id", rid))
     }
 
-    /// The registry's answer as this process's own error: the same status
-    /// and detail the tenant would have had from the registry.
+    /// The registry's answer as this process's own error: the problem the
+    /// tenant would have had from the registry, by its `code`. What only a
+    /// misconfiguration causes (a token the registry refuses, a route it
+    /// does not have) is logged and shown as an internal error, without
+    /// the registry's words.
     async fn refused(res: reqwest::Response) -> ApiError {
         let status = res.status().as_u16();
-        let detail = res
-            .json::<serde_json::Value>()
-            .await
-            .ok()
-            .and_then(|p| p["detail"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("the registry answered {status}"));
-        match status {
-            404 => ApiError::NotFound(detail.trim_end_matches(" not found").to_string()),
-            409 => ApiError::Conflict(detail),
-            400 | 422 => ApiError::BadRequest(detail),
-            403 => ApiError::MissingScope("registry".into()),
-            503 => ApiError::Unavailable {
+        let problem = res.json::<serde_json::Value>().await.unwrap_or_default();
+        let code = problem["code"].as_str().unwrap_or_default().to_string();
+        let detail = problem["detail"].as_str().unwrap_or_default().to_string();
+        match code.as_str() {
+            "not_found" => ApiError::NotFound(
+                detail
+                    .strip_suffix(" not found")
+                    .unwrap_or("version")
+                    .to_string(),
+            ),
+            "conflict" => ApiError::Conflict(detail),
+            "tenant_suspended" => ApiError::TenantSuspended,
+            "insufficient_scope" => ApiError::MissingScope("registry".into()),
+            "quota_exceeded" => ApiError::QuotaExceeded(detail),
+            "service_unavailable" => ApiError::Unavailable {
                 dependency: "the registry service".into(),
                 retry_after_secs: 5,
             },
-            _ => ApiError::UpstreamFailed(detail),
+            _ if status == 400 || status == 422 => ApiError::BadRequest(detail),
+            _ => {
+                metrics::counter!("llmops_peer_errors_total", "service" => "registry").increment(1);
+                tracing::error!(
+                    status,
+                    code,
+                    "the registry refused this service's call: check internal_secret, clocks and service_urls.registry"
+                );
+                ApiError::Internal("the registry refused a call between services".into())
+            }
         }
     }
 

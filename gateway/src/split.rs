@@ -21,7 +21,7 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use llmops_core::config::Config;
 use llmops_core::error::{ProblemCode, REQUEST};
-use llmops_core::internal::{Caller, HEADER, InternalKeys, SERVICES};
+use llmops_core::internal::{Caller, HEADER, InternalKeys, SERVICES, Target};
 use llmops_core::{ApiError, TenantCtx};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub const GATEWAY: &str = "gateway";
 
 /// How long a forwarded request may take to connect to its service.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a service may go silent in the middle of an answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// `retry-after` of a route whose service is down.
 const DOWN_RETRY_SECS: u64 = 5;
 
@@ -142,9 +144,14 @@ impl Topology {
                 None => {}
             }
         }
+        // Idle connections are dropped before a service's own keep-alive
+        // (actix: 5 s) closes them under a request; a service that stops
+        // sending for READ_TIMEOUT (no token of a stream, no answer to an
+        // upload) ends the request.
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(4))
+            .read_timeout(READ_TIMEOUT)
             .build()
             .context("building the forwarding client")?;
         Ok(Self {
@@ -169,6 +176,12 @@ impl Topology {
         !self.runs(GATEWAY)
     }
 
+    /// Whether this process runs in split mode (it holds the internal
+    /// keys).
+    pub fn is_split(&self) -> bool {
+        self.keys.is_some()
+    }
+
     /// Whether some routes are forwarded from here.
     pub fn forwards(&self) -> bool {
         self.runs(GATEWAY) && !self.remote.is_empty()
@@ -189,12 +202,15 @@ impl Topology {
         self.local.iter().cloned().collect::<Vec<_>>().join(",")
     }
 
-    /// The remote services' readiness: `ok`, or why not.
+    /// The gateway's view of the services it forwards to: `ok`, or why
+    /// not (each URL asked once). A service does not ask its own peers, so
+    /// one slow service does not make the others look slow.
     pub async fn remote_readiness(&self) -> BTreeMap<String, String> {
-        let Some(client) = &self.client else {
+        let Some(client) = self.client.as_ref().filter(|_| self.runs(GATEWAY)) else {
             return BTreeMap::new();
         };
-        let checks = self.remote.iter().map(|(name, url)| async move {
+        let urls: BTreeSet<&String> = self.remote.values().collect();
+        let checks = urls.into_iter().map(|url| async move {
             let res = client
                 .get(format!("{url}/readyz"))
                 .timeout(Duration::from_secs(2))
@@ -206,11 +222,15 @@ impl Topology {
                 Err(e) if e.is_timeout() => "timed out".into(),
                 Err(_) => "unreachable".into(),
             };
-            (name.clone(), state)
+            (url, state)
         });
-        futures_util::future::join_all(checks)
+        let by_url: BTreeMap<&String, String> = futures_util::future::join_all(checks)
             .await
             .into_iter()
+            .collect();
+        self.remote
+            .iter()
+            .map(|(name, url)| (name.clone(), by_url.get(url).cloned().unwrap_or_default()))
             .collect()
     }
 }
@@ -254,7 +274,9 @@ async fn forward_inner(
     state: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let topology = &state.topology;
-    let service = owner(req.path());
+    // Actix routed on the percent-decoded path: so does the table.
+    let decoded = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
+    let service = owner(&decoded);
     let (Some(base), Some(keys), Some(client)) = (
         topology.remote.get(service),
         topology.keys.as_ref(),
@@ -266,7 +288,24 @@ async fn forward_inner(
             req.path()
         )));
     };
-    let caller = if req.path().starts_with("/admin/") {
+    // What the service will route must be what was checked here: a path
+    // that URL parsing would change (dot segments, `%2e%2e`, characters
+    // it escapes) is refused, not normalised into another route.
+    let url = reqwest::Url::parse(&match req.uri().query() {
+        Some(q) => format!("{base}{}?{q}", req.path()),
+        None => format!("{base}{}", req.path()),
+    })
+    .map_err(|_| ApiError::BadRequest("the request path is not a valid URL path".into()))?;
+    if url.path() != req.path()
+        || decoded
+            .split('/')
+            .any(|seg| seg == "." || seg == ".." || seg.eq_ignore_ascii_case("%2e"))
+    {
+        return Err(ApiError::BadRequest(
+            "the request path must not contain dot segments or unescaped characters".into(),
+        ));
+    }
+    let caller = if decoded.starts_with("/admin/") {
         // `operator_only` let it through.
         Caller::Operator
     } else {
@@ -278,11 +317,15 @@ async fn forward_inner(
     let request_id = REQUEST
         .try_with(|r| r.request_id.clone())
         .unwrap_or_default();
-    let token = keys.sign(service, caller, &request_id)?;
-    let url = match req.uri().query() {
-        Some(q) => format!("{base}{}?{q}", req.path()),
-        None => format!("{base}{}", req.path()),
-    };
+    let token = keys.sign(
+        service,
+        caller,
+        Target {
+            request_id: &request_id,
+            method: req.method().as_str(),
+            path: url.path(),
+        },
+    )?;
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
         .map_err(|_| ApiError::MethodNotAllowed(req.method().to_string()))?;
     let mut headers = reqwest::header::HeaderMap::new();
@@ -319,7 +362,7 @@ async fn forward_inner(
         rx.recv().await.map(|item| (item, rx))
     });
     let send = client
-        .request(method, &url)
+        .request(method, url)
         .headers(headers)
         .body(reqwest::Body::wrap_stream(body))
         .send();
@@ -332,7 +375,11 @@ async fn forward_inner(
                 retry_after_secs: DOWN_RETRY_SECS,
             }
         } else {
-            ApiError::Internal(format!("forwarding to the {service} service failed").into())
+            // The connection broke with the request under way: whether the
+            // service acted on it is unknown.
+            ApiError::UpstreamFailed(format!(
+                "the {service} service closed the connection before answering"
+            ))
         }
     })?;
     let status = StatusCode::from_u16(upstream.status().as_u16())
@@ -361,13 +408,26 @@ async fn forward_inner(
     })
 }
 
+/// What a scope of a service in split mode accepts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// `/v1`: a tenant, or anyone on a route that needs no credentials.
+    Tenant,
+    /// `/admin/v1`: the operator.
+    Operator,
+    /// `/internal/v1`: another service.
+    Service,
+}
+
 /// A service's guard in split mode, in place of `authenticate` and
-/// `operator_only`: the request must carry a token the gateway signed for
-/// a service this process runs. `/admin/v1` needs the operator; `/v1`
-/// acts as the tenant the token names (routes that need no credentials
-/// accept a public token). Inference calls get their monitoring record
-/// here, where the service fills it.
-pub async fn internal_only(
+/// `operator_only`: the request must carry a token the gateway (or a peer)
+/// signed for a service this process runs, for this very request (method,
+/// path as received, request id), with the caller this scope expects (the
+/// scope is the one actix routed to, so no path string decides it). `/v1`
+/// acts as the tenant the token names; inference calls get their
+/// monitoring record here, where the service fills it.
+pub async fn guard(
+    expect: Expect,
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
@@ -375,7 +435,7 @@ pub async fn internal_only(
         Ok(s) => s,
         Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
     };
-    let ctx = match check_token(&state, &req) {
+    let ctx = match check_token(&state, &req, expect) {
         Ok(ctx) => ctx,
         Err(e) => return Ok(req.error_response(e).map_into_boxed_body()),
     };
@@ -401,42 +461,41 @@ pub async fn internal_only(
     Ok(res.map_body(move |_, body| BoxBody::new(RecordBody::new(body, watch, ctx, status, error))))
 }
 
-fn check_token(state: &AppState, req: &ServiceRequest) -> Result<Option<TenantCtx>, ApiError> {
+fn check_token(
+    state: &AppState,
+    req: &ServiceRequest,
+    expect: Expect,
+) -> Result<Option<TenantCtx>, ApiError> {
+    let refused = |why: &str| ApiError::Unauthenticated(why.into());
     let keys = state
         .topology
         .keys
         .as_ref()
-        .ok_or_else(|| ApiError::Unauthenticated("no internal routes here".into()))?;
+        .ok_or_else(|| refused("no internal routes here"))?;
     let token = req
         .headers()
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::Unauthenticated(
-                "this service answers only requests forwarded by the gateway".into(),
-            )
-        })?;
+        .ok_or_else(|| refused("this service answers only requests forwarded by the gateway"))?;
     let local: Vec<String> = state.topology.local.iter().cloned().collect();
     let verified = keys.verify(token, &local)?;
-    // The token was issued for this request: its id travels with it.
+    // The token was issued for this request: its id, method and path.
     let request_id = REQUEST
         .try_with(|r| r.request_id.clone())
         .unwrap_or_default();
-    if verified.request_id != request_id {
-        return Err(ApiError::Unauthenticated(
-            "internal token was issued for another request".into(),
-        ));
+    if verified.request_id != request_id
+        || verified.method != req.method().as_str()
+        || verified.path != req.path()
+    {
+        return Err(refused("internal token was issued for another request"));
     }
-    let admin = req.path().starts_with("/admin/");
-    let internal = req.path().starts_with("/internal/");
-    match (&verified.caller, admin) {
-        (Caller::Operator, true) => Ok(None),
-        (Caller::Operator, false) if internal => Ok(None),
-        (Caller::Public, false) if crate::middleware::is_public(req.path()) => Ok(None),
-        (Caller::Tenant { .. }, false) => verified.caller.to_ctx(),
-        _ => Err(ApiError::Unauthenticated(
-            "internal token does not grant this route".into(),
-        )),
+    match (&verified.caller, expect) {
+        (Caller::Operator, Expect::Operator) | (Caller::Service { .. }, Expect::Service) => {
+            Ok(None)
+        }
+        (Caller::Public, Expect::Tenant) if crate::middleware::is_public(req.path()) => Ok(None),
+        (Caller::Tenant { .. }, Expect::Tenant) => verified.caller.to_ctx(),
+        _ => Err(refused("internal token does not grant this route")),
     }
 }
 

@@ -5,10 +5,12 @@
 //! `jwt_secret`: a dashboard token is never an internal one), addressed to
 //! one service (`aud`), valid for `internal_token_ttl_secs`, and carrying
 //! what the gateway established: the tenant, principal, scopes and plan
-//! limits, or that the caller is the operator, or that the route is public;
-//! and the request id it was issued for. A service trusts nothing else
-//! about the caller, so a request that reaches it directly (or with a
-//! token forged, expired, or meant for another service) is refused.
+//! limits, or that the caller is the operator, or that the route is public,
+//! or that another service calls; and the request it was issued for: its
+//! method, its path as sent, and its request id. A service trusts nothing
+//! else about the caller, so a request that reaches it directly (or with a
+//! token forged, expired, or meant for another service or request) is
+//! refused.
 
 use crate::error::ApiError;
 use crate::ids::{AlertRuleId, ApiKeyId, DocumentId, JobId, TenantId, UserId};
@@ -40,6 +42,8 @@ pub enum Caller {
     Public,
     /// The operator (`/admin/v1`).
     Operator,
+    /// Another service (`/internal/v1`), named.
+    Service { from: String },
     /// An authenticated tenant.
     Tenant {
         tenant: String,
@@ -62,6 +66,9 @@ struct Claims {
     exp: i64,
     /// The request id the token was issued for.
     rid: String,
+    /// The request's method and path (as sent, percent-encoded).
+    m: String,
+    p: String,
     #[serde(flatten)]
     caller: Caller,
 }
@@ -146,6 +153,17 @@ impl Caller {
 pub struct Verified {
     pub caller: Caller,
     pub request_id: String,
+    pub method: String,
+    pub path: String,
+}
+
+/// The request a token is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub request_id: &'a str,
+    pub method: &'a str,
+    /// The path as sent on the wire.
+    pub path: &'a str,
 }
 
 /// Signs and checks internal tokens.
@@ -169,7 +187,7 @@ impl InternalKeys {
         &self,
         service: &str,
         caller: Caller,
-        request_id: &str,
+        target: Target<'_>,
     ) -> Result<String, ApiError> {
         let now = Utc::now().timestamp();
         let claims = Claims {
@@ -177,7 +195,9 @@ impl InternalKeys {
             aud: service.into(),
             iat: now,
             exp: now + i64::try_from(self.ttl.as_secs()).unwrap_or(60),
-            rid: request_id.into(),
+            rid: target.request_id.into(),
+            m: target.method.into(),
+            p: target.path.into(),
             caller,
         };
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &self.encoding)
@@ -207,6 +227,8 @@ impl InternalKeys {
         Ok(Verified {
             caller: data.claims.caller,
             request_id: data.claims.rid,
+            method: data.claims.m,
+            path: data.claims.p,
         })
     }
 }
@@ -215,6 +237,14 @@ impl InternalKeys {
 mod tests {
     use super::*;
     use crate::tenancy::Scope;
+
+    fn target(request_id: &str) -> Target<'_> {
+        Target {
+            request_id,
+            method: "GET",
+            path: "/v1/models",
+        }
+    }
 
     fn keys(secret: &str) -> InternalKeys {
         InternalKeys::new(secret.as_bytes(), Duration::from_secs(60))
@@ -236,9 +266,12 @@ mod tests {
             },
         );
         let k = keys("a-secret-of-at-least-thirty-two-chars");
-        let token = k.sign("serving", Caller::tenant(&ctx), "req-1").unwrap();
+        let token = k
+            .sign("serving", Caller::tenant(&ctx), target("req-1"))
+            .unwrap();
         let v = k.verify(&token, &["serving".into()]).unwrap();
         assert_eq!(v.request_id, "req-1");
+        assert_eq!((v.method.as_str(), v.path.as_str()), ("GET", "/v1/models"));
         let back = v.caller.to_ctx().unwrap().unwrap();
         assert_eq!(back.tenant_id(), ctx.tenant_id());
         assert_eq!(back.principal(), ctx.principal());
@@ -249,7 +282,7 @@ mod tests {
     #[test]
     fn wrong_secret_audience_or_expiry_is_refused() {
         let k = keys("a-secret-of-at-least-thirty-two-chars");
-        let token = k.sign("billing", Caller::Operator, "r").unwrap();
+        let token = k.sign("billing", Caller::Operator, target("r")).unwrap();
         assert!(k.verify(&token, &["billing".into()]).is_ok());
         let other = keys("another-secret-of-thirty-two-chars!!");
         assert!(other.verify(&token, &["billing".into()]).is_err());
@@ -259,7 +292,9 @@ mod tests {
             b"a-secret-of-at-least-thirty-two-chars",
             Duration::from_secs(0),
         );
-        let token = expired.sign("billing", Caller::Public, "r").unwrap();
+        let token = expired
+            .sign("billing", Caller::Public, target("r"))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(1100));
         let err = k.verify(&token, &["billing".into()]).unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");

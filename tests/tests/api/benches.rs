@@ -39,6 +39,8 @@ fn overhead_prints_direct_and_gateway_rows_on_both_databases() {
         "gateway after-postgres",
         "gateway after-sqlite, no monitoring",
         "gateway after-postgres, no monitoring",
+        "direct (for after-split)",
+        "gateway after-split",
     ] {
         let line = out
             .lines()
@@ -51,7 +53,7 @@ fn overhead_prints_direct_and_gateway_rows_on_both_databases() {
         assert!(cols[0].parse::<f64>().is_ok_and(|v| v > 0.0), "{line}");
     }
     // Every call of the monitored runs left a record; none was dropped.
-    for db in ["sqlite", "postgres"] {
+    for db in ["sqlite", "postgres", "split"] {
         let line = out
             .lines()
             .find(|l| l.starts_with(&format!("monitoring records of after-{db}:")))

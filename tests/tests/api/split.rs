@@ -8,7 +8,7 @@
 //! or misaddressed one; a stopped service takes only its own routes down
 //! (503 with `retry-after`), and comes back without restarting anything.
 
-use llmops_core::internal::{Caller, HEADER, InternalKeys};
+use llmops_core::internal::{Caller, HEADER, InternalKeys, Target};
 use llmops_tests::{
     Backend, Options, TestApp, eventually, header, problem, run_sdk_checks, s, triton_url,
 };
@@ -58,6 +58,10 @@ async fn split() -> Split {
     .await
     .unwrap();
     let triton = triton_url().unwrap();
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../infra/triton/models")
+        .display()
+        .to_string();
     let mut services = Vec::new();
     let (mut billing_url, mut registry_url) = (String::new(), String::new());
     for names in ["billing", "registry", "serving", "training,rag,monitoring"] {
@@ -66,11 +70,12 @@ async fn split() -> Split {
         let peers = format!("{{billing=\"{billing_url}\",registry=\"{registry_url}\"}}");
         let extra = match names {
             "billing" | "registry" => vec![],
-            "serving" => vec![
+            // RAG embeds and answers with the models on Triton.
+            _ => vec![
                 ("LLMOPS_TRITON_URL", triton.as_str()),
+                ("LLMOPS_TRITON_MODELS_DIR", models.as_str()),
                 ("LLMOPS_SERVICE_URLS", peers.as_str()),
             ],
-            _ => vec![("LLMOPS_SERVICE_URLS", peers.as_str())],
         };
         // Each process keeps its own data directory (the embedded vector
         // store belongs to one process).
@@ -239,6 +244,30 @@ async fn the_platform_runs_as_separate_services_behind_the_gateway() {
         .unwrap();
     assert!(res.status().is_success(), "{}", res.status());
 
+    // A knowledge base in the RAG service's process: ingested with the
+    // served embedding model, answered with citations.
+    let kb = crate::rag::create_kb(app, &key, "split-kb").await;
+    let doc = crate::rag::upload(
+        app,
+        &key,
+        &kb,
+        json!({"text": "The Halvard service desk answers on extension 4417, weekdays from 8 to 18."}),
+    )
+    .await;
+    crate::rag::wait_status(app, &key, &kb, &s(&doc["id"]), "ready").await;
+    let res = app
+        .post(
+            &format!("/v1/rag/knowledge_bases/{kb}/answer"),
+            &key,
+            &json!({"question": "Which extension reaches the Halvard service desk?",
+                    "model": "smollm2-135m-instruct", "max_tokens": 32}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let ans: Value = res.json().await.unwrap();
+    assert!(!ans["citations"].as_array().unwrap().is_empty(), "{ans}");
+
     // Usage from the serving process reaches billing's ledger: the
     // upcoming invoice prices it.
     eventually(Duration::from_secs(30), || async {
@@ -324,9 +353,31 @@ async fn the_platform_runs_as_separate_services_behind_the_gateway() {
     problem(res, 404, "not_found").await.unwrap();
 }
 
+/// `PUT path` sent byte for byte (no client-side path normalisation);
+/// returns the status.
+async fn raw_put(base: &str, path: &str, key: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = r#"{"currency": "USD", "components": []}"#;
+    let req = format!(
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    conn.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_answer_only_the_gateway_and_fail_alone() {
     let mut sp = split().await;
+    sp.app.price_tokens("standard").await.unwrap();
     let t = sp.app.create_tenant_on("edge", "standard").unwrap();
     let (tid, key) = (s(&t["tenant_id"]), s(&t["api_key"]));
     let registry = sp.base("registry");
@@ -363,46 +414,120 @@ async fn services_answer_only_the_gateway_and_fail_alone() {
             .send()
     };
     let keys = InternalKeys::new(SECRET.as_bytes(), Duration::from_secs(60));
+    let to = |path: &'static str| Target {
+        request_id: "req-direct",
+        method: "GET",
+        path,
+    };
+    let models_path = "/v1/registry/models";
     // The same request with a token the gateway's secret signs: answered
     // (so what refuses the others is the token alone).
-    let good = keys.sign("registry", caller.clone(), "req-direct").unwrap();
+    let good = keys
+        .sign("registry", caller.clone(), to(models_path))
+        .unwrap();
     let res = send(good).await.unwrap();
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     // Forged (another secret), misaddressed, expired, or issued for
-    // another request: refused.
+    // another request (its id, or another path): refused.
     let forged = InternalKeys::new(
         b"not-the-secret-but-just-as-long-0123456789",
         Duration::from_secs(60),
     )
-    .sign("registry", caller.clone(), "req-direct")
+    .sign("registry", caller.clone(), to(models_path))
     .unwrap();
     let res = send(forged).await.unwrap();
     problem(res, 401, "unauthenticated").await.unwrap();
-    let misaddressed = keys.sign("billing", caller.clone(), "req-direct").unwrap();
+    let misaddressed = keys
+        .sign("billing", caller.clone(), to(models_path))
+        .unwrap();
     let res = send(misaddressed).await.unwrap();
     problem(res, 401, "unauthenticated").await.unwrap();
-    let other_request = keys.sign("registry", caller.clone(), "req-other").unwrap();
-    let res = send(other_request).await.unwrap();
+    let other_request = Target {
+        request_id: "req-other",
+        ..to(models_path)
+    };
+    let res = send(
+        keys.sign("registry", caller.clone(), other_request)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    problem(res, 401, "unauthenticated").await.unwrap();
+    let other_path = to("/v1/registry/models/x");
+    let res = send(keys.sign("registry", caller.clone(), other_path).unwrap())
+        .await
+        .unwrap();
     problem(res, 401, "unauthenticated").await.unwrap();
     let expired = InternalKeys::new(SECRET.as_bytes(), Duration::from_secs(0))
-        .sign("registry", caller.clone(), "req-direct")
+        .sign("registry", caller.clone(), to(models_path))
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let res = send(expired).await.unwrap();
     let p = problem(res, 401, "unauthenticated").await.unwrap();
     assert!(s(&p["detail"]).contains("expired"), "{p}");
-    // A tenant token does not open the operator's routes.
+    // A tenant token opens neither the operator's routes nor the internal
+    // ones; an operator token does not open the internal ones.
+    let rest = sp.base("training,rag,monitoring");
+    let pools = "/admin/v1/gpu_pools";
     let res = client
-        .get(format!(
-            "{}/admin/v1/gpu_pools",
-            sp.base("training,rag,monitoring")
-        ))
-        .header(HEADER, keys.sign("training", caller, "req-direct").unwrap())
+        .get(format!("{rest}{pools}"))
+        .header(
+            HEADER,
+            keys.sign("training", caller.clone(), to(pools)).unwrap(),
+        )
         .header("x-request-id", "req-direct")
         .send()
         .await
         .unwrap();
     problem(res, 401, "unauthenticated").await.unwrap();
+    let budget = "/internal/v1/billing/budget_use";
+    for who in [caller.clone(), Caller::Operator] {
+        let res = client
+            .get(format!("{}{budget}?tenant_id={tid}", sp.base("billing")))
+            .header(HEADER, keys.sign("billing", who, to(budget)).unwrap())
+            .header("x-request-id", "req-direct")
+            .send()
+            .await
+            .unwrap();
+        problem(res, 401, "unauthenticated").await.unwrap();
+    }
+
+    // Through the gateway, a path that URL parsing would rewrite into
+    // another service's operator or internal routes is refused, not
+    // normalised (plain and percent-encoded dot segments); the plan's
+    // pricing is unchanged.
+    let before = sp
+        .app
+        .client
+        .get(sp.app.url("/admin/v1/plans/standard/pricing"))
+        .bearer_auth(llmops_tests::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for path in [
+        "/v1/billing/../../%61dmin/v1/plans/standard/pricing",
+        "/v1/billing/%2e%2e/%2e%2e/admin/v1/plans/standard/pricing",
+        "/v1/billing/%2E%2E/%2E%2E/internal/v1/billing/budget_use",
+    ] {
+        // As written: an HTTP client would normalise the path first.
+        let status = raw_put(&sp.app.servers[0].base, path, &key).await;
+        assert_eq!(status, 400, "{path}");
+    }
+    let after = sp
+        .app
+        .client
+        .get(sp.app.url("/admin/v1/plans/standard/pricing"))
+        .bearer_auth(llmops_tests::OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(before, after, "the plan's pricing changed");
 
     // Billing stops: its routes answer 503 with retry-after, the others
     // keep working, and the gateway stays ready (degraded).
