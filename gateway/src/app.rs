@@ -624,11 +624,20 @@ const INTERNAL_ROUTES: &[(&str, Routes)] = &[("billing", crate::peers::configure
 type Guarded = Result<actix_web::dev::ServiceResponse<BoxBody>, actix_web::Error>;
 type GuardFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Guarded>>>;
 
+/// A tenant's credentials; or, in split mode, a peer service's call with
+/// an internal token (serving resolving a version from a registry that
+/// runs next to the gateway), checked as a service checks it.
 fn guard_tenant(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<BoxBody>,
 ) -> GuardFuture {
-    Box::pin(authenticate(req, next))
+    let from_peer = req.headers().contains_key(llmops_core::internal::HEADER)
+        && crate::middleware::app_state(&req).is_ok_and(|s| s.topology.is_split());
+    if from_peer {
+        Box::pin(crate::split::guard(crate::split::Expect::Tenant, req, next))
+    } else {
+        Box::pin(authenticate(req, next))
+    }
 }
 
 fn guard_operator(

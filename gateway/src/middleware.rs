@@ -164,8 +164,9 @@ pub async fn authenticate(
     // call forwarded to a service elsewhere is recorded there (where the
     // service fills the record); only the edge's refusals are recorded here.
     let mut watch = watch_for(&state, &req);
+    let decoded = percent_encoding::percent_decode_str(req.path()).decode_utf8_lossy();
     let forwarded =
-        state.topology.forwards() && !state.topology.runs(crate::split::owner(req.path()));
+        state.topology.forwards() && !state.topology.runs(crate::split::owner(&decoded));
     let ctx = match &watch {
         Some(w) => ctx.with_probe(w.probe.clone()),
         None => ctx,

@@ -337,8 +337,7 @@ impl HttpRegistry {
                 dependency: "the registry service".into(),
                 retry_after_secs: 5,
             },
-            _ if status == 400 || status == 422 => ApiError::BadRequest(detail),
-            _ => {
+            "route_not_found" | "unauthenticated" => {
                 metrics::counter!("llmops_peer_errors_total", "service" => "registry").increment(1);
                 tracing::error!(
                     status,
@@ -346,6 +345,12 @@ impl HttpRegistry {
                     "the registry refused this service's call: check internal_secret, clocks and service_urls.registry"
                 );
                 ApiError::Internal("the registry refused a call between services".into())
+            }
+            _ if (400..500).contains(&status) => ApiError::BadRequest(detail),
+            _ => {
+                metrics::counter!("llmops_peer_errors_total", "service" => "registry").increment(1);
+                tracing::warn!(status, code, "the registry failed a call between services");
+                ApiError::UpstreamFailed("the registry service failed".into())
             }
         }
     }
@@ -371,6 +376,11 @@ impl llmops_registry::RegistryClient for HttpRegistry {
         ctx: &TenantCtx,
         reference: &str,
     ) -> ApiResult<llmops_registry::domain::VersionView> {
+        // `.`, `..` or nothing would be a dot segment (or no segment) in
+        // the URL: no model has such a name.
+        if reference.is_empty() || reference.chars().all(|c| c == '.') {
+            return Err(ApiError::not_found("model"));
+        }
         let res = self
             .get(ctx, &format!("/v1/registry/resolve/{}", segment(reference)))?
             .timeout(TIMEOUT)

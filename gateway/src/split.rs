@@ -32,8 +32,6 @@ pub const GATEWAY: &str = "gateway";
 
 /// How long a forwarded request may take to connect to its service.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a service may go silent in the middle of an answer.
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// `retry-after` of a route whose service is down.
 const DOWN_RETRY_SECS: u64 = 5;
 
@@ -133,6 +131,18 @@ impl Topology {
         for service in SERVICES.iter().filter(|s| !local.contains(**s)) {
             match cfg.service_urls.get(*service) {
                 Some(url) => {
+                    // An origin only: forwarded paths are compared with
+                    // what is sent, and a base path would shift them.
+                    let parsed = reqwest::Url::parse(url)
+                        .with_context(|| format!("service_urls.{service}: `{url}`"))?;
+                    if !matches!(parsed.path(), "" | "/")
+                        || parsed.query().is_some()
+                        || parsed.host_str().is_none()
+                    {
+                        anyhow::bail!(
+                            "service_urls.{service}: `{url}` must be an origin (scheme://host:port), without a path"
+                        );
+                    }
                     remote.insert(
                         (*service).to_string(),
                         url.trim_end_matches('/').to_string(),
@@ -145,13 +155,17 @@ impl Topology {
             }
         }
         // Idle connections are dropped before a service's own keep-alive
-        // (actix: 5 s) closes them under a request; a service that stops
-        // sending for READ_TIMEOUT (no token of a stream, no answer to an
-        // upload) ends the request.
+        // (actix: 5 s) closes them under a request. No overall or read
+        // timeout: reqwest's would be a deadline for the answer's headers
+        // from the moment the request is sent, which a large upload or a
+        // long completion passes legitimately (the services bound their own
+        // work: model calls, uploads).
+        // reqwest's TLS needs a process-wide crypto provider (the CLI
+        // installs it first; this makes the topology safe to build anywhere).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(4))
-            .read_timeout(READ_TIMEOUT)
             .build()
             .context("building the forwarding client")?;
         Ok(Self {
@@ -213,7 +227,7 @@ impl Topology {
         let checks = urls.into_iter().map(|url| async move {
             let res = client
                 .get(format!("{url}/readyz"))
-                .timeout(Duration::from_secs(2))
+                .timeout(Duration::from_millis(1500))
                 .send()
                 .await;
             let state = match res {
@@ -349,14 +363,20 @@ async fn forward_inner(
     // The request body streams through a channel: actix's payload stays on
     // this task while the client's sender reads the other end.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<web::Bytes, std::io::Error>>(4);
+    // The pump says whether the client's body failed (an aborted upload,
+    // bad chunked encoding): then the failure is the client's.
     let pump = async move {
         while let Some(chunk) = payload.next().await {
             let item = chunk.map_err(|e| std::io::Error::other(e.to_string()));
             let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            if tx.send(item).await.is_err() {
                 break;
             }
+            if failed {
+                return true;
+            }
         }
+        false
     };
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -366,10 +386,13 @@ async fn forward_inner(
         .headers(headers)
         .body(reqwest::Body::wrap_stream(body))
         .send();
-    let (_, sent) = futures_util::future::join(pump, send).await;
+    let (client_failed, sent) = futures_util::future::join(pump, send).await;
     let upstream = sent.map_err(|e| {
+        if client_failed {
+            return ApiError::BadRequest("the request body could not be read".into());
+        }
         tracing::warn!(service, error = %e, "forwarding failed");
-        if e.is_connect() || e.is_timeout() {
+        if e.is_connect() {
             ApiError::Unavailable {
                 dependency: format!("the {service} service"),
                 retry_after_secs: DOWN_RETRY_SECS,
@@ -514,6 +537,30 @@ mod tests {
         assert_eq!(owner("/admin/v1/tenants/t"), GATEWAY);
         assert_eq!(owner("/v1/modelsx"), GATEWAY);
         assert_eq!(owner("/v1/tenant"), GATEWAY);
+    }
+
+    #[test]
+    fn the_spec_and_service_urls_are_checked() {
+        let mut cfg = Config::default();
+        assert!(Topology::from_spec("all", &cfg).is_ok_and(|t| !t.is_split()));
+        let err = Topology::from_spec("serving", &cfg).err().unwrap();
+        assert!(err.to_string().contains("internal_secret"), "{err}");
+        cfg.internal_secret = Some(llmops_core::secret::Secret::new("s".repeat(40)));
+        assert!(Topology::from_spec("serving,billing", &cfg).is_ok_and(|t| t.is_split()));
+        let err = Topology::from_spec("serving,payments", &cfg).err().unwrap();
+        assert!(err.to_string().contains("`payments`"), "{err}");
+        // The gateway needs every service it does not run, as an origin.
+        let err = Topology::from_spec("gateway", &cfg).err().unwrap();
+        assert!(err.to_string().contains("service_urls."), "{err}");
+        for s in SERVICES {
+            cfg.service_urls
+                .insert((*s).to_string(), format!("http://{s}:8080"));
+        }
+        assert!(Topology::from_spec("gateway", &cfg).is_ok_and(|t| t.forwards()));
+        cfg.service_urls
+            .insert("registry".into(), "http://registry:8080/llmops".into());
+        let err = Topology::from_spec("gateway", &cfg).err().unwrap();
+        assert!(err.to_string().contains("origin"), "{err}");
     }
 
     /// Every route in each service's OpenAPI document is forwarded to that

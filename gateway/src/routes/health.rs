@@ -83,50 +83,67 @@ fn short(s: &str) -> String {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let mut checks = BTreeMap::new();
     let mut failed = Vec::new();
-    let db = check_db(&state).await;
-    let redis = match &state.redis {
-        Some(conn) => Some(check_redis(conn).await),
-        None => None,
+    // Every check at once (each bounded by CHECK_TIMEOUT), the remote
+    // services' too: the answer comes within one timeout, inside the
+    // readiness probe's own.
+    let db = check_db(&state);
+    let redis = async {
+        match &state.redis {
+            Some(conn) => Some(check_redis(conn).await),
+            None => None,
+        }
     };
     let stores_artifacts = state.topology.runs("registry") || state.topology.runs("training");
-    let artifacts = match state
-        .config
-        .artifacts_url
-        .as_ref()
-        .filter(|_| stores_artifacts)
-    {
-        Some(_) => Some(
-            match tokio::time::timeout(CHECK_TIMEOUT, state.registry.artifacts().check()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(short(&e.to_string())),
-                Err(_) => Err("timed out".into()),
-            },
-        ),
-        None => None,
+    let artifacts = async {
+        match state
+            .config
+            .artifacts_url
+            .as_ref()
+            .filter(|_| stores_artifacts)
+        {
+            Some(_) => Some(
+                match tokio::time::timeout(CHECK_TIMEOUT, state.registry.artifacts().check()).await
+                {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(short(&e.to_string())),
+                    Err(_) => Err("timed out".into()),
+                },
+            ),
+            None => None,
+        }
     };
-    let triton = match state
-        .serving
-        .triton()
-        .filter(|_| state.topology.runs("serving"))
-    {
-        Some(_) => Some(
-            match tokio::time::timeout(CHECK_TIMEOUT, state.serving.triton_ready()).await {
-                Ok(result) => result.map_err(|e| short(&e)),
-                Err(_) => Err("timed out".into()),
-            },
-        ),
-        None => None,
+    let triton = async {
+        match state
+            .serving
+            .triton()
+            .filter(|_| state.topology.runs("serving"))
+        {
+            Some(_) => Some(
+                match tokio::time::timeout(CHECK_TIMEOUT, state.serving.triton_ready()).await {
+                    Ok(result) => result.map_err(|e| short(&e)),
+                    Err(_) => Err("timed out".into()),
+                },
+            ),
+            None => None,
+        }
     };
-    let vectors = match &state.rag {
-        Some(rag) => Some(
-            match tokio::time::timeout(CHECK_TIMEOUT, rag.store().health()).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(short(&e.to_string())),
-                Err(_) => Err("timed out".into()),
-            },
-        ),
-        None => None,
+    let vectors = async {
+        match &state.rag {
+            Some(rag) => Some(
+                match tokio::time::timeout(CHECK_TIMEOUT, rag.store().health()).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(short(&e.to_string())),
+                    Err(_) => Err("timed out".into()),
+                },
+            ),
+            None => None,
+        }
     };
+    let ((db, redis, artifacts, triton, vectors), services) = futures_util::future::join(
+        futures_util::future::join5(db, redis, artifacts, triton, vectors),
+        state.topology.remote_readiness(),
+    )
+    .await;
     for (name, result) in [
         ("database", Some(db)),
         ("redis", redis),
@@ -146,7 +163,6 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         }
     }
     if failed.is_empty() {
-        let services = state.topology.remote_readiness().await;
         let degraded = services.values().any(|s| s != "ok");
         return HttpResponse::Ok().json(Health {
             status: if degraded { "degraded" } else { "ready" },
