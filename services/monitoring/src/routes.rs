@@ -284,12 +284,12 @@ pub async fn list_requests(
 #[serde(deny_unknown_fields)]
 pub struct FeedbackRequest {
     /// The call's `x-request-id` (the gateway returns it on every response).
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(min_length = 1, max_length = 128, pattern = "^[!-~]+$")]
     pub request_id: String,
     /// 1 is a thumbs up, 0 a thumbs down; anything between a graded score.
     #[schema(minimum = 0, maximum = 1)]
     pub score: f64,
-    #[schema(max_length = 4000)]
+    #[schema(max_length = 4000, pattern = "^[^\\u0000]*$")]
     pub comment: Option<String>,
 }
 
@@ -322,19 +322,27 @@ pub async fn create_feedback(
         ctx.require(Scope::Monitoring)?;
     }
     let b = body.into_inner();
-    if b.request_id.is_empty() || b.request_id.len() > 128 {
+    // Request ids are printable ASCII (ours are `req_…`; a caller's own
+    // propagated id is limited the same way): anything else is no request.
+    if b.request_id.is_empty()
+        || b.request_id.len() > 128
+        || !b.request_id.bytes().all(|c| c.is_ascii_graphic())
+    {
         return Err(ApiError::validation(
             "request_id",
-            "must be 1 to 128 characters",
+            "must be 1 to 128 printable ASCII characters",
         ));
     }
     if !(b.score.is_finite() && (0.0..=1.0).contains(&b.score)) {
         return Err(ApiError::validation("score", "must be between 0 and 1"));
     }
-    if b.comment.as_ref().is_some_and(|c| c.chars().count() > 4000) {
+    if b.comment
+        .as_ref()
+        .is_some_and(|c| c.chars().count() > 4000 || c.contains('\0'))
+    {
         return Err(ApiError::validation(
             "comment",
-            "must be at most 4000 characters",
+            "must be at most 4000 characters, with no NUL",
         ));
     }
     let rec = m.record(&ctx, &b.request_id).await?;

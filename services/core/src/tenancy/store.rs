@@ -231,7 +231,7 @@ pub struct NewApiKey {
     #[schema(schema_with = crate::schema::text_200)]
     pub name: String,
     /// At least one; each must be held by the caller.
-    #[schema(min_items = 1, max_items = 6)]
+    #[schema(min_items = 1, max_items = 7)]
     pub scopes: Vec<Scope>,
     /// Optional expiry; a key whose expiry has passed is refused.
     pub expires_at: Option<DateTime<Utc>>,
@@ -646,6 +646,12 @@ async fn insert_key(
     let name = check_text("name", &input.name, 200)?;
     if input.scopes.is_empty() {
         return Err(ApiError::validation("scopes", "give at least one scope"));
+    }
+    if input.scopes.len() > Scope::ALL.len() {
+        return Err(ApiError::validation(
+            "scopes",
+            format!("give at most {} scopes", Scope::ALL.len()),
+        ));
     }
     let scopes: ScopeSet = input.scopes.iter().copied().collect();
     if let Some(exp) = input.expires_at
