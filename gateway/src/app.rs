@@ -544,6 +544,12 @@ pub fn configure_app(cfg: &mut web::ServiceConfig, state: &AppState) {
             SwaggerUi::new("/docs/{_:.*}")
                 .external_url_unchecked("/openapi.json", openapi::document()),
         );
+    if state.topology.runs(crate::split::GATEWAY) {
+        cfg.app_data(web::Data::new(crate::dashboard::Assets::new(
+            state.config.dashboard_dir.clone(),
+        )))
+        .configure(crate::dashboard::configure);
+    }
     if state.topology.is_split() && state.topology.runs("billing") {
         cfg.service(scope_of(
             "/internal/v1",
@@ -760,6 +766,11 @@ pub async fn serve(cfg: Config, services: &str) -> anyhow::Result<()> {
                     _ = tick.tick() => {
                         if let Err(e) = state.auth.flush_key_usage().await {
                             tracing::warn!(error = %e, "flushing key usage failed; will retry");
+                        }
+                        // Ended sessions and dead invitations (idempotent on
+                        // every replica; a handful of rows per tick).
+                        if let Err(e) = llmops_core::tenancy::users::sweep(&state.db).await {
+                            tracing::warn!(error = %e, "sweeping ended sessions failed; will retry");
                         }
                     }
                 }

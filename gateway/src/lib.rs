@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod cache_models;
+pub mod dashboard;
 pub mod extract;
 pub mod logwriter;
 pub mod middleware;
@@ -14,6 +15,7 @@ pub mod rag_models;
 pub mod ratelimit;
 pub mod retrain;
 pub mod routes;
+pub mod session;
 pub mod split;
 pub mod state;
 pub mod teacher;

@@ -20,7 +20,12 @@ use subtle_eq::ct_eq;
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Routes under `/v1` that need no credentials.
-const PUBLIC_V1: &[&str] = &["/v1/auth/login", "/v1/billing/stripe/webhook"];
+const PUBLIC_V1: &[&str] = &[
+    "/v1/auth/login",
+    "/v1/auth/sessions",
+    "/v1/auth/invitations/accept",
+    "/v1/billing/stripe/webhook",
+];
 
 /// Whether a `/v1` route needs no credentials.
 pub fn is_public(path: &str) -> bool {
@@ -212,6 +217,10 @@ pub async fn authenticate(
     }))
 }
 
+/// The caller: from `Authorization` (an API key or a JWT) or, without
+/// one, from the dashboard's session cookie, whose changes must carry the
+/// session's CSRF token. A read-only user's changes are refused here, at
+/// the edge, for every service behind it (signing out excepted).
 async fn authenticated(state: &AppState, req: &ServiceRequest) -> Result<TenantCtx, ApiError> {
     let authorization = match req.headers().get(header::AUTHORIZATION) {
         None => None,
@@ -219,7 +228,22 @@ async fn authenticated(state: &AppState, req: &ServiceRequest) -> Result<TenantC
             ApiError::Unauthenticated("Authorization header is not valid text".into())
         })?),
     };
-    state.auth.authenticate(authorization).await
+    let ctx = match (authorization, crate::session::cookie_value(req.headers())) {
+        (None, Some(secret)) => {
+            let (ctx, session) = state.auth.authenticate_session(&secret).await?;
+            crate::session::check_change(req, &session)?;
+            req.extensions_mut().insert(session);
+            ctx
+        }
+        _ => state.auth.authenticate(authorization).await?,
+    };
+    if ctx.is_read_only()
+        && !crate::session::is_safe(req.method())
+        && req.path() != "/v1/auth/session"
+    {
+        return Err(ApiError::ReadOnly);
+    }
+    Ok(ctx)
 }
 
 pub(crate) fn app_state(req: &ServiceRequest) -> Result<web::Data<AppState>, ApiError> {
@@ -256,7 +280,7 @@ pub async fn operator_only(
     Ok(next.call(req).await?.map_into_boxed_body())
 }
 
-mod subtle_eq {
+pub(crate) mod subtle_eq {
     /// Constant-time equality of two byte strings (length may leak).
     pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

@@ -2,7 +2,7 @@
 
 use crate::routes;
 use llmops_core::error::{FieldError, PROBLEM_JSON, Problem};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 struct Security;
@@ -19,6 +19,13 @@ impl Modify for Security {
                     ))
                     .build(),
             ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "llmops_session",
+                "The dashboard's session cookie from `POST /v1/auth/sessions`; every request that changes something also sends the session's `csrf_token` in `x-csrf-token`",
+            ))),
         );
         components.add_security_scheme(
             "operator",
@@ -44,6 +51,17 @@ impl Modify for Security {
         routes::health::readyz,
         routes::health::metrics,
         routes::auth::login,
+        routes::auth::sign_in,
+        routes::auth::get_session,
+        routes::auth::sign_out,
+        routes::auth::accept_invitation,
+        routes::users::list_users,
+        routes::users::get_user,
+        routes::users::update_user,
+        routes::users::remove_user,
+        routes::users::invite,
+        routes::users::list_invitations,
+        routes::users::revoke_invitation,
         routes::tenant::get_tenant,
         routes::api_keys::create_key,
         routes::api_keys::list_keys,
@@ -68,7 +86,8 @@ impl Modify for Security {
     tags(
         (name = "tenant", description = "The caller's tenant"),
         (name = "api_keys", description = "API keys of the tenant"),
-        (name = "auth", description = "Dashboard login"),
+        (name = "auth", description = "Signing in: tokens and dashboard sessions"),
+        (name = "users", description = "The tenant's dashboard users, roles and invitations"),
         (name = "admin", description = "Operator API"),
         (name = "usage", description = "Metered usage"),
         (name = "health", description = "Probes and metrics"),
@@ -184,11 +203,19 @@ pub fn complete(doc: &mut serde_json::Value) {
                 ));
             }
             if schemes.iter().any(|s| s == "bearer") {
+                // Whatever takes a bearer credential takes the dashboard's
+                // session cookie as well.
+                if let Some(security) = op.get_mut("security").and_then(Value::as_array_mut) {
+                    security.push(json!({"session": []}));
+                }
                 add.push((
                     "401",
                     problem("Missing, malformed, expired or revoked credentials"),
                 ));
-                add.push(("403", problem("Missing scope, or tenant suspended")));
+                add.push((
+                    "403",
+                    problem("Missing scope, tenant suspended, a read-only user's change, or a session's change without its CSRF token"),
+                ));
                 add.push((
                     "429",
                     problem(

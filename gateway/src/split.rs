@@ -344,7 +344,13 @@ async fn forward_inner(
         .map_err(|_| ApiError::MethodNotAllowed(req.method().to_string()))?;
     let mut headers = reqwest::header::HeaderMap::new();
     for (name, value) in req.headers() {
-        if hop_by_hop(name) || name == header::AUTHORIZATION || name.as_str() == HEADER {
+        // Credentials stay at the edge: the service gets the internal token.
+        if hop_by_hop(name)
+            || name == header::AUTHORIZATION
+            || name == header::COOKIE
+            || name.as_str() == crate::session::CSRF_HEADER
+            || name.as_str() == HEADER
+        {
             continue;
         }
         if let (Ok(n), Ok(v)) = (

@@ -24,6 +24,7 @@ mod m20261202_000015_job_pool;
 mod m20261202_000016_rag;
 mod m20261202_000017_cache;
 mod m20261202_000018_monitoring;
+mod m20261203_000019_sessions;
 
 pub struct Migrator;
 
@@ -49,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000016_rag::Migration),
             Box::new(m20261202_000017_cache::Migration),
             Box::new(m20261202_000018_monitoring::Migration),
+            Box::new(m20261203_000019_sessions::Migration),
         ]
     }
 }

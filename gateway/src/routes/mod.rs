@@ -8,6 +8,7 @@ pub mod auth;
 pub mod health;
 pub mod tenant;
 pub mod usage;
+pub mod users;
 
 use actix_web::web;
 
@@ -17,6 +18,7 @@ pub fn v1(cfg: &mut web::ServiceConfig) {
     tenant::configure(cfg);
     api_keys::configure(cfg);
     usage::configure(cfg);
+    users::configure(cfg);
 }
 
 /// `/admin/v1` routes (behind the operator token).

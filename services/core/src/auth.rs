@@ -6,6 +6,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::ids::{ApiKeyId, TenantId, UserId};
 use crate::secret::Secret;
 use crate::tenancy::store::{self, TenantStatus};
+use crate::tenancy::users::{self, Role};
 use crate::tenancy::{PlanLimits, Principal, ScopeSet, TenantCtx};
 use chrono::{DateTime, Utc};
 use dashmap_lite::ConcurrentMap;
@@ -123,6 +124,9 @@ pub struct Claims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+    /// A `read_only` user's token: the gateway refuses its changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ro: bool,
 }
 
 const JWT_ISSUER: &str = "llmops";
@@ -155,6 +159,17 @@ impl JwtKeys {
     }
 
     pub fn issue(&self, user: UserId, tenant: TenantId, scopes: ScopeSet) -> ApiResult<String> {
+        self.issue_for(user, tenant, scopes, false)
+    }
+
+    /// A token; `read_only` marks a read-only user's.
+    pub fn issue_for(
+        &self,
+        user: UserId,
+        tenant: TenantId,
+        scopes: ScopeSet,
+        read_only: bool,
+    ) -> ApiResult<String> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user.to_string(),
@@ -164,6 +179,7 @@ impl JwtKeys {
             exp: now + i64::try_from(self.ttl.as_secs()).unwrap_or(3600),
             iss: JWT_ISSUER.into(),
             aud: JWT_AUDIENCE.into(),
+            ro: read_only,
         };
         jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &self.encoding)
             .map_err(ApiError::internal)
@@ -407,12 +423,14 @@ impl Authenticator {
         if status != TenantStatus::Active {
             return Err(ApiError::TenantSuspended);
         }
-        Ok(TenantCtx::new(
+        let mut ctx = TenantCtx::new(
             tenant,
             Principal::User { id: user },
             ScopeSet::from_db(&claims.scope),
             limits,
-        ))
+        );
+        ctx.set_read_only(claims.ro);
+        Ok(ctx)
     }
 
     /// Status and limits of a tenant, cached like keys.
@@ -487,8 +505,13 @@ impl Authenticator {
         Ok(n)
     }
 
-    /// Email and password login: returns a JWT for the tenant admin.
-    pub async fn login(&self, email: &str, password: &str) -> ApiResult<(String, TenantId)> {
+    /// Checks an email and password: the user, once its tenant is active.
+    /// A wrong email and a wrong password take the same time and answer.
+    async fn check_login(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> ApiResult<crate::entities::user::Model> {
         let denied = || ApiError::Unauthenticated("email or password is wrong".into());
         let user = store::user_by_email(&self.db, email).await?;
         let Some(user) = user else {
@@ -513,11 +536,63 @@ impl Authenticator {
             None => return Err(denied()),
         }
         store::record_login(&self.db, user_id).await?;
-        let scopes = match user.role.as_str() {
-            "admin" => ScopeSet::all(),
-            _ => ScopeSet::default(),
-        };
-        Ok((self.jwt.issue(user_id, tenant, scopes)?, tenant))
+        Ok(user)
+    }
+
+    /// Email and password login: returns a JWT with the user's role's
+    /// scopes (a `read_only` user's token is marked so).
+    pub async fn login(&self, email: &str, password: &str) -> ApiResult<(String, TenantId)> {
+        let user = self.check_login(email, password).await?;
+        let user_id: UserId = user.id.parse().map_err(ApiError::internal)?;
+        let tenant: TenantId = user.tenant_id.parse().map_err(ApiError::internal)?;
+        let role = Role::from_db(&user.role);
+        let token = self
+            .jwt
+            .issue_for(user_id, tenant, role.scopes(), role == Role::ReadOnly)?;
+        Ok((token, tenant))
+    }
+
+    /// Email and password sign-in to the dashboard: a new session.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        ttl: Duration,
+    ) -> ApiResult<(users::OpenedSession, users::LiveSession)> {
+        let user = self.check_login(email, password).await?;
+        let user_id: UserId = user.id.parse().map_err(ApiError::internal)?;
+        let tenant: TenantId = user.tenant_id.parse().map_err(ApiError::internal)?;
+        users::start_session(&self.db, tenant, user_id, ttl).await
+    }
+
+    /// Authenticates a dashboard session's cookie secret. The session and
+    /// its user are read on every request, so signing out, removing a
+    /// user or changing its role take effect at once.
+    pub async fn authenticate_session(
+        &self,
+        secret: &str,
+    ) -> ApiResult<(TenantCtx, users::LiveSession)> {
+        let session = users::live_session(&self.db, secret)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthenticated("the session has ended; sign in again".into())
+            })?;
+        let (status, limits) = self.tenant_state(session.tenant_id).await?.ok_or_else(|| {
+            ApiError::Unauthenticated("the session has ended; sign in again".into())
+        })?;
+        if status != TenantStatus::Active {
+            return Err(ApiError::TenantSuspended);
+        }
+        let user: UserId = session.user.id.parse().map_err(ApiError::internal)?;
+        let role = Role::from_db(&session.user.role);
+        let mut ctx = TenantCtx::new(
+            session.tenant_id,
+            Principal::User { id: user },
+            role.scopes(),
+            limits,
+        );
+        ctx.set_read_only(role == Role::ReadOnly);
+        Ok((ctx, session))
     }
 }
 

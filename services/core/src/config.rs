@@ -103,6 +103,12 @@ pub struct Config {
     /// Lifetime of an internal token (seconds).
     pub internal_token_ttl_secs: u64,
     pub jwt_ttl_secs: u64,
+    /// Lifetime of a dashboard session (seconds; signing in again starts a
+    /// new one).
+    pub session_ttl_secs: u64,
+    /// Serve the dashboard's files from this folder, read at every request,
+    /// instead of the copies built into the binary (for working on them).
+    pub dashboard_dir: Option<PathBuf>,
     /// How long a replica may serve a cached API key or tenant state: the
     /// bound on how late a revocation or suspension made on another replica
     /// takes effect here (the replica that made it applies it at once).
@@ -274,6 +280,8 @@ impl Default for Config {
             service_urls: std::collections::BTreeMap::new(),
             internal_token_ttl_secs: 60,
             jwt_ttl_secs: 3600,
+            session_ttl_secs: 12 * 3600,
+            dashboard_dir: None,
             auth_cache_ttl_secs: 5,
             key_usage_flush_secs: 15,
             max_body_bytes: 1024 * 1024,
@@ -500,6 +508,12 @@ impl Config {
         }
         if self.jwt_ttl_secs == 0 || self.jwt_ttl_secs > 7 * 24 * 3600 {
             return Err(invalid("jwt_ttl_secs", "must be between 1 and 604800"));
+        }
+        if !(60..=30 * 24 * 3600).contains(&self.session_ttl_secs) {
+            return Err(invalid(
+                "session_ttl_secs",
+                "must be between 60 and 2592000",
+            ));
         }
         if self.auth_cache_ttl_secs > 300 {
             return Err(invalid("auth_cache_ttl_secs", "must be at most 300"));

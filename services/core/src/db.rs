@@ -90,8 +90,8 @@ macro_rules! tenant_owned {
     )*};
 }
 
-use crate::entities::{api_key, usage_event, user};
-crate::tenant_owned!(api_key, user, usage_event);
+use crate::entities::{api_key, usage_event, user, user_invitation, user_session};
+crate::tenant_owned!(api_key, user, usage_event, user_invitation, user_session);
 
 /// Is this error a unique-constraint violation?
 pub fn is_unique_violation(e: &DbErr) -> bool {

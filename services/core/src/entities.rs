@@ -7,3 +7,5 @@ pub mod tenant;
 pub mod tenant_plan_change;
 pub mod usage_event;
 pub mod user;
+pub mod user_invitation;
+pub mod user_session;

@@ -109,6 +109,13 @@ pub enum ApiError {
     TenantSuspended,
     #[error("operator token required")]
     OperatorOnly,
+    /// A cookie-authenticated change without the session's CSRF token (or
+    /// from another origin).
+    #[error("{0}")]
+    CsrfRejected(String),
+    /// A change by a read-only dashboard user.
+    #[error("this user has the read_only role: it cannot change anything")]
+    ReadOnly,
     #[error("{0} not found")]
     NotFound(String),
     #[error("no route matches {0}")]
@@ -206,6 +213,8 @@ impl ApiError {
             Self::MissingScope(_) => (S::FORBIDDEN, "insufficient_scope", "Insufficient scope"),
             Self::TenantSuspended => (S::FORBIDDEN, "tenant_suspended", "Tenant suspended"),
             Self::OperatorOnly => (S::FORBIDDEN, "operator_only", "Operator token required"),
+            Self::CsrfRejected(_) => (S::FORBIDDEN, "csrf_token_invalid", "CSRF check failed"),
+            Self::ReadOnly => (S::FORBIDDEN, "read_only", "Read-only user"),
             Self::NotFound(_) => (S::NOT_FOUND, "not_found", "Not found"),
             Self::RouteNotFound(_) => (S::NOT_FOUND, "route_not_found", "No such route"),
             Self::MethodNotAllowed(_) => (

@@ -128,6 +128,10 @@ define_id!(
     UserId, "usr", "user"
 );
 define_id!(
+    /// An invitation of a user by a tenant's admin, `uinv_…`.
+    InvitationId, "uinv", "invitation"
+);
+define_id!(
     /// A usage event id, `evt_…`.
     UsageEventId, "evt", "usage event"
 );

@@ -7,6 +7,7 @@ mod billing;
 mod budget;
 mod cache;
 mod contract;
+mod dashboard;
 mod deployments;
 mod errors;
 mod keys;

@@ -10,7 +10,7 @@ pub struct Model {
     pub email: String,
     /// argon2id PHC string.
     pub password_hash: String,
-    /// `admin` (the only role so far).
+    /// `admin`, `member` or `read_only`.
     pub role: String,
     pub created_at: ChronoDateTimeUtc,
     pub last_login_at: Option<ChronoDateTimeUtc>,

@@ -1,6 +1,7 @@
 //! Who is calling: the tenancy context and scopes.
 
 pub mod store;
+pub mod users;
 
 use crate::error::ApiError;
 use crate::ids::{ApiKeyId, JobId, TenantId, UserId};
@@ -193,6 +194,8 @@ pub struct TenantCtx {
     /// What an inference call did, for its monitoring record (set by the
     /// gateway on inference routes; clones share it).
     probe: Option<crate::monitor::Probe>,
+    /// A read-only dashboard user: the gateway refuses its changes.
+    read_only: bool,
 }
 
 impl TenantCtx {
@@ -208,7 +211,17 @@ impl TenantCtx {
             scopes,
             limits,
             probe: None,
+            read_only: false,
         }
+    }
+
+    pub(crate) fn set_read_only(&mut self, read_only: bool) {
+        self.read_only = read_only;
+    }
+
+    /// Whether this caller may only read (a `read_only` user).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// A job's own context: the training and registry scopes of its
