@@ -13,7 +13,7 @@
 set -euo pipefail
 
 CHARTJS_VERSION=4.6.1
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd -P "$(dirname "$0")/.." && pwd)
 vendor="$root/gateway/dashboard/vendor"
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/llmops/npm-vendor"
 

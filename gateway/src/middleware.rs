@@ -228,7 +228,11 @@ async fn authenticated(state: &AppState, req: &ServiceRequest) -> Result<TenantC
             ApiError::Unauthenticated("Authorization header is not valid text".into())
         })?),
     };
-    let ctx = match (authorization, crate::session::cookie_value(req.headers())) {
+    let secure = crate::session::is_https(req.request());
+    let ctx = match (
+        authorization,
+        crate::session::cookie_value(req.headers(), secure),
+    ) {
         (None, Some(secret)) => {
             let (ctx, session) = state.auth.authenticate_session(&secret).await?;
             crate::session::check_change(req, &session)?;

@@ -24,7 +24,7 @@ impl Modify for Security {
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 "llmops_session",
-                "The dashboard's session cookie from `POST /v1/auth/sessions`; every request that changes something also sends the session's `csrf_token` in `x-csrf-token`",
+                "The dashboard's session cookie from `POST /v1/auth/sessions` (`__Host-llmops_session` over HTTPS); every request that changes something also sends the session's `csrf_token` in `x-csrf-token`",
             ))),
         );
         components.add_security_scheme(

@@ -2,8 +2,11 @@
 //! cookie-authenticated request passes (CSRF token, origin, read-only).
 //!
 //! The cookie (`llmops_session`) is HttpOnly, SameSite=Strict, `Path=/`,
-//! and Secure whenever the request reached the gateway over HTTPS (directly
-//! or per `X-Forwarded-Proto` from the proxy in front). A browser attaches
+//! and, whenever the request reached the gateway over HTTPS (directly or
+//! per `X-Forwarded-Proto` from the proxy in front), Secure and named
+//! `__Host-llmops_session`: a browser takes that name only from this very
+//! host over HTTPS, so a sibling subdomain cannot plant a session of its
+//! own (and over HTTPS the plain name is never read). A browser attaches
 //! it by itself, so every request authenticated by it that changes
 //! anything must also carry the session's CSRF token in `x-csrf-token`
 //! (which a page of another origin cannot read) and, when the browser
@@ -16,16 +19,24 @@ use llmops_core::ApiError;
 use llmops_core::tenancy::users::LiveSession;
 
 pub const COOKIE: &str = "llmops_session";
+/// The cookie's name over HTTPS.
+pub const SECURE_COOKIE: &str = "__Host-llmops_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
-/// The session cookie's value, if the request carries one.
-pub fn cookie_value(headers: &header::HeaderMap) -> Option<String> {
+fn cookie_name(secure: bool) -> &'static str {
+    if secure { SECURE_COOKIE } else { COOKIE }
+}
+
+/// The session cookie's value, if the request carries one (under the
+/// name for its scheme).
+pub fn cookie_value(headers: &header::HeaderMap, secure: bool) -> Option<String> {
+    let wanted = cookie_name(secure);
     headers
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.trim_matches('"').to_string())
 }
 
@@ -42,18 +53,20 @@ pub fn is_https(req: &actix_web::HttpRequest) -> bool {
 
 /// `Set-Cookie` for a new session.
 pub fn set_cookie(secret: &str, max_age_secs: u64, secure: bool) -> HeaderValue {
+    let name = cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={secret}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}"
+        "{name}={secret}; Path=/; Max-Age={max_age_secs}; HttpOnly; SameSite=Strict{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("llmops_session=; Path=/; Max-Age=0"))
 }
 
 /// `Set-Cookie` that removes the session cookie.
 pub fn clear_cookie(secure: bool) -> HeaderValue {
+    let name = cookie_name(secure);
     let secure = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
+        "{name}=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict{secure}"
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("llmops_session=; Path=/; Max-Age=0"))
 }
@@ -117,13 +130,20 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; llmops_session=abc; b=2"),
         );
-        assert_eq!(cookie_value(&h).as_deref(), Some("abc"));
+        assert_eq!(cookie_value(&h, false).as_deref(), Some("abc"));
+        // Over HTTPS only the __Host- name counts.
+        assert_eq!(cookie_value(&h, true), None);
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-llmops_session=def"),
+        );
+        assert_eq!(cookie_value(&h, true).as_deref(), Some("def"));
         let mut h = header::HeaderMap::new();
         h.append(
             header::COOKIE,
             HeaderValue::from_static("xllmops_session=abc"),
         );
-        assert_eq!(cookie_value(&h), None);
+        assert_eq!(cookie_value(&h, false), None);
     }
 
     #[test]
@@ -131,6 +151,7 @@ mod tests {
         let c = set_cookie("s3cr3t", 60, true);
         let c = c.to_str().unwrap_or_default();
         for part in [
+            "__Host-llmops_session=s3cr3t",
             "HttpOnly",
             "SameSite=Strict",
             "Secure",

@@ -86,6 +86,7 @@ pub async fn update_user(
     ctx.require(Scope::Admin)?;
     let id: UserId = path.parse()?;
     let view = users::set_role(&state.db, ctx.scoped(), id, body.role).await?;
+    state.auth.invalidate_user(id);
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -112,6 +113,7 @@ pub async fn remove_user(
         _ => None,
     };
     users::remove_user(&state.db, ctx.scoped(), id, acting).await?;
+    state.auth.invalidate_user(id);
     Ok(HttpResponse::NoContent().finish())
 }
 

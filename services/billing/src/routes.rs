@@ -89,8 +89,17 @@ pub async fn invoice_html(
     ctx.require(Scope::BillingRead)?;
     let inv = b.get_invoice(ctx.scoped(), &path).await?;
     let name = b.tenant_name(ctx.tenant_id()).await?;
+    // Served on the dashboard's origin: no script may run in it, whatever
+    // a tenant's texts contain, and nothing keeps a copy.
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox allow-modals; frame-ancestors 'none'",
+        ))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("cache-control", "no-store, private"))
+        .insert_header(("referrer-policy", "no-referrer"))
         .body(render_html(&inv, &name)))
 }
 

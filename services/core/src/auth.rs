@@ -296,6 +296,8 @@ pub struct Authenticator {
     tenants: ConcurrentMap<TenantId, CachedTenant>,
     views: ConcurrentMap<TenantId, (Instant, Arc<store::TenantView>)>,
     last_used: ConcurrentMap<ApiKeyId, DateTime<Utc>>,
+    /// A JWT's user as it is now: its role, or `None` once removed.
+    users: ConcurrentMap<UserId, (Instant, Option<Role>)>,
 }
 
 impl Authenticator {
@@ -308,6 +310,7 @@ impl Authenticator {
             tenants: ConcurrentMap::new(),
             views: ConcurrentMap::new(),
             last_used: ConcurrentMap::new(),
+            users: ConcurrentMap::new(),
         }
     }
 
@@ -423,13 +426,19 @@ impl Authenticator {
         if status != TenantStatus::Active {
             return Err(ApiError::TenantSuspended);
         }
-        let mut ctx = TenantCtx::new(
-            tenant,
-            Principal::User { id: user },
-            ScopeSet::from_db(&claims.scope),
-            limits,
-        );
-        ctx.set_read_only(claims.ro);
+        // The token's scopes, as far as the user's role today allows: a
+        // removed user's tokens stop, a demoted one's lose what it lost
+        // (within `ttl` on other replicas, at once on this one).
+        let role = self
+            .user_role(tenant, user)
+            .await?
+            .ok_or_else(|| ApiError::Unauthenticated("the token's user no longer exists".into()))?;
+        let scopes: ScopeSet = ScopeSet::from_db(&claims.scope)
+            .iter()
+            .filter(|s| role.scopes().contains(*s))
+            .collect();
+        let mut ctx = TenantCtx::new(tenant, Principal::User { id: user }, scopes, limits);
+        ctx.set_read_only(claims.ro || role == Role::ReadOnly);
         Ok(ctx)
     }
 
@@ -480,6 +489,24 @@ impl Authenticator {
         self.views.retain(|k, _| *k != id);
         self.keys
             .retain(|_, v| v.entry.as_ref().is_none_or(|e| e.tenant_id != id));
+    }
+
+    /// A user's current role (`None`: no such user in that tenant),
+    /// cached like keys.
+    async fn user_role(&self, tenant: TenantId, user: UserId) -> ApiResult<Option<Role>> {
+        if let Some((at, role)) = self.users.get(&user)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(role);
+        }
+        let role = users::current_role(&self.db, crate::db::Scoped::new(tenant), user).await?;
+        self.users.insert(user, (Instant::now(), role));
+        Ok(role)
+    }
+
+    /// Forget a user's cached role (after a role change or removal).
+    pub fn invalidate_user(&self, id: UserId) {
+        self.users.retain(|k, _| *k != id);
     }
 
     /// Forget a key (after revocation).

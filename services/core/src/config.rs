@@ -197,6 +197,10 @@ pub struct Config {
     pub monitoring_record_retention_days: u32,
     pub monitoring_minute_retention_hours: u32,
     pub monitoring_hour_retention_days: u32,
+    /// An OpenTelemetry collector's OTLP/HTTP base URL (e.g.
+    /// `http://collector:4318`): every inference call is also sent to
+    /// `{url}/v1/traces` as a span with the GenAI semantic conventions.
+    pub monitoring_otlp_endpoint: Option<String>,
     /// The response cache of chat completions (exact and semantic hits).
     pub cache_enabled: bool,
     /// Least cosine of a semantic hit for every tenant; tenants and
@@ -320,6 +324,7 @@ impl Default for Config {
             monitoring_record_retention_days: 30,
             monitoring_minute_retention_hours: 48,
             monitoring_hour_retention_days: 400,
+            monitoring_otlp_endpoint: None,
             cache_enabled: true,
             cache_min_similarity: 0.8,
             cache_ttl_secs: 3600,
@@ -461,6 +466,17 @@ impl Config {
                 "monitoring_record_retention_days",
                 "monitoring retention periods must be at least 1",
             ));
+        }
+        if let Some(endpoint) = &self.monitoring_otlp_endpoint {
+            let ok = (endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                && !endpoint.contains(['?', '#', ' '])
+                && endpoint.len() > "http://".len();
+            if !ok {
+                return Err(invalid(
+                    "monitoring_otlp_endpoint",
+                    "must be an http(s) URL such as http://collector:4318",
+                ));
+            }
         }
         if self.rag_ingest_max_attempts == 0 || self.rag_storage_meter_secs == 0 {
             return Err(invalid(

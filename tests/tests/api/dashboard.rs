@@ -274,6 +274,49 @@ async fn sessions_need_their_csrf_token_and_end_on_sign_out(backend: Backend) {
         .unwrap();
     assert_eq!(other.get(&app, "/v1/tenant").await.status(), 200);
 
+    // Over HTTPS (as a TLS proxy in front says) the cookie is Secure and
+    // named __Host-…, and the plain name is not read there.
+    let res = app
+        .client
+        .post(app.url("/v1/auth/sessions"))
+        .header("x-forwarded-proto", "https")
+        .json(&json!({"email": "admin@acme.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let set = header(&res, "set-cookie");
+    assert!(
+        set.starts_with("__Host-llmops_session=") && set.contains("; Secure"),
+        "{set}"
+    );
+    let secret = cookie_of(&res).replace("__Host-llmops_session=", "");
+    let https_get = |cookie: String| {
+        app.client
+            .get(app.url("/v1/tenant"))
+            .header("x-forwarded-proto", "https")
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(
+        https_get(format!("__Host-llmops_session={secret}"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    problem(
+        https_get(format!("llmops_session={secret}")).await.unwrap(),
+        401,
+        "unauthenticated",
+    )
+    .await
+    .unwrap();
+
+    // An invitation cannot be accepted while the tenant is suspended; it
+    // stays pending for when the tenant is back.
+    let pending_invite = invite(&other, &app, "later@acme.test", "member").await;
+
     // A suspended tenant's sessions stop working.
     let res = app
         .admin_post(
@@ -288,6 +331,28 @@ async fn sessions_need_their_csrf_token_and_end_on_sign_out(backend: Backend) {
     })
     .await
     .unwrap();
+    let token = s(&pending_invite["token"]);
+    problem(
+        accept(&app, &token, "a long enough password").await,
+        403,
+        "tenant_suspended",
+    )
+    .await
+    .unwrap();
+    let res = app
+        .admin_post(
+            &format!("/admin/v1/tenants/{}/reactivate", s(&t["tenant_id"])),
+            &json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        accept(&app, &token, "a long enough password")
+            .await
+            .status(),
+        201
+    );
 }
 
 async fn invite(b: &Browser, app: &TestApp, email: &str, role: &str) -> Value {
@@ -521,6 +586,59 @@ async fn roles_and_invitations(backend: Backend) {
         .await;
     problem(res, 409, "conflict").await.unwrap();
 
+    // A token from before a demotion loses what the role lost; a removed
+    // user's tokens and pending invitations end with it.
+    let member_jwt: Value = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": "member@acme.test", "password": "a long enough member password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let member_jwt = s(&member_jwt["access_token"]);
+    let res = app
+        .post(
+            "/v1/registry/models",
+            &member_jwt,
+            &json!({"name": "jwt-after-demotion"}),
+        )
+        .await
+        .unwrap();
+    problem(res, 403, "read_only").await.unwrap();
+    let res = admin
+        .send(
+            &app,
+            Method::PATCH,
+            &format!("/v1/users/{member_id}"),
+            &json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let member_admin = Browser {
+        cookie: member.cookie.clone(),
+        csrf: member.csrf.clone(),
+        session: member.session.clone(),
+    };
+    let planted = invite(&member_admin, &app, "planted@acme.test", "admin").await;
+    let admin_jwt: Value = app
+        .client
+        .post(app.url("/v1/auth/login"))
+        .json(&json!({"email": "member@acme.test", "password": "a long enough member password"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin_jwt = s(&admin_jwt["access_token"]);
+    assert_eq!(
+        app.get("/v1/users", &admin_jwt).await.unwrap().status(),
+        200
+    );
+
     // A removed user's sessions end at once.
     let res = admin
         .send(
@@ -534,6 +652,25 @@ async fn roles_and_invitations(backend: Backend) {
     problem(member.get(&app, "/v1/tenant").await, 401, "unauthenticated")
         .await
         .unwrap();
+    problem(
+        app.get("/v1/tenant", &admin_jwt).await.unwrap(),
+        401,
+        "unauthenticated",
+    )
+    .await
+    .unwrap();
+    problem(
+        accept(
+            &app,
+            &s(&planted["token"]),
+            "a long enough planted password",
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await
+    .unwrap();
 
     // A revoked invitation cannot be accepted.
     let inv = invite(&admin, &app, "late@acme.test", "member").await;
@@ -733,6 +870,22 @@ async fn dashboard_in_a_real_browser() {
         "{}",
         res.text().await.unwrap_or_default()
     );
+
+    // The printable invoice opens on the dashboard's origin: it runs no
+    // script and is not kept.
+    let invoices = app.get_json("/v1/invoices", &ka).await.unwrap();
+    let id = s(&invoices["data"][0]["id"]);
+    let res = app
+        .get(&format!("/v1/invoices/{id}/html"), &ka)
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let csp = header(&res, "content-security-policy");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("sandbox"),
+        "{csp}"
+    );
+    assert_eq!(header(&res, "cache-control"), "no-store, private");
 
     let out = std::env::var("TEST_OUTPUT_DIR")
         .map(std::path::PathBuf::from)

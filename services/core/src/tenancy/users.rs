@@ -8,7 +8,7 @@
 
 use crate::auth::{hash_password, random_alnum};
 use crate::db::{Scoped, is_unique_violation};
-use crate::entities::{user, user_invitation, user_session};
+use crate::entities::{tenant, user, user_invitation, user_session};
 use crate::error::{ApiError, ApiResult};
 use crate::ids::{InvitationId, TenantId, UserId};
 use crate::pagination::{ListParams, Page};
@@ -151,6 +151,34 @@ async fn find_user(db: &impl ConnectionTrait, scope: Scoped, id: UserId) -> ApiR
         .ok_or_else(|| ApiError::not_found("user"))
 }
 
+/// A user's role now (`None` when the tenant has no such user).
+pub async fn current_role(
+    db: &impl ConnectionTrait,
+    scope: Scoped,
+    id: UserId,
+) -> ApiResult<Option<Role>> {
+    Ok(scope
+        .find::<user::Entity>()
+        .filter(user::Column::Id.eq(id.to_string()))
+        .one(db)
+        .await?
+        .map(|u| Role::from_db(&u.role)))
+}
+
+/// Holds the tenant's row until the transaction ends (PostgreSQL: `FOR
+/// UPDATE`; SQLite serialises writers anyway), so that two admins demoting
+/// or removing each other at once are decided one after the other and
+/// the second finds the first's change.
+async fn lock_tenant(db: &impl ConnectionTrait, scope: Scoped) -> ApiResult<()> {
+    if db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        tenant::Entity::find_by_id(scope.tenant_id().to_string())
+            .lock_exclusive()
+            .one(db)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Refuses to leave the tenant without an admin.
 async fn keep_an_admin(db: &impl ConnectionTrait, scope: Scoped, leaving: UserId) -> ApiResult<()> {
     let others = scope
@@ -176,6 +204,7 @@ pub async fn set_role(
     role: Role,
 ) -> ApiResult<UserView> {
     let txn = db.begin().await?;
+    lock_tenant(&txn, scope).await?;
     let current = find_user(&txn, scope, id).await?;
     if Role::from_db(&current.role) == Role::Admin && role != Role::Admin {
         keep_an_admin(&txn, scope, id).await?;
@@ -206,10 +235,23 @@ pub async fn remove_user(
         return Err(ApiError::Conflict("you cannot remove yourself".into()));
     }
     let txn = db.begin().await?;
+    lock_tenant(&txn, scope).await?;
     let current = find_user(&txn, scope, id).await?;
     if Role::from_db(&current.role) == Role::Admin {
         keep_an_admin(&txn, scope, id).await?;
     }
+    // What the user set in motion and could still use: its pending
+    // invitations (its API keys belong to the tenant and stay).
+    scope
+        .update_many::<user_invitation::Entity>()
+        .col_expr(
+            user_invitation::Column::RevokedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(user_invitation::Column::CreatedBy.eq(id.to_string()))
+        .filter(pending(Utc::now()))
+        .exec(&txn)
+        .await?;
     scope
         .delete_many::<user_session::Entity>()
         .filter(user_session::Column::UserId.eq(id.to_string()))
@@ -379,20 +421,34 @@ pub async fn accept_invitation(
     if !well_formed(token) {
         return Err(gone());
     }
-    let password_hash = {
-        let pw = password.to_string();
-        tokio::task::spawn_blocking(move || hash_password(&pw))
-            .await
-            .map_err(ApiError::internal)??
-    };
     let now = Utc::now();
     let txn = db.begin().await?;
+    // The invitation first: a made-up token costs one indexed lookup, not
+    // a password hash.
     let invitation = user_invitation::Entity::find()
         .filter(user_invitation::Column::TokenHash.eq(sha256_hex(token)))
         .filter(pending(now))
         .one(&txn)
         .await?
         .ok_or_else(gone)?;
+    let tenant: TenantId = invitation.tenant_id.parse().map_err(ApiError::internal)?;
+    // A suspended tenant takes no new users (the invitation stays).
+    let active = tenant::Entity::find_by_id(invitation.tenant_id.clone())
+        .one(&txn)
+        .await?
+        .is_some_and(|t| {
+            crate::tenancy::store::TenantStatus::from_db(&t.status)
+                == crate::tenancy::store::TenantStatus::Active
+        });
+    if !active {
+        return Err(ApiError::TenantSuspended);
+    }
+    let password_hash = {
+        let pw = password.to_string();
+        tokio::task::spawn_blocking(move || hash_password(&pw))
+            .await
+            .map_err(ApiError::internal)??
+    };
     // Claimed under the condition it was read with: of two acceptances at
     // once, one updates the row and the other finds it accepted.
     let claimed = user_invitation::Entity::update_many()
@@ -407,7 +463,6 @@ pub async fn accept_invitation(
     if claimed.rows_affected != 1 {
         return Err(gone());
     }
-    let tenant: TenantId = invitation.tenant_id.parse().map_err(ApiError::internal)?;
     let user_id = UserId::new();
     let row = user::ActiveModel {
         id: Set(user_id.to_string()),
