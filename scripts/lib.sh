@@ -420,3 +420,15 @@ ensure_browser() {
   fi
   export CHROMIUM=/usr/bin/chromium
 }
+
+# The OpenTelemetry project's protobuf classes (opentelemetry-proto), for
+# the test receiver of the OTLP span export (tests/otlp/receiver.py).
+otel_python() {
+  local venv="$HOME/.cache/llmops/venv-otel"
+  if ! "$venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+    log "installing opentelemetry-proto into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q 'opentelemetry-proto==1.45.2' >&2
+  fi
+  echo "$venv/bin/python"
+}

@@ -38,7 +38,7 @@ export TEST_PG_URL="$PG_URL" TEST_PG_BIN="$PG_BIN" TEST_PG_USER="$(pg_user)" TES
   TEST_S3_ENDPOINT="$S3_ENDPOINT" TEST_TRITON_URL="$TRITON_URL" TEST_SDK_PYTHON="$(sdk_python)" TEST_STRIPE_PYTHON="$(stripe_python)" \
   TEST_SMOLLM_GGUF="$(smollm_gguf)" TEST_TOKENIZER_PYTHON="$(tokenizer_python)" TEST_TOKENIZER_JSON="$(minilm_tokenizer)" TEST_MINILM_DIR="$(minilm_dir)" \
   TEST_CONTRACT_PYTHON="$(contract_python)" TEST_TRAIN_PYTHON="$(train_python)" TEST_KUBE_PYTHON="$(kube_python)" \
-  TEST_STATS_PYTHON="$(stats_python)" CHROMIUM="$CHROMIUM"
+  TEST_STATS_PYTHON="$(stats_python)" CHROMIUM="$CHROMIUM" TEST_OTEL_PYTHON="$(otel_python)"
 
 log "building"
 cargo build --locked --bin llmops

@@ -19,6 +19,7 @@ pub mod alerts;
 pub mod analysis;
 pub mod drift;
 pub mod entities;
+pub mod otlp;
 pub mod quality;
 pub mod query;
 pub mod reports;
@@ -89,6 +90,16 @@ impl Monitoring {
             tasks.spawn(writer::run_sampler(db.clone(), e, srx, stop.clone()));
             tx
         });
+        // Spans to an OpenTelemetry collector, when one is configured (the
+        // URL was checked with the configuration).
+        let spans = cfg
+            .monitoring_otlp_endpoint
+            .as_deref()
+            .and_then(|endpoint| {
+                otlp::start(endpoint, cfg.monitoring_queue, tasks, stop.clone())
+                    .inspect_err(|e| tracing::error!(error = %e, "OTLP export is off"))
+                    .ok()
+            });
         tasks.spawn(writer::run(
             db.clone(),
             rx,
@@ -98,6 +109,7 @@ impl Monitoring {
                 flush: Duration::from_millis(cfg.monitoring_flush_ms),
                 sample_rate: cfg.monitoring_sample_rate,
                 samples,
+                spans,
             },
             stop.clone(),
         ));

@@ -75,6 +75,8 @@ pub(crate) struct WriterConfig {
     /// Where picked prompts go to be embedded (apart from the writer: a
     /// slow embedding model does not hold records back).
     pub samples: Option<mpsc::Sender<Picked>>,
+    /// Where written records go as OpenTelemetry spans (when configured).
+    pub spans: Option<crate::otlp::SpanQueue>,
 }
 
 /// A prompt picked for an embedding sample.
@@ -113,7 +115,10 @@ pub(crate) async fn run(
                 break;
             }
         }
-        write_with_retry(&db, pricer.as_deref(), &buf).await;
+        let rows = write_with_retry(&db, pricer.as_deref(), &buf).await;
+        if let Some(spans) = &cfg.spans {
+            spans.offer(&rows);
+        }
         if let Some(tx) = &cfg.samples {
             pick(tx, cfg.sample_rate, &buf);
         }
@@ -124,20 +129,28 @@ pub(crate) async fn run(
     while let Some(r) = rx.recv().await {
         buf.push(r);
         if buf.len() >= cfg.batch {
-            write_with_retry(&db, pricer.as_deref(), &buf).await;
+            let rows = write_with_retry(&db, pricer.as_deref(), &buf).await;
+            if let Some(spans) = &cfg.spans {
+                spans.offer(&rows);
+            }
             buf.clear();
         }
     }
     if !buf.is_empty() {
-        write_with_retry(&db, pricer.as_deref(), &buf).await;
+        let rows = write_with_retry(&db, pricer.as_deref(), &buf).await;
+        if let Some(spans) = &cfg.spans {
+            spans.offer(&rows);
+        }
     }
 }
 
+/// Writes a batch (four tries); returns the rows written (none when the
+/// batch was lost).
 async fn write_with_retry(
     db: &DatabaseConnection,
     pricer: Option<&dyn SpendGuard>,
     batch: &[InferenceRecord],
-) {
+) -> Vec<record::Model> {
     let rows = rows(pricer, batch).await;
     let mut delay = Duration::from_millis(200);
     for attempt in 1..=4 {
@@ -145,7 +158,7 @@ async fn write_with_retry(
             Ok(()) => {
                 metrics::counter!("llmops_monitoring_records_written_total")
                     .increment(rows.len() as u64);
-                return;
+                return rows;
             }
             Err(e) if attempt < 4 => {
                 tracing::warn!(error = %e, attempt, "monitoring batch not written; retrying");
@@ -159,6 +172,7 @@ async fn write_with_retry(
             }
         }
     }
+    Vec::new()
 }
 
 /// Picks a random share (`rate`) of the batch's answered prompts for

@@ -14,6 +14,7 @@ mod keys;
 mod ledger;
 mod monitoring;
 mod ops;
+mod otlp;
 mod periods;
 mod rag;
 mod rag_uploads;
