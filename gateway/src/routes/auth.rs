@@ -45,6 +45,25 @@ pub struct LoginResponse {
     pub tenant_id: TenantId,
 }
 
+/// The login body's email, normalised, once its shape is valid and the
+/// email's budget of 10 attempts a minute (shared by both ways to sign in)
+/// has room.
+async fn admit_login(state: &AppState, body: &LoginRequest) -> ApiResult<String> {
+    let email = check_email(&body.email)
+        .map_err(|_| llmops_core::ApiError::validation("email", "not a valid email address"))?;
+    if body.password.is_empty() || body.password.chars().count() > 1024 {
+        return Err(llmops_core::ApiError::validation(
+            "password",
+            "password must be 1 to 1024 characters",
+        ));
+    }
+    state
+        .limiter
+        .check_key(format!("login:{email}"), 10)
+        .await?;
+    Ok(email)
+}
+
 /// Logs a tenant admin in. Attempts are limited to 10 per minute per email.
 #[utoipa::path(
     post, path = "/v1/auth/login", tag = "auth",
@@ -60,18 +79,7 @@ pub async fn login(
     state: web::Data<AppState>,
     body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
-    let email = check_email(&body.email)
-        .map_err(|_| llmops_core::ApiError::validation("email", "not a valid email address"))?;
-    if body.password.is_empty() || body.password.chars().count() > 1024 {
-        return Err(llmops_core::ApiError::validation(
-            "password",
-            "password must be 1 to 1024 characters",
-        ));
-    }
-    state
-        .limiter
-        .check_key(format!("login:{email}"), 10)
-        .await?;
+    let email = admit_login(&state, &body).await?;
     let (token, tenant_id) = state.auth.login(&email, &body.password).await?;
     Ok(HttpResponse::Ok().json(LoginResponse {
         access_token: token,
@@ -141,18 +149,7 @@ pub async fn sign_in(
     body: Json<LoginRequest>,
 ) -> ApiResult<HttpResponse> {
     crate::session::check_origin(&req)?;
-    let email = check_email(&body.email)
-        .map_err(|_| llmops_core::ApiError::validation("email", "not a valid email address"))?;
-    if body.password.is_empty() || body.password.chars().count() > 1024 {
-        return Err(llmops_core::ApiError::validation(
-            "password",
-            "password must be 1 to 1024 characters",
-        ));
-    }
-    state
-        .limiter
-        .check_key(format!("login:{email}"), 10)
-        .await?;
+    let email = admit_login(&state, &body).await?;
     let ttl = std::time::Duration::from_secs(state.config.session_ttl_secs);
     let (opened, live) = state.auth.sign_in(&email, &body.password, ttl).await?;
     signed_in(&req, &state, &opened, live).await

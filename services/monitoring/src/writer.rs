@@ -115,10 +115,7 @@ pub(crate) async fn run(
                 break;
             }
         }
-        let rows = write_with_retry(&db, pricer.as_deref(), &buf).await;
-        if let Some(spans) = &cfg.spans {
-            spans.offer(&rows);
-        }
+        write_batch(&db, pricer.as_deref(), &cfg, &buf).await;
         if let Some(tx) = &cfg.samples {
             pick(tx, cfg.sample_rate, &buf);
         }
@@ -129,18 +126,26 @@ pub(crate) async fn run(
     while let Some(r) = rx.recv().await {
         buf.push(r);
         if buf.len() >= cfg.batch {
-            let rows = write_with_retry(&db, pricer.as_deref(), &buf).await;
-            if let Some(spans) = &cfg.spans {
-                spans.offer(&rows);
-            }
+            write_batch(&db, pricer.as_deref(), &cfg, &buf).await;
             buf.clear();
         }
     }
     if !buf.is_empty() {
-        let rows = write_with_retry(&db, pricer.as_deref(), &buf).await;
-        if let Some(spans) = &cfg.spans {
-            spans.offer(&rows);
-        }
+        write_batch(&db, pricer.as_deref(), &cfg, &buf).await;
+    }
+}
+
+/// Writes a batch, then hands what was written to the span export (when
+/// configured).
+async fn write_batch(
+    db: &DatabaseConnection,
+    pricer: Option<&dyn SpendGuard>,
+    cfg: &WriterConfig,
+    batch: &[InferenceRecord],
+) {
+    let rows = write_with_retry(db, pricer, batch).await;
+    if let Some(spans) = &cfg.spans {
+        spans.offer(&rows);
     }
 }
 

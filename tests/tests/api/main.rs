@@ -8,6 +8,7 @@ mod budget;
 mod cache;
 mod contract;
 mod dashboard;
+mod dashboard_page;
 mod deployments;
 mod errors;
 mod keys;

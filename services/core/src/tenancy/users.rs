@@ -70,13 +70,7 @@ const INVITATION_TTL_DAYS: i64 = 7;
 const SECRET_LEN: usize = 43;
 
 fn sha256_hex(s: &str) -> String {
-    use std::fmt::Write;
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
+    crate::auth::hex(&Sha256::digest(s.as_bytes()))
 }
 
 /// Whether a presented secret has the shape this module issues, so
