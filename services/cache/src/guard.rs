@@ -14,7 +14,7 @@
 //! Any doubt is a rejection: the caller then calls the model (a miss).
 
 use crate::words::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Why a candidate was refused (the metric's `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -603,6 +603,27 @@ fn more_antonyms() -> &'static [(&'static str, &'static str)] {
     })
 }
 
+/// Every antonym pair (the built-in ones, then `antonyms.tsv`'s) under
+/// each of its two words, built once.
+fn antonyms_by_word() -> &'static HashMap<&'static str, Vec<(&'static str, &'static str)>> {
+    static BY_WORD: std::sync::OnceLock<HashMap<&'static str, Vec<(&'static str, &'static str)>>> =
+        std::sync::OnceLock::new();
+    BY_WORD.get_or_init(|| {
+        let mut by_word: HashMap<&'static str, Vec<(&'static str, &'static str)>> = HashMap::new();
+        for (x, y) in ANTONYMS
+            .iter()
+            .copied()
+            .chain(more_antonyms().iter().copied())
+        {
+            by_word.entry(x).or_default().push((x, y));
+            if y != x {
+                by_word.entry(y).or_default().push((x, y));
+            }
+        }
+        by_word
+    })
+}
+
 /// Checks that `candidate` (a cached prompt) asks what `query` asks, given
 /// their cosine and the least cosine accepted; `Ok` only when every check
 /// passes.
@@ -733,19 +754,20 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
         .chain(&pb)
         .map(String::as_str)
         .collect();
-    for (x, y) in ANTONYMS
-        .iter()
-        .copied()
-        .chain(more_antonyms().iter().copied())
-    {
-        let (ax, ay, bx, by) = (
-            wa.contains(x),
-            wa.contains(y),
-            wb.contains(x),
-            wb.contains(y),
-        );
-        if (ax && !ay && by && !bx) || (ay && !ax && bx && !by) {
-            fail(Rejection::Antonym);
+    // Only the pairs with a word of either prompt can fail: found through
+    // the index (checking all 2,300 pairs took half of the guard's time).
+    let by_word = antonyms_by_word();
+    for w in wa.iter().chain(&wb) {
+        for &(x, y) in by_word.get(w).into_iter().flatten() {
+            let (ax, ay, bx, by) = (
+                wa.contains(x),
+                wa.contains(y),
+                wb.contains(x),
+                wb.contains(y),
+            );
+            if (ax && !ay && by && !bx) || (ay && !ax && bx && !by) {
+                fail(Rejection::Antonym);
+            }
         }
     }
     // Numbers and single-letter names in the same order: 10 modulo 3 is
