@@ -5,8 +5,11 @@
 #     the guard alone and the guard with the learned judge (the default
 #     decision), true- and false-hit rates with 95% intervals, per kind
 #     (services/cache/benches/cache.rs `pairs`; `final` is the held-out set);
-#  2. lookups in-process (SemanticCache on SQLite, the in-process entry
-#     store, qdrant-edge, all-MiniLM-L6-v2 in candle): exact hits, semantic
+#  2. the encoder alone (services/encoder/benches/encode.rs): one pass by
+#     sequence length with f32 and bf16 weights, on one thread and two, and
+#     the bf16 sentence vectors' cosine with the f32 ones (`lookups` runs);
+#     then lookups in-process (SemanticCache on SQLite, the in-process entry
+#     store, qdrant-edge, all-MiniLM-L6-v2 in llmops-encoder): exact hits, semantic
 #     hits (embedding included) and misses, p50/p99 at a fixed rate and at
 #     saturation, and the embedding alone (`latency`);
 #  3. through the gateway on the local Triton, side by side: the SmolLM2
@@ -45,12 +48,12 @@ LLMOPS_CACHE_EMBEDDING_DIR=$(minilm_dir)
 export LLMOPS_CACHE_EMBEDDING_DIR
 
 profile=${LLMOPS_PROFILE:-release}
-log "the pair set and in-process lookups ($profile)"
-for mode in "pairs $split" "latency $lookups"; do
-  # shellcheck disable=SC2086
-  cargo bench --locked -q -p llmops-cache --bench cache --profile "$( [ "$profile" = dev ] && echo dev || echo bench )" -- $mode 2>&1 \
-    | grep -v '^\s*$'
-done
+log "the pair set, the encoder and in-process lookups ($profile)"
+cargo_profile=$( [ "$profile" = dev ] && echo dev || echo bench )
+# shellcheck disable=SC2086
+cargo bench --locked -q -p llmops-cache --bench cache --profile "$cargo_profile" -- pairs $split 2>&1 | grep -v '^\s*$'
+cargo bench --locked -q -p llmops-encoder --bench encode --profile "$cargo_profile" -- "$lookups" 2>&1 | grep -v '^\s*$'
+cargo bench --locked -q -p llmops-cache --bench cache --profile "$cargo_profile" -- latency "$lookups" 2>&1 | grep -v '^\s*$'
 
 log "through the gateway ($profile)"
 export LLMOPS_DATA_DIR="$work/data" LLMOPS_LISTEN=127.0.0.1:0 LLMOPS_TRITON_URL="$TRITON_URL" \

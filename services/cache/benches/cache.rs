@@ -512,7 +512,7 @@ fn latency(n: usize) {
             emb.push(t.elapsed().as_secs_f64() * 1e3);
         }
         let (p50, p99) = quantiles(emb);
-        println!("embedding one prompt in-process (candle, all-MiniLM-L6-v2): p50 {p50:.2} ms, p99 {p99:.2} ms");
+        println!("embedding one prompt in-process (llmops-encoder, all-MiniLM-L6-v2): p50 {p50:.2} ms, p99 {p99:.2} ms");
         let db = sea_orm::Database::connect("sqlite::memory:").await.expect("sqlite");
         llmops_migrations::up(&db).await.expect("migrations");
         let dir = tempfile::tempdir().expect("tempdir");

@@ -147,6 +147,8 @@ fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
         "| guard alone, threshold 0.80 |",
         "| guard + judge, threshold 0.80 (default) |",
         "embedding one prompt in-process",
+        "f32, 1 thread",
+        "bf16, 2 threads",
         "| exact hit | fixed 20/s | hit 10 |",
         "| paraphrase (semantic) | saturation |",
         "| miss | fixed 20/s | miss 10 |",
