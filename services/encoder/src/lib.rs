@@ -87,16 +87,37 @@ impl Config {
                 .and_then(serde_json::Value::as_f64)
                 .unwrap_or(1e-12) as f32,
         };
-        if !config.hidden.is_multiple_of(config.heads)
-            || !config.hidden.is_multiple_of(PANEL)
-            || !config.intermediate.is_multiple_of(PANEL)
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// What this pass computes: positive sizes, heads that divide the
+    /// hidden size, sizes that tile by 16 outputs, a finite positive
+    /// epsilon, and no more layers or positions than any BERT has (so
+    /// that a bad file is an error before anything is allocated).
+    pub fn validate(&self) -> Result<(), EncoderError> {
+        let sizes = [
+            self.hidden,
+            self.heads,
+            self.layers,
+            self.intermediate,
+            self.max_positions,
+            self.vocab,
+            self.type_vocab,
+        ];
+        if sizes.contains(&0)
+            || !self.hidden.is_multiple_of(self.heads)
+            || !self.hidden.is_multiple_of(PANEL)
+            || !self.intermediate.is_multiple_of(PANEL)
+            || self.layers > 256
+            || self.max_positions > 65_536
+            || !(self.eps.is_finite() && self.eps > 0.0)
         {
             return Err(weights_err(format!(
-                "config.json: hidden {} and intermediate {} must be multiples of {PANEL} and of the heads ({})",
-                config.hidden, config.intermediate, config.heads
+                "config: {self:?} is not computed (sizes positive, hidden and intermediate multiples of {PANEL}, hidden a multiple of the heads, at most 256 layers and 65,536 positions)"
             )));
         }
-        Ok(config)
+        Ok(())
     }
 }
 
@@ -165,15 +186,20 @@ impl<'a> Tensors<'a> {
                 "safetensors: {name} is {dtype} {found:?}, expected F32 {shape:?}"
             )));
         }
+        let size = shape.iter().try_fold(4usize, |a, d| a.checked_mul(*d));
         let bytes = self
             .data
             .get(*from..*to)
-            .filter(|b| b.len() == shape.iter().product::<usize>() * 4)
+            .filter(|b| Some(b.len()) == size)
             .ok_or_else(|| weights_err(format!("safetensors: {name}: bad byte range")))?;
-        Ok(bytes
+        let values: Vec<f32> = bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+            .collect();
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(weights_err(format!("safetensors: {name}: not finite")));
+        }
+        Ok(values)
     }
 }
 
@@ -233,7 +259,8 @@ impl PanelRow for f32 {
     }
 }
 
-/// bfloat16 of `x`, rounded to nearest even (the weights are finite).
+/// bfloat16 of `x`, rounded to nearest even (the weights are finite:
+/// `Tensors::f32s` refuses others).
 fn bf16(x: f32) -> u32 {
     let bits = x.to_bits();
     (bits + 0x7fff + ((bits >> 16) & 1)) >> 16
@@ -362,6 +389,7 @@ impl Bert {
         safetensors: &[u8],
         precision: Precision,
     ) -> Result<Self, EncoderError> {
+        config.validate()?;
         let t = Tensors::parse(safetensors)?;
         let h = config.hidden;
         let linear = |name: &str, outputs: usize, inputs: usize| {
@@ -376,7 +404,7 @@ impl Bert {
                 bias: t.f32s(&format!("{name}.bias"), &[h])?,
             })
         };
-        let mut layers = Vec::with_capacity(config.layers);
+        let mut layers = Vec::new();
         for l in 0..config.layers {
             let p = format!("encoder.layer.{l}");
             layers.push(Layer {

@@ -361,6 +361,50 @@ fn bad_files_and_inputs_are_errors() {
     reshaped[0].1 = vec![config.hidden, config.vocab];
     assert!(Bert::load(config, &safetensors(&reshaped), Precision::F32).is_err());
 
+    // A NaN weight; a shape whose byte size overflows.
+    let mut nan = tensors.clone();
+    nan[7].2[3] = f32::NAN;
+    assert!(
+        Bert::load(config, &safetensors(&nan), Precision::Bf16)
+            .unwrap_err()
+            .to_string()
+            .contains("not finite")
+    );
+    let mut huge = tensors.clone();
+    let wide = Config {
+        vocab: usize::MAX / 64,
+        ..config
+    };
+    huge[0].1 = vec![wide.vocab, config.hidden];
+    assert!(
+        Bert::load(wide, &safetensors(&huge), Precision::F32)
+            .unwrap_err()
+            .to_string()
+            .contains("bad byte range")
+    );
+    // A config built by hand is checked too, before anything is allocated.
+    for bad in [
+        Config { heads: 0, ..config },
+        Config {
+            hidden: 0,
+            ..config
+        },
+        Config {
+            hidden: 24,
+            ..config
+        },
+        Config {
+            layers: 1 << 40,
+            ..config
+        },
+        Config {
+            eps: f32::NAN,
+            ..config
+        },
+    ] {
+        assert!(Bert::load(bad, &good, Precision::F32).is_err(), "{bad:?}");
+    }
+
     let bert = Bert::load(config, &good, Precision::F32).unwrap();
     assert!(bert.forward(&[]).is_err());
     assert!(bert.forward(&[config.vocab as u32]).is_err());
@@ -383,6 +427,10 @@ fn config_refuses_what_is_not_computed() {
         ("hidden_size", serde_json::json!(100)),
         ("num_attention_heads", serde_json::json!(0)),
         ("vocab_size", serde_json::json!("many")),
+        (
+            "num_hidden_layers",
+            serde_json::json!(100_000_000_000_000_000u64),
+        ),
     ] {
         let mut v = base.clone();
         v[key] = value;
