@@ -48,7 +48,6 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 struct Loaded {
     model: llmops_encoder::Bert,
     tokenizer: tokenizers::Tokenizer,
-    dims: usize,
 }
 
 /// all-MiniLM-L6-v2 in-process (`llmops-encoder`, CPU).
@@ -84,7 +83,6 @@ impl MiniLm {
                 .map_err(|e| model_err(format!("{}: {e}", dir.join(name).display())))
         };
         let config = llmops_encoder::Config::from_json(&read("config.json")?).map_err(model_err)?;
-        let dims = config.hidden;
         let model = llmops_encoder::Bert::load(config, &read("model.safetensors")?, precision)
             .map_err(model_err)?;
         let mut tokenizer =
@@ -98,11 +96,7 @@ impl MiniLm {
         tokenizer.with_padding(None);
         Ok(Self {
             id: id.to_string(),
-            inner: Arc::new(Loaded {
-                model,
-                tokenizer,
-                dims,
-            }),
+            inner: Arc::new(Loaded { model, tokenizer }),
         })
     }
 
@@ -115,7 +109,7 @@ impl MiniLm {
     pub fn encode_blocking(&self, text: &str) -> Result<Encoded, CacheError> {
         let enc = self.inner.tokenizer.encode(text, true).map_err(model_err)?;
         let hidden = self.inner.model.forward(enc.get_ids()).map_err(model_err)?;
-        let dims = self.inner.dims;
+        let dims = self.dims();
         // Mean over the tokens (no padding at batch 1), then L2.
         let mut pooled = vec![0.0f32; dims];
         for row in hidden.chunks_exact(dims) {
@@ -126,7 +120,7 @@ impl MiniLm {
         let rows = hidden.chunks_exact(dims);
         let special = enc.get_special_tokens_mask();
         let mut pieces = Vec::with_capacity(rows.len());
-        let mut states = Vec::with_capacity(rows.len() * self.inner.dims);
+        let mut states = Vec::with_capacity(rows.len() * dims);
         for ((row, piece), sp) in rows.zip(enc.get_tokens()).zip(special) {
             if *sp == 0 {
                 pieces.push(piece.clone());
@@ -137,7 +131,7 @@ impl MiniLm {
             pooled: normalised(pooled),
             pieces,
             states,
-            dims: self.inner.dims,
+            dims,
         })
     }
 }
@@ -149,7 +143,7 @@ impl Embedder for MiniLm {
     }
 
     fn dims(&self) -> usize {
-        self.inner.dims
+        self.inner.model.config().hidden
     }
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError> {

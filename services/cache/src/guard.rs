@@ -588,19 +588,15 @@ fn has_phrase(hay: &str, needle: &str) -> bool {
     })
 }
 
-/// The pairs of `antonyms.tsv`, read once.
-fn more_antonyms() -> &'static [(&'static str, &'static str)] {
-    static PAIRS: std::sync::OnceLock<Vec<(&'static str, &'static str)>> =
-        std::sync::OnceLock::new();
-    PAIRS.get_or_init(|| {
-        include_str!("antonyms.tsv")
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split_once('\t'))
-            .map(|(a, b)| (a.trim(), b.trim()))
-            .filter(|(a, b)| !a.is_empty() && !b.is_empty())
-            .collect()
-    })
+/// The pairs of `antonyms.tsv`, after the built-in ones.
+fn antonym_pairs() -> impl Iterator<Item = (&'static str, &'static str)> {
+    let listed = include_str!("antonyms.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(a, b)| (a.trim(), b.trim()))
+        .filter(|(a, b)| !a.is_empty() && !b.is_empty());
+    ANTONYMS.iter().copied().chain(listed)
 }
 
 /// Every antonym pair (the built-in ones, then `antonyms.tsv`'s) under
@@ -610,11 +606,7 @@ fn antonyms_by_word() -> &'static HashMap<&'static str, Vec<(&'static str, &'sta
         std::sync::OnceLock::new();
     BY_WORD.get_or_init(|| {
         let mut by_word: HashMap<&'static str, Vec<(&'static str, &'static str)>> = HashMap::new();
-        for (x, y) in ANTONYMS
-            .iter()
-            .copied()
-            .chain(more_antonyms().iter().copied())
-        {
+        for (x, y) in antonym_pairs() {
             by_word.entry(x).or_default().push((x, y));
             if y != x {
                 by_word.entry(y).or_default().push((x, y));
