@@ -5,7 +5,8 @@
 //! that they *ask* the same thing: with all-MiniLM-L6-v2, "from Paris to
 //! Berlin" and "from Berlin to Paris" score 0.996. So a candidate found by
 //! the vector search is served only when every check here passes: the two
-//! prompts carry the same numbers, units (in the same order), quoted spans,
+//! prompts carry the same numbers (in the same order), the same units of
+//! their amounts (in any order) and other units in the same order, quoted spans,
 //! identifiers, named entities, dates and relative days, negations, the
 //! same side of every antonym pair, the same objects after directional
 //! prepositions (`from`, `to`, `than`, …) in the same order, no object of
@@ -80,7 +81,14 @@ struct Reading {
     /// Lower-case word tokens, in order (contractions split).
     words: Vec<String>,
     numbers: BTreeMap<String, u32>,
+    /// Units not attached to a number, in order ("in miles", "per day"):
+    /// which is converted into which.
     units: Vec<String>,
+    /// Units of an amount ("5 km", "a 2-week trip", "20 °C"), as a set:
+    /// "grams in 1 pound" asks what "1 pound is how many grams" asks.
+    quantities: BTreeMap<String, u32>,
+    /// The numbers and one-letter names in order (see `failures`).
+    sequence: Vec<String>,
     quoted: BTreeSet<String>,
     identifiers: BTreeSet<String>,
     /// Capitalised (not sentence-initial) or all-caps words, lower-case.
@@ -92,6 +100,10 @@ struct Reading {
     /// Content words, stemmed and with synonyms folded.
     content: BTreeSet<String>,
     language: &'static str,
+}
+
+fn count(map: &mut BTreeMap<String, u32>, key: String) {
+    *map.entry(key).or_default() += 1;
 }
 
 fn is_in(list: &[&str], w: &str) -> bool {
@@ -154,8 +166,17 @@ fn raw_tokens(text: &str) -> Vec<(String, bool)> {
         }
         cur.clear();
     };
-    for c in text.chars() {
-        if c.is_alphanumeric() || "._-/:'’@#+%$€£¥°\\=".contains(c) {
+    let chars: Vec<char> = text.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        // A thousands separator stays in its number: "$1,000" is one
+        // amount (not 1 and 0), "1, 2" two.
+        let grouping = c == ','
+            && cur.ends_with(|d: char| d.is_ascii_digit())
+            && chars
+                .get(i + 1..i + 4)
+                .is_some_and(|g| g.iter().all(char::is_ascii_digit))
+            && !chars.get(i + 4).is_some_and(char::is_ascii_digit);
+        if grouping || c.is_alphanumeric() || "._-/:'’@#+%$€£¥°\\=".contains(c) {
             cur.push(if c == '’' { '\'' } else { c });
         } else {
             flush(&mut cur, &mut initial);
@@ -323,10 +344,10 @@ fn read(text: &str) -> Reading {
                 ))
                 .or_default() += 1;
             if raw.ends_with('%') {
-                r.units.push("%".into());
+                count(&mut r.quantities, unit_key("%"));
             }
             if let Some(c) = raw.chars().next().filter(|c| "$€£¥".contains(*c)) {
-                r.units.push(c.to_string());
+                count(&mut r.quantities, unit_key(&c.to_string()));
             }
             r.words.push(lower);
             continue;
@@ -363,7 +384,7 @@ fn read(text: &str) -> Reading {
             if is_in(UNITS, &rest) || matches!(rest.as_str(), "x" | "st" | "nd" | "rd" | "th") {
                 *r.numbers.entry(normalise_number(&digits)).or_default() += 1;
                 if is_in(UNITS, &rest) {
-                    r.units.push(rest.clone());
+                    count(&mut r.quantities, unit_key(&rest));
                 }
                 r.words.push(lower);
                 continue;
@@ -379,7 +400,10 @@ fn read(text: &str) -> Reading {
         let caps = raw.chars().filter(|c| c.is_uppercase()).count();
         let inner_upper =
             raw.chars().skip(1).any(char::is_uppercase) && raw.chars().any(char::is_lowercase);
-        if (!initial && raw.chars().next().is_some_and(char::is_uppercase) && raw != "I")
+        let scale = matches!(lower.as_str(), "celsius" | "fahrenheit" | "kelvin");
+        if scale {
+            // A unit's capital names no entity: the units rule compares it.
+        } else if (!initial && raw.chars().next().is_some_and(char::is_uppercase) && raw != "I")
             || (alpha >= 2 && caps == alpha)
             || (!initial && alpha == 1 && caps == 1 && raw.chars().count() == 1 && raw != "I")
             || inner_upper
@@ -392,17 +416,71 @@ fn read(text: &str) -> Reading {
         }
         r.words.extend(parts);
     }
+    // A written-out number that is an amount (not "first", "half").
+    let amount = |d: &str| (is_number(d) && !d.contains('.')) || d.starts_with('x');
     for (i, w) in r.words.iter().enumerate() {
-        for part in w.split('-').filter(|_| w.contains('-')) {
-            if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| *n == part) {
+        let next = r.words.get(i + 1).map(String::as_str);
+        // The numbers in order, written out or not: `found` is this
+        // word's ("five-sentence" has one).
+        let mut found: Vec<String> = Vec::new();
+        let parts: Vec<&str> = w.split('-').filter(|_| w.contains('-')).collect();
+        for (k, part) in parts.iter().enumerate() {
+            if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| n == part) {
                 *r.numbers.entry((*d).to_string()).or_default() += 1;
+                if amount(d) {
+                    found.push((*d).to_string());
+                }
+                // "a two-week trip", "a ten-year-old": an amount's unit.
+                if let Some(unit) = parts
+                    .get(k + 1)
+                    .filter(|u| is_in(UNITS, u) || is_in(PERIODS, u))
+                {
+                    count(&mut r.quantities, unit_key(unit));
+                }
             }
         }
         if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| n == w) {
             // "one of", "a second" are not always numbers, but a changed
-            // one is a changed question: counted either way.
+            // one is a changed question: counted either way. In the order
+            // only amounts: "check first" and "a half marathon" say when
+            // and what as often as how many.
             *r.numbers.entry((*d).to_string()).or_default() += 1;
+            if amount(d) {
+                found.push((*d).to_string());
+            }
+        } else if is_number(w) {
+            found.push(normalise_number(
+                w.trim_start_matches(['$', '€', '£', '¥'])
+                    .trim_end_matches('%'),
+            ));
+        } else if w == "one" && next.is_some_and(|n| is_in(UNITS, n) || is_in(PERIODS, n)) {
+            // "one mile" is "1 mile" ("one of them" is no amount).
+            *r.numbers.entry("1".into()).or_default() += 1;
+            found.push("1".into());
+        } else if w.chars().count() == 1 && r.entities.contains(w) {
+            found.push(w.clone());
         }
+        // "Two times" with no number after it is "twice" (a multiplier);
+        // "3 times 4" is a product.
+        let followed_by_number = r
+            .words
+            .get(i + 2)
+            .is_some_and(|x| is_number(x) || NUMBER_WORDS.iter().any(|(n, _)| n == x));
+        if next == Some("times")
+            && !followed_by_number
+            && let Some(d) = found.pop().filter(|d| is_number(d))
+        {
+            if let Some(n) = r.numbers.get_mut(&d) {
+                *n -= 1;
+                if *n == 0 {
+                    r.numbers.remove(&d);
+                }
+            }
+            let times = format!("x{d}");
+            *r.numbers.entry(times.clone()).or_default() += 1;
+            found.push(times);
+        }
+        r.sequence.extend(found);
         // Ordinals are numbers too ("second" or "2nd" is not "3rd"), but
         // "first" says "before anything else" as often as "number one".
         if let Some((d, _)) = ORDINALS
@@ -436,61 +514,75 @@ fn read(text: &str) -> Reading {
         }
         // Units only next to a number, or unambiguous ones anywhere.
         let numeric = |j: usize| {
-            r.words
-                .get(j)
-                .is_some_and(|x| is_number(x) || NUMBER_WORDS.iter().any(|(n, _)| n == x))
+            r.words.get(j).is_some_and(|x| {
+                is_number(x)
+                    || NUMBER_WORDS.iter().any(|(n, _)| n == x)
+                    || (x == "one" && j + 1 == i)
+            })
         };
-        let near_number = (i > 0 && numeric(i - 1))
+        let after_number = (i > 0 && numeric(i - 1))
             || (i > 1
                 && numeric(i - 2)
                 && matches!(
                     r.words[i - 1].as_str(),
-                    "cubic" | "square" | "sq" | "fluid" | "metric" | "nautical" | "imperial" | "us"
-                ))
-            || matches!(
-                w.as_str(),
-                "celsius"
-                    | "fahrenheit"
-                    | "kelvin"
-                    | "km"
-                    | "kilometers"
-                    | "kilometres"
-                    | "miles"
-                    | "mile"
-                    | "kg"
-                    | "kilograms"
-                    | "pounds"
-                    | "lbs"
-                    | "meters"
-                    | "metres"
-                    | "feet"
-                    | "inches"
-                    | "liters"
-                    | "litres"
-                    | "gallons"
-                    | "mb"
-                    | "gb"
-                    | "tb"
-                    | "kb"
-                    | "usd"
-                    | "eur"
-                    | "gbp"
-                    | "dollars"
-                    | "euros"
-                    | "mph"
-                    | "kph"
-                    | "ounces"
-                    | "oz"
-                    | "grams"
-                    | "cups"
-                    | "tablespoons"
-                    | "teaspoons"
-                    | "mbps"
-                    | "gbps"
-                    | "yen"
-                    | "pesos"
-                    | "rupees"
-            );
+                    "cubic"
+                        | "square"
+                        | "sq"
+                        | "fluid"
+                        | "metric"
+                        | "nautical"
+                        | "imperial"
+                        | "us"
+                        | "degree"
+                        | "degrees"
+                ));
+        // "20 degrees Celsius" is "20 °C": the scale is the unit.
+        let scale_follows = w.starts_with("degree")
+            && next.is_some_and(|n| matches!(n, "celsius" | "fahrenheit" | "kelvin" | "c" | "f"));
+        let anywhere = matches!(
+            w.as_str(),
+            "celsius"
+                | "fahrenheit"
+                | "kelvin"
+                | "km"
+                | "kilometers"
+                | "kilometres"
+                | "miles"
+                | "mile"
+                | "kg"
+                | "kilograms"
+                | "pounds"
+                | "lbs"
+                | "meters"
+                | "metres"
+                | "feet"
+                | "inches"
+                | "liters"
+                | "litres"
+                | "gallons"
+                | "mb"
+                | "gb"
+                | "tb"
+                | "kb"
+                | "usd"
+                | "eur"
+                | "gbp"
+                | "dollars"
+                | "euros"
+                | "mph"
+                | "kph"
+                | "ounces"
+                | "oz"
+                | "grams"
+                | "cups"
+                | "tablespoons"
+                | "teaspoons"
+                | "mbps"
+                | "gbps"
+                | "yen"
+                | "pesos"
+                | "rupees"
+        );
         // A rate: "daily" is "per day".
         if let Some((_, period)) = RATES.iter().find(|(r, _)| r == w) {
             r.units.push(format!("per {}", unit_key(period)));
@@ -504,8 +596,12 @@ fn read(text: &str) -> Reading {
         {
             r.units.push(format!("per {}", unit_key(period)));
         }
-        if near_number && is_in(UNITS, w) {
-            r.units.push(w.clone());
+        if is_in(UNITS, w) && !scale_follows {
+            if after_number {
+                count(&mut r.quantities, unit_key(w));
+            } else if anywhere {
+                r.units.push(w.clone());
+            }
         }
     }
     r.language = language(&r.words);
@@ -690,7 +786,7 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     }
     let ua: Vec<String> = a.units.iter().map(|u| unit_key(u)).collect();
     let ub: Vec<String> = b.units.iter().map(|u| unit_key(u)).collect();
-    if ua != ub {
+    if ua != ub || a.quantities != b.quantities {
         fail(Rejection::Units);
     }
     let lower =
@@ -763,15 +859,8 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
         }
     }
     // Numbers and single-letter names in the same order: 10 modulo 3 is
-    // not 3 modulo 10, P(A|B) not P(B|A).
-    let sequence = |r: &Reading| -> Vec<String> {
-        r.words
-            .iter()
-            .filter(|w| is_number(w) || (w.chars().count() == 1 && r.entities.contains(*w)))
-            .map(|w| normalise_number(w))
-            .collect()
-    };
-    if sequence(&a) != sequence(&b) {
+    // not 3 modulo 10, P(A|B) not P(B|A) (`Reading::sequence`).
+    if a.sequence != b.sequence {
         fail(Rejection::Sequence);
     }
     // The very same words in another order: on the training pairs that is
@@ -821,7 +910,22 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
             .cloned()
             .collect()
     };
-    if a.numbers.values().sum::<u32>() >= 2 && persons(&a) != persons(&b) {
+    // Where there are amounts (two numbers, or money) and both prompts
+    // name persons: "Compute 23 × 4" names nobody, so it asks what "What
+    // do you get if you multiply 23 by 4" asks; "I give $20,000 to my
+    // son" is not "my son gives me $20,000".
+    let (pa, pb) = (persons(&a), persons(&b));
+    let money = a.quantities.keys().any(|k| {
+        matches!(
+            k.as_str(),
+            "usd" | "eur" | "gbp" | "¥" | "yen" | "pesos" | "rupees"
+        )
+    });
+    if (a.numbers.values().sum::<u32>() >= 2 || money)
+        && !pa.is_empty()
+        && !pb.is_empty()
+        && pa != pb
+    {
         fail(Rejection::Sequence);
     }
     // A verb's particle turned around: zoom in / zoom out.

@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// Only soft failures (the judge's features), if any.
+fn assert_no_hard_failure(a: &str, b: &str) {
+    let hard: Vec<Rejection> = failures(a, b)
+        .into_iter()
+        .filter(crate::judge::is_hard)
+        .collect();
+    assert_eq!(hard, vec![], "{a} | {b}");
+}
+
 fn ok(a: &str, b: &str) -> Result<(), Rejection> {
     verify(a, b, 0.999, 0.5)
 }
@@ -161,11 +170,7 @@ fn written_out_numbers_ordinals_and_rates() {
         ),
         ("Is it okay to run every day?", "Is it okay to run daily?"),
     ] {
-        let hard: Vec<Rejection> = failures(a, b)
-            .into_iter()
-            .filter(crate::judge::is_hard)
-            .collect();
-        assert_eq!(hard, vec![], "{a} | {b}");
+        assert_no_hard_failure(a, b);
     }
     assert!(
         failures(
@@ -233,4 +238,128 @@ fn fails_closed_on_odd_input() {
     assert_eq!(verify("a", "a", f32::NAN, 0.5), Err(Rejection::Unreadable));
     let long = "word ".repeat(1000);
     assert_eq!(verify(&long, &long, 1.0, 0.5), Err(Rejection::Unreadable));
+}
+
+#[test]
+fn amounts_compare_by_value_and_unit_in_any_order() {
+    for (a, b) in [
+        (
+            "What is 1 mile in meters?",
+            "How many meters are in one mile?",
+        ),
+        (
+            "How many grams are in 1 pound?",
+            "1 pound equals how many grams?",
+        ),
+        (
+            "What is the speed of sound in air at 20 °C?",
+            "How fast does sound travel through air at 20 degrees Celsius?",
+        ),
+        (
+            "What's 425 degrees Fahrenheit in Celsius?",
+            "What's 425 °F in Celsius?",
+        ),
+        ("What is 7.5% of 3,200?", "Calculate 7.5 percent of 3,200."),
+        (
+            "Explain photosynthesis to a 10-year-old.",
+            "How would you explain photosynthesis to a ten year old kid?",
+        ),
+        (
+            "What should I see on a 2-day trip to Kyoto?",
+            "I have two days in Kyoto; what should I see?",
+        ),
+        (
+            "Why does my component render twice?",
+            "My component renders two times. Why?",
+        ),
+        (
+            "Give me a 5-sentence synopsis of Macbeth.",
+            "Summarise Macbeth's storyline in 5 sentences.",
+        ),
+    ] {
+        assert_no_hard_failure(a, b);
+    }
+    use Rejection::*;
+    for (a, b, why) in [
+        (
+            "How many grams are in a pound?",
+            "How many pounds are in a gram?",
+            Units,
+        ),
+        (
+            "What is 425 °F in Celsius?",
+            "What is 425 °C in Fahrenheit?",
+            Units,
+        ),
+        (
+            "Is 20 degrees Celsius warm?",
+            "Is 20 degrees Fahrenheit warm?",
+            Units,
+        ),
+        (
+            "How far is one mile in km?",
+            "How far is one km in miles?",
+            Units,
+        ),
+        (
+            "Plan a 2-week trip to Kyoto",
+            "Plan a 2-day trip to Kyoto",
+            Units,
+        ),
+        (
+            "Why does it render two times?",
+            "Why does it render three times?",
+            Numbers,
+        ),
+        (
+            "Why does it render twice?",
+            "Why does it render 2 ms late?",
+            Numbers,
+        ),
+        ("What is 3 times 4?", "What is 4 times 3?", Sequence),
+        ("What is 10% of 30?", "What is 30% of 10?", Sequence),
+        (
+            "Give me a 5-sentence synopsis of Macbeth.",
+            "Summarise Macbeth in 6 sentences.",
+            Numbers,
+        ),
+    ] {
+        assert!(
+            failures(a, b).contains(&why),
+            "{a} | {b}: {:?}",
+            failures(a, b)
+        );
+    }
+}
+
+#[test]
+fn amounts_between_persons_and_thousands() {
+    use Rejection::*;
+    // A thousands separator keeps one amount; persons decide who pays.
+    assert!(
+        failures(
+            "Do I pay tax when I give $20,000 to my son?",
+            "Do I pay tax when my son gives me $20,000?"
+        )
+        .contains(&Sequence)
+    );
+    assert!(failures("I lent her 200 and 50", "She lent me 200 and 50").contains(&Sequence));
+    for (a, b) in [
+        (
+            "Write a SQL query that finds customers whose total spending exceeds $1,000.",
+            "Give me a SQL query returning every customer who has spent more than $1,000 in total.",
+        ),
+        (
+            "What do you get if you multiply 23 by 4?",
+            "Compute 23 × 4.",
+        ),
+        (
+            "Queries got slow after the table hit 10 million rows. What should be checked first?",
+            "What to look at first when queries slow down once a table reaches 10 million rows?",
+        ),
+    ] {
+        assert_no_hard_failure(a, b);
+    }
+    assert!(failures("What is 1,000 / 3?", "What is 1,000 / 4?").contains(&Numbers));
+    assert!(failures("Sort 1, 2, 3", "Sort 1, 2, 4").contains(&Numbers));
 }
