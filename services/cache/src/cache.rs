@@ -34,7 +34,7 @@ pub struct CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
-            min_similarity: 0.8,
+            min_similarity: 0.75,
             default_ttl_secs: 3600,
             max_ttl_secs: 7 * 86_400,
             max_entry_bytes: 256 * 1024,
@@ -262,6 +262,13 @@ impl Recent {
 /// The cache: cheap to clone.
 #[derive(Clone)]
 pub struct SemanticCache(Arc<Inner>);
+
+/// The least cosine the guard serves on its own, when the embedder gives
+/// no piece vectors for the judge (the served model): the default
+/// `min_similarity` (0.75) was chosen for guard and judge together, and
+/// the guard alone already serves 1.7% (final) and 2.9% (fresh) of the
+/// held-out near misses at 0.80.
+const GUARD_ALONE_MIN_SIMILARITY: f32 = 0.8;
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
@@ -542,7 +549,12 @@ impl SemanticCache {
                     self.judge_candidate(sem, ctx, query, text, (prompt, hit.score), threshold)
                         .await?
                 }
-                None => guard::verify(text, prompt, hit.score, threshold),
+                None => guard::verify(
+                    text,
+                    prompt,
+                    hit.score,
+                    threshold.max(GUARD_ALONE_MIN_SIMILARITY),
+                ),
             };
             if let Err(why) = verdict {
                 metrics::counter!("llm_cache_verifier_rejections_total", "reason" => why.as_str())
@@ -589,15 +601,10 @@ impl SemanticCache {
                 None => return Ok(Err(Rejection::Judged)),
             },
         };
-        // The features compare every piece with every other: off the
-        // async workers.
-        let (judge, query) = (sem.judge.clone(), query.clone());
-        let (t, p) = (text.to_string(), prompt.to_string());
-        Ok(
-            tokio::task::spawn_blocking(move || judge.decide((&t, &query), (&p, &cand), &soft))
-                .await
-                .unwrap_or(Err(Rejection::Judged)),
-        )
+        // Inline: the features of a pair of 40-piece prompts take tens of
+        // microseconds (0.05% of the lookup bench's CPU, the encoder 70%),
+        // less than a hop to the blocking pool.
+        Ok(sem.judge.decide((text, query), (prompt, &cand), &soft))
     }
 
     async fn remove_points(

@@ -81,24 +81,72 @@ struct Side {
     aligned: Vec<usize>,
 }
 
-/// Each content piece of `x` against all pieces of `y`.
-fn side(x: &Encoded, y: &Encoded) -> Side {
-    let ys: Vec<&[f32]> = y.states.chunks_exact(y.dims.max(1)).collect();
+/// A dot product in eight lanes, which the compiler turns into vector
+/// instructions (a plain sum must keep its order and stays scalar).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (xs, ys) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = xs
+        .remainder()
+        .iter()
+        .zip(ys.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    let mut acc = [0f32; 8];
+    for (x, y) in xs.zip(ys) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Every piece state of `q` against every one of `c` (unit vectors: the
+/// products are cosines), computed once for both directions: row `i`,
+/// column `j` at `i * columns + j`.
+struct Similarities {
+    values: Vec<f32>,
+    rows: usize,
+    columns: usize,
+}
+
+impl Similarities {
+    fn of(q: &Encoded, c: &Encoded) -> Self {
+        let d = q.dims.max(1);
+        let (qs, cs): (Vec<&[f32]>, Vec<&[f32]>) = (
+            q.states.chunks_exact(d).take(q.pieces.len()).collect(),
+            c.states.chunks_exact(d).collect(),
+        );
+        let mut values = Vec::with_capacity(qs.len() * cs.len());
+        for v in &qs {
+            values.extend(cs.iter().map(|w| dot(v, w)));
+        }
+        Similarities {
+            values,
+            rows: qs.len(),
+            columns: cs.len(),
+        }
+    }
+}
+
+/// Each content piece of `x` against all pieces of `y`: `sim(i, j)` is
+/// the cosine of `x`'s piece `i` and `y`'s piece `j`, of which there are
+/// `ny`.
+fn side(x: &Encoded, y: &Encoded, nx: usize, ny: usize, sim: impl Fn(usize, usize) -> f32) -> Side {
     let (mut min, mut sum, mut n, mut unmatched, mut only) =
         (1.0f64, 0.0f64, 0usize, 0usize, 0usize);
     let mut aligned = Vec::new();
-    for (piece, v) in x.pieces.iter().zip(x.states.chunks_exact(x.dims.max(1))) {
+    for (i, piece) in x.pieces.iter().enumerate().take(nx) {
         if !is_content(piece) {
             continue;
         }
         let (mut best, mut at) = (f32::MIN, 0usize);
-        for (j, w) in ys.iter().enumerate() {
-            let s: f32 = v.iter().zip(w.iter()).map(|(a, b)| a * b).sum();
+        for j in 0..ny {
+            let s = sim(i, j);
             if s > best {
                 (best, at) = (s, j);
             }
         }
-        let best = if ys.is_empty() { 0.0 } else { best };
+        let best = if ny == 0 { 0.0 } else { best };
         n += 1;
         sum += f64::from(best);
         min = min.min(f64::from(best));
@@ -239,7 +287,14 @@ fn words_of(text: &str) -> Vec<(String, bool)> {
 /// The pair's features, in [`FEATURES`]' order: `query` is the new
 /// prompt, `candidate` the cached one, `failures` the guard's.
 pub fn features(query: &Encoded, candidate: &Encoded, failures: &[Rejection]) -> Vec<f64> {
-    let (q, c) = (side(query, candidate), side(candidate, query));
+    if query.dims != candidate.dims {
+        // Another model's vectors: no feature vector, so no hit.
+        return Vec::new();
+    }
+    let m = Similarities::of(query, candidate);
+    let at = |i: usize, j: usize| m.values[i * m.columns + j];
+    let q = side(query, candidate, m.rows, m.columns, at);
+    let c = side(candidate, query, m.columns, m.rows, |i, j| at(j, i));
     let (back_q, disc_q) = inversions(&q.aligned);
     let (back_c, disc_c) = inversions(&c.aligned);
     let (nq, nc) = (query.pieces.len() as f64, candidate.pieces.len() as f64);
@@ -518,6 +573,32 @@ mod tests {
         let same = features(&a, &a, &[]);
         assert_eq!((same[9], same[10]), (0.0, 0.0));
         assert_eq!((same[1], same[5], same[7]), (1.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn the_lane_product_is_the_dot_product_and_both_sides_share_one_matrix() {
+        for n in [0usize, 1, 7, 8, 9, 16, 23, 384] {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) / 7.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| ((i * 5 % 13) as f32 - 6.0) / 9.0).collect();
+            let plain: f64 = a.iter().zip(&b).map(|(x, y)| f64::from(x * y)).sum();
+            assert!((f64::from(dot(&a, &b)) - plain).abs() < 1e-4, "{n}");
+        }
+        // Three pieces against two: the candidate's side reads the
+        // query's matrix by columns.
+        let a = enc(&[
+            ("cat", [1.0, 0.0]),
+            ("sat", [0.6, 0.8]),
+            ("mat", [0.0, 1.0]),
+        ]);
+        let b = enc(&[("cat", [1.0, 0.0]), ("mat", [0.0, 1.0])]);
+        let (ab, ba) = (features(&a, &b, &[]), features(&b, &a, &[]));
+        assert_eq!((ab[1], ab[2]), (ba[2], ba[1]));
+        assert_eq!((ab[3], ab[4]), (ba[4], ba[3]));
+        assert!((ab[1] - 0.8).abs() < 1e-6 && ab[2] == 1.0, "{ab:?}");
+        // Another model's vectors: no features, so no hit.
+        let mut other = b.clone();
+        other.dims = 1;
+        assert!(features(&a, &other, &[]).is_empty());
     }
 
     #[test]

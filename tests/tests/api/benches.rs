@@ -142,10 +142,12 @@ fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
         &["dev", "10", "2"],
         &[("TRITON_URL", triton), ("BENCH_LIMIT", "30".into())],
     );
+    let default = llmops_cache::CacheConfig::default().min_similarity;
     for figure in [
         "| raw cosine ≥ 0.80 |",
-        "| guard alone, threshold 0.80 |",
-        "| guard + judge, threshold 0.80 (default) |",
+        format!("| guard alone, threshold {default:.2} |").as_str(),
+        format!("| guard + judge, threshold {default:.2} (default) |").as_str(),
+        "verifying one pair: the guard's checks",
         "embedding one prompt in-process",
         "f32, 1 thread",
         "bf16, 2 threads",

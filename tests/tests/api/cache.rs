@@ -730,9 +730,9 @@ async fn the_pair_set_gets_no_more_false_hits_than_reported() {
         }
     }
     assert!(para >= 100 && pairs.len() - para >= 300);
-    // Reported: 2 false hits in 360, 109 of 156 paraphrases served.
+    // Reported: 2 false hits in 360, 118 of 156 paraphrases served.
     assert!(false_hits.len() <= 2, "{false_hits:#?}");
-    assert!(hits >= 107, "{hits}/{para} paraphrases served");
+    assert!(hits >= 116, "{hits}/{para} paraphrases served");
 }
 
 mod edge {
