@@ -472,6 +472,11 @@ pub async fn run_worker(
     if !(1..=64).contains(&slots) {
         anyhow::bail!("--slots must be 1 to 64");
     }
+    // Listening from the start: a SIGTERM or SIGINT while it connects
+    // stops it cleanly once started, instead of killing it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
     let tracker = TaskTracker::new();
     let stop = CancellationToken::new();
     let (state, flusher) = build_state(cfg, stop.clone()).await?;
@@ -490,10 +495,8 @@ pub async fn run_worker(
         let stop = stop.clone();
         tracker.spawn(async move { worker.run(stop).await });
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = int.recv() => {}
         _ = term.recv() => {}
     }
     tracing::info!("stopping: running attempts are stopped and re-queued");
