@@ -490,7 +490,13 @@ fn read(text: &str) -> Reading {
         {
             *r.numbers.entry(format!("#{d}")).or_default() += 1;
         }
-        if is_in(NEGATIONS, w) {
+        // "non-technical" is "not technical", "gluten-free" is "without
+        // gluten": counted as the negations they are (so "non-technical" /
+        // "technical" fails here rather than as a negating prefix).
+        if is_in(NEGATIONS, w)
+            || w.starts_with("non-")
+            || w.strip_suffix("-free").is_some_and(|x| !x.is_empty())
+        {
             r.negations += 1;
         }
         if is_in(DATE_WORDS, w) {

@@ -29,7 +29,7 @@ pub(crate) const NEGATIONS: &[&str] = &[
 ];
 
 pub(crate) const NEGATING_PREFIXES: &[&str] = &[
-    "un", "in", "im", "il", "ir", "dis", "non", "non-", "anti", "de", "a",
+    "un", "in", "im", "il", "ir", "dis", "non", "anti", "de", "a",
 ];
 
 pub(crate) const ANTONYMS: &[(&str, &str)] = &[

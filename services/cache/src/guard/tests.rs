@@ -363,3 +363,32 @@ fn amounts_between_persons_and_thousands() {
     assert!(failures("What is 1,000 / 3?", "What is 1,000 / 4?").contains(&Numbers));
     assert!(failures("Sort 1, 2, 3", "Sort 1, 2, 4").contains(&Numbers));
 }
+
+#[test]
+fn hyphenated_negations_count_as_negations() {
+    for (a, b) in [
+        (
+            "Please give me a gluten-free banana bread recipe.",
+            "Can you share a recipe for banana bread without gluten?",
+        ),
+        (
+            "Explain what an API is to a non-technical person.",
+            "How would you explain an API to someone who isn't technical?",
+        ),
+    ] {
+        assert_no_hard_failure(a, b);
+    }
+    for (a, b) in [
+        (
+            "Give me a gluten-free bread recipe",
+            "Give me a bread recipe with gluten",
+        ),
+        (
+            "Explain an API to a non-technical person",
+            "Explain an API to a technical person",
+        ),
+        ("Is sugar-free soda healthy?", "Is soda healthy?"),
+    ] {
+        assert!(failures(a, b).contains(&Rejection::Negation), "{a} | {b}");
+    }
+}
