@@ -376,11 +376,8 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
             "usd" | "eur" | "gbp" | "¥" | "yen" | "pesos" | "rupees"
         )
     });
-    if (a.numbers.values().sum::<u32>() >= 2 || money)
-        && !pa.is_empty()
-        && !pb.is_empty()
-        && pa != pb
-    {
+    let amounts = a.sequence.iter().filter(|x| is_number(x)).count();
+    if (amounts >= 2 || money) && !pa.is_empty() && !pb.is_empty() && pa != pb {
         fail(Rejection::Sequence);
     }
     // A verb's particle turned around: zoom in / zoom out.

@@ -368,7 +368,43 @@ pub(super) fn read(text: &str) -> Reading {
                 }
             }
         }
-        if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| n == w) {
+        // "10 million" is one amount, as "10,000,000" is: the number
+        // before a scale word is multiplied by it.
+        let scale = match w.as_str() {
+            "hundred" => Some(1e2),
+            "thousand" => Some(1e3),
+            "million" => Some(1e6),
+            "billion" => Some(1e9),
+            _ => None,
+        };
+        let scaled = scale.and_then(|s| {
+            let before = r.words.get(i.checked_sub(1)?)?;
+            let v = if is_number(before) {
+                normalise_number(
+                    before
+                        .trim_start_matches(['$', '€', '£', '¥'])
+                        .trim_end_matches('%'),
+                )
+            } else {
+                let (_, d) = NUMBER_WORDS.iter().find(|(n, _)| n == before)?;
+                (*d).to_string()
+            };
+            let x = v.parse::<f64>().ok().filter(|x| x.is_finite())? * s;
+            Some((v, normalise_number(&format!("{x:.3}"))))
+        });
+        if let Some((v, product)) = scaled {
+            if let Some(n) = r.numbers.get_mut(&v) {
+                *n -= 1;
+                if *n == 0 {
+                    r.numbers.remove(&v);
+                }
+            }
+            *r.numbers.entry(product.clone()).or_default() += 1;
+            if r.sequence.last() == Some(&v) {
+                r.sequence.pop();
+            }
+            found.push(product);
+        } else if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| n == w) {
             // "one of", "a second" are not always numbers, but a changed
             // one is a changed question: counted either way. In the order
             // only amounts: "check first" and "a half marathon" say when

@@ -392,3 +392,36 @@ fn hyphenated_negations_count_as_negations() {
         assert!(failures(a, b).contains(&Rejection::Negation), "{a} | {b}");
     }
 }
+
+#[test]
+fn a_scaled_number_is_one_amount() {
+    for (a, b) in [
+        (
+            "How long to scan 10 million rows?",
+            "How long to scan 10,000,000 rows?",
+        ),
+        ("Is a million users a lot?", "Is 1 million users a lot?"),
+        (
+            "What is 2.5 billion divided by 5?",
+            "What is 2,500,000,000 divided by 5?",
+        ),
+        (
+            "Our table hit 10 million rows. What should we check first?",
+            "What should I check first when a table reaches 10 million rows?",
+        ),
+    ] {
+        assert_no_hard_failure(a, b);
+    }
+    for (a, b) in [
+        (
+            "How long to scan 10 million rows?",
+            "How long to scan 100 million rows?",
+        ),
+        (
+            "How long to scan 10 million rows?",
+            "How long to scan 10 thousand rows?",
+        ),
+    ] {
+        assert!(failures(a, b).contains(&Rejection::Numbers), "{a} | {b}");
+    }
+}
