@@ -118,6 +118,14 @@ fn raw_tokens(text: &str) -> Vec<(String, bool)> {
     out
 }
 
+/// The number of a number glued to a unit ("72°f" → "72").
+fn glued_amount(w: &str) -> Option<&str> {
+    let end = w
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|&e| e > 0)?;
+    is_in(UNITS, &w[end..]).then_some(&w[..end])
+}
+
 pub(super) fn is_number(t: &str) -> bool {
     let t = t.trim_end_matches('%');
     let t = t.trim_start_matches(['$', '€', '£', '¥', '-', '+']);
@@ -418,6 +426,9 @@ pub(super) fn read(text: &str) -> Reading {
                 w.trim_start_matches(['$', '€', '£', '¥'])
                     .trim_end_matches('%'),
             ));
+        } else if let Some(digits) = glued_amount(w) {
+            // "72°f", "5km": the amount of a number glued to its unit.
+            found.push(normalise_number(digits));
         } else if w == "one" && next.is_some_and(|n| is_in(UNITS, n) || is_in(PERIODS, n)) {
             // "one mile" is "1 mile" ("one of them" is no amount).
             *r.numbers.entry("1".into()).or_default() += 1;

@@ -261,6 +261,11 @@ fn amounts_compare_by_value_and_unit_in_any_order() {
         ),
         ("What is 7.5% of 3,200?", "Calculate 7.5 percent of 3,200."),
         (
+            "Convert 72 degrees Fahrenheit to Celsius.",
+            "What is 72°F in Celsius?",
+        ),
+        ("Is 5km a long run?", "Is 5 km a long run?"),
+        (
             "Explain photosynthesis to a 10-year-old.",
             "How would you explain photosynthesis to a ten year old kid?",
         ),
@@ -318,6 +323,7 @@ fn amounts_compare_by_value_and_unit_in_any_order() {
         ),
         ("What is 3 times 4?", "What is 4 times 3?", Sequence),
         ("What is 10% of 30?", "What is 30% of 10?", Sequence),
+        ("Is 5km more than 3mi?", "Is 3km more than 5mi?", Sequence),
         (
             "Give me a 5-sentence synopsis of Macbeth.",
             "Summarise Macbeth in 6 sentences.",
