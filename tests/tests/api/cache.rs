@@ -47,6 +47,20 @@ async fn cache_app(engine: Engine, redis: bool, extra: &[(&str, &str)]) -> TestA
     .unwrap()
 }
 
+/// The app with the served all-MiniLM-L6-v2 (Triton) as the cache's
+/// embedder: sentence vectors only, so the guard decides alone.
+async fn served_embedder_app() -> TestApp {
+    TestApp::spawn_with(
+        Backend::Postgres,
+        Options {
+            env: vec![("LLMOPS_TRITON_URL".to_string(), triton_url().unwrap())],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// A tenant on its own plan that prices the model's and the cached tokens.
 async fn priced_tenant(app: &TestApp, name: &str, tpm: u32) -> (String, String) {
     let (tenant, key) = app.tenant_on_plan(name, 1000, tpm, 10).await.unwrap();
@@ -733,6 +747,43 @@ async fn the_pair_set_gets_no_more_false_hits_than_reported() {
     // Reported: 2 false hits in 360, 118 of 156 paraphrases served.
     assert!(false_hits.len() <= 2, "{false_hits:#?}");
     assert!(hits >= 116, "{hits}/{para} paraphrases served");
+}
+
+/// The cosine floor is 0.75 where the judge decides (the in-process
+/// encoder) and 0.80 where the guard decides alone (the served embedder
+/// gives no token vectors). The paraphrase's cosine is 0.795 and it fails
+/// no guard rule: served by the first, a miss for the second, which still
+/// serves a paraphrase at 0.877.
+#[tokio::test]
+async fn the_guard_alone_keeps_the_higher_cosine_floor() {
+    let cached = "How do I find the size of a directory in Linux?";
+    let paraphrase = "What command shows how much disk space a folder uses on Linux?";
+    for (judged, expected) in [(true, "semantic-hit"), (false, "miss")] {
+        let app = if judged {
+            cache_app(Engine::Edge, false, &[]).await
+        } else {
+            served_embedder_app().await
+        };
+        let (_, key) = priced_tenant(&app, "acme", 100_000).await;
+        let (c, _) = answer(ask(&app, &key, cached, &[], json!({})).await).await;
+        assert_eq!(c, "miss");
+        settle().await;
+        let res = ask(&app, &key, paraphrase, &[], json!({})).await;
+        if judged {
+            let sim: f64 = header(&res, "x-llmops-cache-similarity").parse().unwrap();
+            assert!((0.75..0.80).contains(&sim), "{sim}");
+        }
+        let (c, _) = answer(res).await;
+        assert_eq!(c, expected, "judged: {judged}");
+        if !judged {
+            let (c, _) = answer(ask(&app, &key, "What is 15% of 80?", &[], json!({})).await).await;
+            assert_eq!(c, "miss");
+            settle().await;
+            let (c, _) =
+                answer(ask(&app, &key, "Calculate 15 percent of 80.", &[], json!({})).await).await;
+            assert_eq!(c, "semantic-hit");
+        }
+    }
 }
 
 mod edge {
