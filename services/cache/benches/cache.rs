@@ -283,12 +283,23 @@ fn eval_pairs(split: &str) {
     for t in [0.80f32, 0.85, 0.90, 0.95] {
         row(format!("raw cosine ≥ {t:.2}"), &|i| cos[i] >= t);
     }
-    for t in [default, 0.90] {
-        row(format!("guard alone, threshold {t:.2}"), &|i| {
+    // The guard decides alone with the served embedder (no token vectors),
+    // at a floor of its own.
+    let alone = default.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
+    for t in [alone, 0.90] {
+        let label = if t == alone {
+            " (default without the judge)"
+        } else {
+            ""
+        };
+        row(format!("guard alone, threshold {t:.2}{label}"), &|i| {
             guard::verify(&ps[i].b, &ps[i].a, cos[i], t).is_ok()
         });
     }
-    for t in [0.70f32, 0.75, default, 0.85, 0.90] {
+    let mut floors = vec![0.70f32, 0.75, 0.80, 0.85, 0.90, default];
+    floors.sort_by(f32::total_cmp);
+    floors.dedup();
+    for t in floors {
         let label = if t == default { " (default)" } else { "" };
         row(format!("guard + judge, threshold {t:.2}{label}"), &|i| {
             judged(&j, &ps[i], &seen[i], t).is_ok()

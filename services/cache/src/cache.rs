@@ -268,7 +268,7 @@ pub struct SemanticCache(Arc<Inner>);
 /// `min_similarity` (0.75) was chosen for guard and judge together, and
 /// the guard alone already serves 1.7% (final) and 2.9% (fresh) of the
 /// held-out near misses at 0.80.
-const GUARD_ALONE_MIN_SIMILARITY: f32 = 0.8;
+pub const GUARD_ALONE_MIN_SIMILARITY: f32 = 0.8;
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()

@@ -27,7 +27,10 @@ pub mod store;
 #[rustfmt::skip]
 mod words;
 
-pub use cache::{CacheConfig, Directives, Entry, Lookup, SemanticCache, Status, Ticket};
+pub use cache::{
+    CacheConfig, Directives, Entry, GUARD_ALONE_MIN_SIMILARITY, Lookup, SemanticCache, Status,
+    Ticket,
+};
 pub use embed::{Embedder, Encoded, MiniLm};
 pub use judge::Judge;
 pub use key::{CacheRequest, Sampling};

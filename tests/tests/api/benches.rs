@@ -145,7 +145,11 @@ fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
     let default = llmops_cache::CacheConfig::default().min_similarity;
     for figure in [
         "| raw cosine ≥ 0.80 |",
-        format!("| guard alone, threshold {default:.2} |").as_str(),
+        format!(
+            "| guard alone, threshold {:.2} (default without the judge) |",
+            default.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY)
+        )
+        .as_str(),
         format!("| guard + judge, threshold {default:.2} (default) |").as_str(),
         "verifying one pair: the guard's checks",
         "embedding one prompt in-process",
