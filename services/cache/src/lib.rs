@@ -17,10 +17,12 @@
 //! Only reusable outputs are cached by default (temperature 0, or a seed).
 
 pub mod cache;
+pub mod directives;
 pub mod embed;
 pub mod guard;
 pub mod judge;
 pub mod key;
+mod recent;
 pub mod routes;
 pub mod settings;
 pub mod store;
@@ -28,9 +30,9 @@ pub mod store;
 mod words;
 
 pub use cache::{
-    CacheConfig, Directives, Entry, GUARD_ALONE_MIN_SIMILARITY, Lookup, SemanticCache, Status,
-    Ticket,
+    CacheConfig, Entry, GUARD_ALONE_MIN_SIMILARITY, Lookup, SemanticCache, Status, Ticket,
 };
+pub use directives::Directives;
 pub use embed::{Embedder, Encoded, MiniLm};
 pub use judge::Judge;
 pub use key::{CacheRequest, Sampling};

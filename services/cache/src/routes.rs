@@ -95,7 +95,7 @@ pub async fn invalidate(
     }
     if b.namespace
         .as_deref()
-        .is_some_and(|n| !n.is_empty() && !crate::cache::valid_namespace(n))
+        .is_some_and(|n| !n.is_empty() && !crate::directives::valid_namespace(n))
     {
         return Err(ApiError::validation(
             "namespace",
