@@ -35,6 +35,17 @@ fn count(map: &mut BTreeMap<String, u32>, key: String) {
     *map.entry(key).or_default() += 1;
 }
 
+/// Takes one back from `count` (an amount that turned out to be part of
+/// another: "10" of "10 million", "2" of "2 times").
+fn uncount(map: &mut BTreeMap<String, u32>, key: &str) {
+    if let Some(n) = map.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
 pub(super) fn is_in(list: &[&str], w: &str) -> bool {
     list.contains(&w)
 }
@@ -133,6 +144,15 @@ pub(super) fn is_number(t: &str) -> bool {
         && t.chars().next().is_some_and(|c| c.is_ascii_digit())
         && t.chars()
             .all(|c| c.is_ascii_digit() || c == '.' || c == ',')
+}
+
+/// A number's value as the guard compares it: no currency sign, no
+/// percent sign, no thousands separators ("$1,000" → "1000").
+fn amount_value(t: &str) -> String {
+    normalise_number(
+        t.trim_start_matches(['$', '€', '£', '¥'])
+            .trim_end_matches('%'),
+    )
 }
 
 fn normalise_number(t: &str) -> String {
@@ -274,12 +294,7 @@ pub(super) fn read(text: &str) -> Reading {
     for (raw, initial) in raw_tokens(text) {
         let lower = raw.to_lowercase();
         if is_number(&raw) {
-            *r.numbers
-                .entry(normalise_number(
-                    raw.trim_start_matches(['$', '€', '£', '¥'])
-                        .trim_end_matches('%'),
-                ))
-                .or_default() += 1;
+            *r.numbers.entry(amount_value(&raw)).or_default() += 1;
             if raw.ends_with('%') {
                 count(&mut r.quantities, unit_key("%"));
             }
@@ -388,11 +403,7 @@ pub(super) fn read(text: &str) -> Reading {
         let scaled = scale.and_then(|s| {
             let before = r.words.get(i.checked_sub(1)?)?;
             let v = if is_number(before) {
-                normalise_number(
-                    before
-                        .trim_start_matches(['$', '€', '£', '¥'])
-                        .trim_end_matches('%'),
-                )
+                amount_value(before)
             } else {
                 let (_, d) = NUMBER_WORDS.iter().find(|(n, _)| n == before)?;
                 (*d).to_string()
@@ -401,13 +412,8 @@ pub(super) fn read(text: &str) -> Reading {
             Some((v, normalise_number(&format!("{x:.3}"))))
         });
         if let Some((v, product)) = scaled {
-            if let Some(n) = r.numbers.get_mut(&v) {
-                *n -= 1;
-                if *n == 0 {
-                    r.numbers.remove(&v);
-                }
-            }
-            *r.numbers.entry(product.clone()).or_default() += 1;
+            uncount(&mut r.numbers, &v);
+            count(&mut r.numbers, product.clone());
             if r.sequence.last() == Some(&v) {
                 r.sequence.pop();
             }
@@ -422,10 +428,7 @@ pub(super) fn read(text: &str) -> Reading {
                 found.push((*d).to_string());
             }
         } else if is_number(w) {
-            found.push(normalise_number(
-                w.trim_start_matches(['$', '€', '£', '¥'])
-                    .trim_end_matches('%'),
-            ));
+            found.push(amount_value(w));
         } else if let Some(digits) = glued_amount(w) {
             // "72°f", "5km": the amount of a number glued to its unit.
             found.push(normalise_number(digits));
@@ -446,14 +449,9 @@ pub(super) fn read(text: &str) -> Reading {
             && !followed_by_number
             && let Some(d) = found.pop().filter(|d| is_number(d))
         {
-            if let Some(n) = r.numbers.get_mut(&d) {
-                *n -= 1;
-                if *n == 0 {
-                    r.numbers.remove(&d);
-                }
-            }
+            uncount(&mut r.numbers, &d);
             let times = format!("x{d}");
-            *r.numbers.entry(times.clone()).or_default() += 1;
+            count(&mut r.numbers, times.clone());
             found.push(times);
         }
         r.sequence.extend(found);
