@@ -120,7 +120,7 @@ struct Semantic {
     /// The learned judge (`Judge::builtin`), used when the embedder gives
     /// the tokens' vectors (the in-process model); the guard alone
     /// otherwise.
-    judge: Arc<crate::judge::Judge>,
+    judge: crate::judge::Judge,
 }
 
 struct Inner {
@@ -192,7 +192,7 @@ impl SemanticCache {
         let collection = vectors
             .collection(collection_spec(embedder.model(), embedder.dims()))
             .await?;
-        let judge = Arc::new(crate::judge::Judge::builtin()?);
+        let judge = crate::judge::Judge::builtin()?;
         let _ = self.0.semantic.set(Semantic {
             embedder,
             collection,
