@@ -8,12 +8,14 @@
 //! prompts carry the same numbers (in the same order), the same units of
 //! their amounts (in any order) and other units in the same order, quoted spans,
 //! identifiers, named entities, dates and relative days, negations, the
-//! same side of every antonym pair, the same objects after directional
+//! same side of every antonym pair (the guard's lists, and WordNet's by
+//! lemma), the same objects after directional
 //! prepositions (`from`, `to`, `than`, …) in the same order, no object of
 //! such a word replaced by another word, and the same language.
 //!
 //! Any doubt is a rejection: the caller then calls the model (a miss).
 
+mod lexicon;
 mod reading;
 
 use crate::words::*;
@@ -312,6 +314,11 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
                 fail(Rejection::Antonym);
             }
         }
+    }
+    // WordNet's antonyms, by lemma, after the lists' own ("rises too much"
+    // / "rises too little", "wholesale" / "retail").
+    if lexicon::opposed(wa.iter().copied(), wb.iter().copied()) {
+        fail(Rejection::Antonym);
     }
     // Numbers and single-letter names in the same order: 10 modulo 3 is
     // not 3 modulo 10, P(A|B) not P(B|A) (`Reading::sequence`).

@@ -744,8 +744,9 @@ async fn the_pair_set_gets_no_more_false_hits_than_reported() {
         }
     }
     assert!(para >= 100 && pairs.len() - para >= 300);
-    // Reported: 2 false hits in 360, 118 of 156 paraphrases served.
-    assert!(false_hits.len() <= 2, "{false_hits:#?}");
+    // Reported: 1 false hit in 360 (2 before WordNet's antonyms), 118 of
+    // 156 paraphrases served.
+    assert!(false_hits.len() <= 1, "{false_hits:#?}");
     assert!(hits >= 116, "{hits}/{para} paraphrases served");
 }
 
