@@ -14,6 +14,8 @@ mod errors;
 mod keys;
 mod ledger;
 mod monitoring;
+mod monitoring_alerts;
+mod monitoring_drift;
 mod ops;
 mod otlp;
 mod periods;
