@@ -20,7 +20,9 @@
 //!
 //! Needs `LLMOPS_CACHE_EMBEDDING_DIR` (the weights; `scripts/lib.sh`
 //! `minilm_dir` prints where the local Triton's package keeps them).
-//! `BENCH_ENCODINGS=DIR` keeps the prompts' encodings between runs.
+//! `BENCH_ENCODINGS=DIR` keeps the prompts' encodings between runs;
+//! `BENCH_SHOW_ERRORS=1` lists the default decision's wrong answers, `=guard`
+//! the guard alone's.
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
@@ -322,10 +324,17 @@ fn eval_pairs(split: &str) {
         let reasons: Vec<String> = why.iter().map(|(r, c)| format!("{r} {c}")).collect();
         println!("  {kind:<11} {ok:>3}/{n:<3}  {}", reasons.join(", "));
     }
-    if std::env::var_os("BENCH_SHOW_ERRORS").is_some() {
+    // BENCH_SHOW_ERRORS=1: the default decision's wrong ones; `guard`:
+    // the guard alone's, at its own floor (the served embedder's path).
+    if let Ok(show) = std::env::var("BENCH_SHOW_ERRORS") {
         println!();
+        let alone = default.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
         for (i, p) in ps.iter().enumerate() {
-            let v = judged(&j, p, &seen[i], default);
+            let v = if show == "guard" {
+                guard::verify(&p.b, &p.a, cos[i], alone)
+            } else {
+                judged(&j, p, &seen[i], default)
+            };
             if v.is_ok() != p.same {
                 println!(
                     "{} {:.3} p={:.3} {:?} | {} | {}",

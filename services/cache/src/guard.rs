@@ -387,9 +387,21 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     if (amounts >= 2 || money) && !pa.is_empty() && !pb.is_empty() && pa != pb {
         fail(Rejection::Sequence);
     }
-    // A verb's particle turned around: zoom in / zoom out.
+    // A verb's particle turned around: zoom in / zoom out (not "a process
+    // in Linux" / "on Linux": only the opposite particle).
+    let opposite = |p: &str| match p {
+        "in" => "out",
+        "out" => "in",
+        "up" => "down",
+        "down" => "up",
+        "on" => "off",
+        "off" => "on",
+        _ => "",
+    };
     for (verb, p) in &a.particles {
-        if b.particles.iter().any(|(v, q)| v == verb && q != p)
+        if b.particles
+            .iter()
+            .any(|(v, q)| v == verb && q == opposite(p))
             && !b.particles.contains(&(verb.clone(), p.clone()))
         {
             fail(Rejection::Particle);

@@ -46,55 +46,67 @@ fn lexicon() -> &'static Lexicon {
 /// doubled final consonant undone ("stopped", "bigger").
 fn lemmas(word: &str, out: &mut BTreeSet<&'static str>) {
     let lexicon = lexicon();
-    let mut candidates: Vec<String> = vec![word.to_string()];
-    for (suffix, ending) in [
-        ("ies", "y"),
-        ("ied", "y"),
-        ("ier", "y"),
-        ("iest", "y"),
-        ("ses", "s"),
-        ("xes", "x"),
-        ("zes", "z"),
-        ("ches", "ch"),
-        ("shes", "sh"),
-        ("men", "man"),
-        ("es", "e"),
-        ("es", ""),
-        ("s", ""),
-        ("ed", "e"),
-        ("ed", ""),
-        ("ing", "e"),
-        ("ing", ""),
-        ("er", "e"),
-        ("er", ""),
-        ("est", "e"),
-        ("est", ""),
-    ] {
+    let mut note = |candidate: &str| {
+        if let Some((lemma, _)) = lexicon.opposites.get_key_value(candidate) {
+            out.insert(lemma);
+        }
+    };
+    note(word);
+    // One buffer for the candidates with an ending ("stud" + "y").
+    let mut buf = String::new();
+    for (suffix, ending) in SUFFIXES {
         let Some(base) = word.strip_suffix(suffix) else {
             continue;
         };
         if base.chars().count() < 2 {
             continue;
         }
-        candidates.push(format!("{base}{ending}"));
-        let mut tail = base.chars().rev();
-        if ending.is_empty()
-            && let (Some(x), Some(y)) = (tail.next(), tail.next())
-            && x == y
-            && !"aeiouls".contains(x)
-        {
-            candidates.push(base[..base.len() - x.len_utf8()].to_string());
-        }
-    }
-    for candidate in &candidates {
-        if let Some((lemma, _)) = lexicon.opposites.get_key_value(candidate.as_str()) {
-            out.insert(lemma);
+        if ending.is_empty() {
+            note(base);
+            let mut tail = base.chars().rev();
+            if let (Some(x), Some(y)) = (tail.next(), tail.next())
+                && x == y
+                && !"aeiouls".contains(x)
+            {
+                note(&base[..base.len() - x.len_utf8()]);
+            }
+        } else {
+            buf.clear();
+            buf.push_str(base);
+            buf.push_str(ending);
+            note(&buf);
         }
     }
     if let Some(bases) = lexicon.forms.get(word) {
         out.extend(bases.iter().filter(|b| lexicon.opposites.contains_key(*b)));
     }
 }
+
+/// WordNet's regular inflections (its `morphy` rules, and the comparative
+/// and superlative), each as the suffix and the ending that replaces it.
+const SUFFIXES: [(&str, &str); 21] = [
+    ("ies", "y"),
+    ("ied", "y"),
+    ("ier", "y"),
+    ("iest", "y"),
+    ("ses", "s"),
+    ("xes", "x"),
+    ("zes", "z"),
+    ("ches", "ch"),
+    ("shes", "sh"),
+    ("men", "man"),
+    ("es", "e"),
+    ("es", ""),
+    ("s", ""),
+    ("ed", "e"),
+    ("ed", ""),
+    ("ing", "e"),
+    ("ing", ""),
+    ("er", "e"),
+    ("er", ""),
+    ("est", "e"),
+    ("est", ""),
+];
 
 /// Whether one prompt has a lemma whose antonym the other has, each
 /// without the other's: "rises too much" / "rises too little". Words are

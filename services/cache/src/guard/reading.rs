@@ -129,12 +129,40 @@ fn raw_tokens(text: &str) -> Vec<(String, bool)> {
     out
 }
 
+/// Numeronyms spelled out ("k8s" is "kubernetes"), and a name joined to
+/// its number read as the two words ("carbon-14" is "carbon 14",
+/// "COVID-19" is "COVID 19"): the same question either way.
+fn respelled((raw, initial): (String, bool)) -> Vec<(String, bool)> {
+    let lower = raw.to_lowercase();
+    if let Some((_, word)) = NUMERONYMS.iter().find(|(n, _)| *n == lower) {
+        return vec![((*word).to_string(), initial)];
+    }
+    // "carbon-14's half-life": the possessive goes with the name.
+    let bare = raw.strip_suffix("'s").unwrap_or(&raw);
+    if let Some((name, digits)) = bare.split_once('-')
+        && name.chars().count() >= 2
+        && name.chars().all(char::is_alphabetic)
+        && !digits.is_empty()
+        && digits.chars().all(|c| c.is_ascii_digit())
+    {
+        return vec![(name.to_string(), initial), (digits.to_string(), false)];
+    }
+    vec![(raw, initial)]
+}
+
 /// The number of a number glued to a unit ("72°f" → "72").
 fn glued_amount(w: &str) -> Option<&str> {
     let end = w
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .filter(|&e| e > 0)?;
     is_in(UNITS, &w[end..]).then_some(&w[..end])
+}
+
+/// The number of an ordinal written in digits that has no word form
+/// here ("90th" → "90"; "2nd" was read as "second").
+fn digit_ordinal(w: &str) -> Option<&str> {
+    let end = w.find(|c: char| !c.is_ascii_digit()).filter(|&e| e > 0)?;
+    matches!(&w[end..], "st" | "nd" | "rd" | "th").then_some(&w[..end])
 }
 
 pub(super) fn is_number(t: &str) -> bool {
@@ -291,7 +319,7 @@ pub(super) fn read(text: &str) -> Reading {
         quoted: quoted_spans(text),
         ..Reading::default()
     };
-    for (raw, initial) in raw_tokens(text) {
+    for (raw, initial) in raw_tokens(text).into_iter().flat_map(respelled) {
         let lower = raw.to_lowercase();
         if is_number(&raw) {
             *r.numbers.entry(amount_value(&raw)).or_default() += 1;
@@ -353,11 +381,13 @@ pub(super) fn read(text: &str) -> Reading {
         let inner_upper =
             raw.chars().skip(1).any(char::is_uppercase) && raw.chars().any(char::is_lowercase);
         let scale = matches!(lower.as_str(), "celsius" | "fahrenheit" | "kelvin");
+        // "I", "I'm", "I've": the speaker, not a name.
+        let pronoun = raw == "I" || raw.starts_with("I'");
         if scale {
             // A unit's capital names no entity: the units rule compares it.
-        } else if (!initial && raw.chars().next().is_some_and(char::is_uppercase) && raw != "I")
-            || (alpha >= 2 && caps == alpha)
-            || (!initial && alpha == 1 && caps == 1 && raw.chars().count() == 1 && raw != "I")
+        } else if (!initial && raw.chars().next().is_some_and(char::is_uppercase) && !pronoun)
+            || (alpha >= 2 && caps == alpha && !pronoun)
+            || (!initial && alpha == 1 && caps == 1 && raw.chars().count() == 1 && !pronoun)
             || inner_upper
         {
             r.entities.insert(lower.clone());
@@ -377,10 +407,16 @@ pub(super) fn read(text: &str) -> Reading {
         let mut found: Vec<String> = Vec::new();
         let parts: Vec<&str> = w.split('-').filter(|_| w.contains('-')).collect();
         for (k, part) in parts.iter().enumerate() {
-            if let Some((_, d)) = NUMBER_WORDS.iter().find(|(n, _)| n == part) {
-                *r.numbers.entry((*d).to_string()).or_default() += 1;
+            // "a 25-year-old" is "a 25 year old": its number was counted
+            // with the token, its amount and unit are counted here.
+            let digits = (k == 0 && is_number(part)).then(|| normalise_number(part));
+            let word = NUMBER_WORDS.iter().find(|(n, _)| n == part);
+            if let Some(d) = digits.as_deref().or(word.map(|(_, d)| *d)) {
+                if word.is_some() {
+                    *r.numbers.entry(d.to_string()).or_default() += 1;
+                }
                 if amount(d) {
-                    found.push((*d).to_string());
+                    found.push(d.to_string());
                 }
                 // "a two-week trip", "a ten-year-old": an amount's unit.
                 if let Some(unit) = parts
@@ -429,6 +465,9 @@ pub(super) fn read(text: &str) -> Reading {
             }
         } else if is_number(w) {
             found.push(amount_value(w));
+        } else if let Some(digits) = digit_ordinal(w) {
+            // "her 90th" is "turning 90": the number, as `numbers` has it.
+            found.push(normalise_number(digits));
         } else if let Some(digits) = glued_amount(w) {
             // "72°f", "5km": the amount of a number glued to its unit.
             found.push(normalise_number(digits));
@@ -454,7 +493,10 @@ pub(super) fn read(text: &str) -> Reading {
             count(&mut r.numbers, times.clone());
             found.push(times);
         }
-        r.sequence.extend(found);
+        // A multiplier says how often, not which argument comes first:
+        // "charged twice for order 48213" / "order 48213 billed two times".
+        r.sequence
+            .extend(found.into_iter().filter(|d| !d.starts_with('x')));
         // Ordinals are numbers too ("second" or "2nd" is not "3rd"), but
         // "first" says "before anything else" as often as "number one".
         if let Some((d, _)) = ORDINALS
@@ -519,53 +561,9 @@ pub(super) fn read(text: &str) -> Reading {
         // "20 degrees Celsius" is "20 °C": the scale is the unit.
         let scale_follows = w.starts_with("degree")
             && next.is_some_and(|n| matches!(n, "celsius" | "fahrenheit" | "kelvin" | "c" | "f"));
-        let anywhere = matches!(
-            w.as_str(),
-            "celsius"
-                | "fahrenheit"
-                | "kelvin"
-                | "km"
-                | "kilometers"
-                | "kilometres"
-                | "miles"
-                | "mile"
-                | "kg"
-                | "kilograms"
-                | "pounds"
-                | "lbs"
-                | "meters"
-                | "metres"
-                | "feet"
-                | "inches"
-                | "liters"
-                | "litres"
-                | "gallons"
-                | "mb"
-                | "gb"
-                | "tb"
-                | "kb"
-                | "usd"
-                | "eur"
-                | "gbp"
-                | "dollars"
-                | "euros"
-                | "mph"
-                | "kph"
-                | "ounces"
-                | "oz"
-                | "grams"
-                | "cups"
-                | "tablespoons"
-                | "teaspoons"
-                | "mbps"
-                | "gbps"
-                | "yen"
-                | "pesos"
-                | "rupees"
-        );
         // A rate: "daily" is "per day".
         if let Some((_, period)) = RATES.iter().find(|(r, _)| r == w) {
-            r.units.push(format!("per {}", unit_key(period)));
+            push_unit(&mut r.units, format!("per {}", unit_key(period)));
         }
         // A rate: "per week", "an hour".
         if matches!(w.as_str(), "per" | "a" | "an" | "each" | "every")
@@ -574,13 +572,13 @@ pub(super) fn read(text: &str) -> Reading {
                 .get(i + 1)
                 .filter(|x| is_in(PERIODS, x) || is_in(UNITS, x))
         {
-            r.units.push(format!("per {}", unit_key(period)));
+            push_unit(&mut r.units, format!("per {}", unit_key(period)));
         }
         if is_in(UNITS, w) && !scale_follows {
             if after_number {
                 count(&mut r.quantities, unit_key(w));
-            } else if anywhere {
-                r.units.push(w.clone());
+            } else if anywhere_unit(w) {
+                push_unit(&mut r.units, unit_key(w));
             }
         }
     }
@@ -592,6 +590,71 @@ pub(super) fn read(text: &str) -> Reading {
         .map(|w| synonym(&stem(w)))
         .collect();
     r
+}
+
+/// Units that are units wherever they stand ("in miles", "several
+/// gigabytes"); not "foot" ("set foot on"), "cup" or "pound" ("a pound
+/// of"), which are units only beside a number.
+fn anywhere_unit(w: &str) -> bool {
+    ANYWHERE_UNITS.contains(&w)
+}
+
+const ANYWHERE_UNITS: &[&str] = &[
+    "celsius",
+    "fahrenheit",
+    "kelvin",
+    "km",
+    "kilometers",
+    "kilometres",
+    "miles",
+    "mile",
+    "kg",
+    "kilograms",
+    "pounds",
+    "lbs",
+    "meters",
+    "metres",
+    "feet",
+    "inches",
+    "liters",
+    "litres",
+    "gallons",
+    "mb",
+    "gb",
+    "tb",
+    "kb",
+    "usd",
+    "eur",
+    "gbp",
+    "dollars",
+    "euros",
+    "mph",
+    "kph",
+    "ounces",
+    "oz",
+    "grams",
+    "cups",
+    "tablespoons",
+    "teaspoons",
+    "mbps",
+    "gbps",
+    "yen",
+    "pesos",
+    "rupees",
+    "°c",
+    "°f",
+    "kilobytes",
+    "megabytes",
+    "gigabytes",
+    "terabytes",
+];
+
+/// A unit not attached to a number, once where it repeats: "20 miles a
+/// week, a weekly plan" converts per week once.
+fn push_unit(units: &mut Vec<String>, unit: String) {
+    if units.last() != Some(&unit) {
+        units.push(unit);
+    }
 }
 
 /// Canonical unit names (so "km" and "kilometres" are the same unit).

@@ -431,3 +431,98 @@ fn a_scaled_number_is_one_amount() {
         assert!(failures(a, b).contains(&Rejection::Numbers), "{a} | {b}");
     }
 }
+
+#[test]
+fn one_question_spelled_two_ways_fails_no_hard_rule() {
+    for (a, b) in [
+        // A numeronym is its word.
+        (
+            "What is a DaemonSet in k8s?",
+            "Explain what a Kubernetes DaemonSet is.",
+        ),
+        // A name joined to its number, possessive or not.
+        (
+            "How is COVID-19 transmitted?",
+            "how does covid 19 get transmitted",
+        ),
+        (
+            "What decays into carbon-14's daughter?",
+            "What does carbon 14 decay into?",
+        ),
+        // A unit standing alone, spelled out or as a symbol.
+        (
+            "What is the melting point of iron in Celsius?",
+            "Iron melts at what temperature in °C?",
+        ),
+        (
+            "My log file is several gigabytes; how do I truncate it?",
+            "How do I truncate a log file of several GB?",
+        ),
+        // "in Linux" / "on Linux" is no turned-around particle.
+        (
+            "How do I list open ports in Linux?",
+            "list open ports on linux",
+        ),
+        // An age with or without hyphens; an ordinal and its number.
+        (
+            "Gift ideas for a 30-year-old",
+            "Gift ideas for a 30 year old",
+        ),
+        (
+            "A toast for my dad's 75th",
+            "A toast for my dad, who turns 75",
+        ),
+        // A multiplier moves freely around the other numbers.
+        (
+            "Invoice 7781 was paid twice, what now?",
+            "What now: invoice 7781 was paid two times",
+        ),
+        // A rate said twice is one rate.
+        (
+            "I cycle 30 km a day; make me a daily plan",
+            "Make me a plan: I cycle 30 km per day",
+        ),
+        // "I'm" names nobody.
+        (
+            "Can I deduct my rent if I'm self-employed?",
+            "I'm self-employed: is my rent deductible?",
+        ),
+    ] {
+        assert_no_hard_failure(a, b);
+        assert_no_hard_failure(b, a);
+    }
+    use Rejection::*;
+    for (a, b, why) in [
+        (
+            "What is the half-life of carbon-14?",
+            "What is the half-life of carbon-12?",
+            Numbers,
+        ),
+        (
+            "How do I install k8s?",
+            "How do I install k3s?",
+            Identifiers,
+        ),
+        (
+            "What is 25 degrees in Celsius?",
+            "What is 25 degrees in °F?",
+            Units,
+        ),
+        (
+            "How do I zoom in on a map?",
+            "How do I zoom out on a map?",
+            Particle,
+        ),
+        (
+            "What is 3 times 4 minus 2?",
+            "What is 4 times 3 minus 2?",
+            Sequence,
+        ),
+    ] {
+        assert!(
+            failures(a, b).contains(&why),
+            "{a} | {b}: {:?}",
+            failures(a, b)
+        );
+    }
+}
