@@ -170,7 +170,10 @@ pub(crate) const UNITS: &[&str] = &[
     "megabits", "gigabit", "gigabits", "kilobit", "kilobits", "mbit", "gbit", "ma", "milliamp",
     "milliamps", "µa", "ua", "microamp", "microamps", "mah", "µm", "um", "micrometer",
     "micrometers", "micrometre", "micrometres", "micron", "microns", "nm", "nanometer",
-    "nanometers", "nanometre", "nanometres",
+    "nanometers", "nanometre", "nanometres", "terabyte", "terabytes", "petabyte", "petabytes",
+    "terabit", "terabits", "tbit", "kbit", "kibibyte", "kibibytes", "mebibyte", "mebibytes",
+    "gibibyte", "gibibytes", "tebibyte", "tebibytes", "light-second", "light-seconds",
+    "light-minute", "light-minutes", "light-hour", "light-hours",
 ];
 
 /// Spellings of one unit, the canonical one first ("km" and "kilometres"
@@ -194,6 +197,13 @@ pub(crate) const UNIT_GROUPS: &[&[&str]] = &[
     &["µa", "ua", "microamp", "microamps"],
     &["µm", "um", "micrometer", "micrometers", "micrometre", "micrometres", "micron", "microns"],
     &["nm", "nanometer", "nanometers", "nanometre", "nanometres"],
+    &["tb", "terabyte", "terabytes"], &["pb", "petabyte", "petabytes"],
+    &["kib", "kibibyte", "kibibytes"], &["mib", "mebibyte", "mebibytes"],
+    &["gib", "gibibyte", "gibibytes"], &["tib", "tebibyte", "tebibytes"],
+    &["kbit", "kilobit", "kilobits"], &["mbit", "megabit", "megabits"],
+    &["gbit", "gigabit", "gigabits"], &["tbit", "terabit", "terabits"], &["bit", "bits"],
+    &["byte", "bytes"], &["light-year", "light-years"], &["light-second", "light-seconds"],
+    &["light-minute", "light-minutes"], &["light-hour", "light-hours"],
 ];
 
 pub(crate) const ORDINALS: &[(&str, &str)] = &[

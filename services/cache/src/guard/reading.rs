@@ -565,14 +565,20 @@ pub(super) fn read(text: &str) -> Reading {
         if let Some((_, period)) = RATES.iter().find(|(r, _)| r == w) {
             push_unit(&mut r.units, format!("per {}", unit_key(period)));
         }
-        // A rate: "per week", "an hour".
-        if matches!(w.as_str(), "per" | "a" | "an" | "each" | "every")
-            && let Some(period) = r
+        // A rate: "per week", "an hour", "per square metre" (not "per
+        // square": the area's unit is the one after).
+        if matches!(w.as_str(), "per" | "a" | "an" | "each" | "every") {
+            let (shape, at) = match next {
+                Some(m @ ("square" | "sq" | "cubic")) => (format!("{m} "), i + 2),
+                _ => (String::new(), i + 1),
+            };
+            if let Some(period) = r
                 .words
-                .get(i + 1)
+                .get(at)
                 .filter(|x| is_in(PERIODS, x) || is_in(UNITS, x))
-        {
-            push_unit(&mut r.units, format!("per {}", unit_key(period)));
+            {
+                push_unit(&mut r.units, format!("per {shape}{}", unit_key(period)));
+            }
         }
         if is_in(UNITS, w) && !scale_follows {
             if after_number {
