@@ -514,6 +514,21 @@ fn one_question_spelled_two_ways_fails_no_hard_rule() {
             Particle,
         ),
         (
+            "How many bytes are in 2 terabytes?",
+            "How many bytes are in 2 terabits?",
+            Units,
+        ),
+        (
+            "How far is 5 light-minutes?",
+            "How far is 5 light-hours?",
+            Units,
+        ),
+        (
+            "How much grass seed per square metre of lawn?",
+            "How much grass seed per square foot of lawn?",
+            Units,
+        ),
+        (
             "What is 3 times 4 minus 2?",
             "What is 4 times 3 minus 2?",
             Sequence,
