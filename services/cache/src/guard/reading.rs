@@ -29,6 +29,8 @@ pub(super) struct Reading {
     /// Content words, stemmed and with synonyms folded.
     pub(super) content: BTreeSet<String>,
     pub(super) language: &'static str,
+    /// Indices in `words` of the words that start a sentence.
+    pub(super) starts: BTreeSet<usize>,
 }
 
 fn count(map: &mut BTreeMap<String, u32>, key: String) {
@@ -320,6 +322,9 @@ pub(super) fn read(text: &str) -> Reading {
         ..Reading::default()
     };
     for (raw, initial) in raw_tokens(text).into_iter().flat_map(respelled) {
+        if initial {
+            r.starts.insert(r.words.len());
+        }
         let lower = raw.to_lowercase();
         if is_number(&raw) {
             *r.numbers.entry(amount_value(&raw)).or_default() += 1;
@@ -653,6 +658,8 @@ const ANYWHERE_UNITS: &[&str] = &[
     "megabytes",
     "gigabytes",
     "terabytes",
+    "tbsp",
+    "tsp",
 ];
 
 /// A unit not attached to a number, once where it repeats: "20 miles a

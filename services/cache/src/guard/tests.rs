@@ -482,6 +482,16 @@ fn one_question_spelled_two_ways_fails_no_hard_rule() {
             "I cycle 30 km a day; make me a daily plan",
             "Make me a plan: I cycle 30 km per day",
         ),
+        // A quoted command is in the other prompt, word by word in order.
+        (
+            "What does `kubectl apply -f app.yaml` do?",
+            "Explain what kubectl apply does with -f app.yaml",
+        ),
+        // "where" and "whose" inside a clause ask nothing.
+        (
+            "How do I select the rows where a value is missing in SQL?",
+            "SQL: find the rows whose value is missing",
+        ),
         // "I'm" names nobody.
         (
             "Can I deduct my rent if I'm self-employed?",
@@ -518,6 +528,22 @@ fn one_question_spelled_two_ways_fails_no_hard_rule() {
             "How many bytes are in 2 terabits?",
             Units,
         ),
+        (
+            "Is every apple a fruit?",
+            "Is every fruit an apple?",
+            Sequence,
+        ),
+        (
+            "Write arguments in favour of remote work.",
+            "Write arguments against remote work.",
+            Antonym,
+        ),
+        (
+            "What does `git reset --soft` do?",
+            "What does git reset --hard do?",
+            Quoted,
+        ),
+        ("Who wrote Dune?", "When was Dune written?", Question),
         (
             "How far is 5 light-minutes?",
             "How far is 5 light-hours?",
