@@ -11,6 +11,8 @@ pub mod catalog;
 pub mod deployments;
 mod embeddings;
 pub mod openai;
+mod readiness;
+mod recording;
 pub mod routes;
 pub mod service;
 mod settlement;

@@ -11,9 +11,8 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use llmops_core::error::LimitHeaders;
 use llmops_core::limits::TokenBudget;
-use llmops_core::usage::{Meter, UsageEvent, UsageSink};
+use llmops_core::usage::UsageSink;
 use llmops_core::{ApiError, ApiResult, Scope, TenantCtx};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -25,8 +24,8 @@ pub(crate) struct Inner {
     pub(crate) spend_guard: Option<Arc<dyn llmops_core::limits::SpendGuard>>,
     pub(crate) triton: Option<Triton>,
     /// Catalog models Triton reported ready at the last poll.
-    ready: std::sync::RwLock<std::collections::HashSet<String>>,
-    catalog: Vec<CatalogModel>,
+    pub(crate) ready: std::sync::RwLock<std::collections::HashSet<String>>,
+    pub(crate) catalog: Vec<CatalogModel>,
     pub(crate) budget: Arc<dyn TokenBudget>,
     pub(crate) usage: Arc<dyn UsageSink>,
     pub(crate) tasks: TaskTracker,
@@ -49,7 +48,7 @@ pub(crate) fn http() -> reqwest::Client {
 }
 
 /// A usage part: meter, quantity, and its dimensions besides `model`.
-type Part<'a> = (&'a str, u32, &'a [(&'a str, &'a str)]);
+pub(crate) type Part<'a> = (&'a str, u32, &'a [(&'a str, &'a str)]);
 
 /// What a `Serving` is built from.
 pub struct ServingParts {
@@ -211,187 +210,6 @@ impl Serving {
 
     pub fn triton(&self) -> Option<&Triton> {
         self.0.triton.as_ref()
-    }
-
-    /// Readiness of the shared Triton: the server is live and every
-    /// catalog model it serves is ready. Tenants' deployments are left
-    /// out on purpose: one that is loading, or failed to load, makes
-    /// Triton's own `server_ready` false, but must not take the whole
-    /// gateway out of its load balancer.
-    pub async fn triton_ready(&self) -> Result<(), String> {
-        let Some(t) = self.triton() else {
-            return Ok(());
-        };
-        match t.server_live().await {
-            Ok(true) => {}
-            Ok(false) => return Err("not live".into()),
-            Err(e) => return Err(e.code().to_string()),
-        }
-        for m in &self.0.catalog {
-            if let ModelBackend::Triton { model } = &m.backend {
-                match t.model_ready(model).await {
-                    Ok(true) => {}
-                    Ok(false) => return Err(format!("model {} not ready", m.id)),
-                    Err(e) => return Err(format!("model {}: {}", m.id, e.code())),
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Asks Triton which catalog models are ready (every model at once, so
-    /// one slow answer does not hold the others).
-    pub async fn poll_readiness(&self) {
-        let Some(triton) = &self.0.triton else { return };
-        let checks = self.0.catalog.iter().filter_map(|m| {
-            let name = m.triton_model()?.to_string();
-            Some(async move {
-                let ok = matches!(
-                    tokio::time::timeout(
-                        std::time::Duration::from_secs(2),
-                        triton.model_ready(&name)
-                    )
-                    .await,
-                    Ok(Ok(true))
-                );
-                (m.id.clone(), ok)
-            })
-        });
-        let ready: std::collections::HashSet<String> = futures_util::future::join_all(checks)
-            .await
-            .into_iter()
-            .filter_map(|(id, ok)| ok.then_some(id))
-            .collect();
-        for m in &self.0.catalog {
-            metrics::gauge!("llm_model_ready", "model" => m.id.clone())
-                .set(if ready.contains(&m.id) { 1.0 } else { 0.0 });
-        }
-        if let Ok(mut r) = self.0.ready.write() {
-            *r = ready;
-        }
-    }
-
-    /// Polls readiness until `stop` is cancelled.
-    pub async fn watch_readiness(
-        &self,
-        every: std::time::Duration,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tick.tick() => self.poll_readiness().await,
-            }
-        }
-    }
-
-    fn is_ready(&self, id: &str) -> bool {
-        self.0.ready.read().is_ok_and(|r| r.contains(id))
-    }
-
-    /// Books a call's usage. Token counts the gateway made itself (the
-    /// backend reported none) say so in a `usage_source` dimension.
-    pub(crate) async fn record(
-        &self,
-        ctx: &TenantCtx,
-        id: &str,
-        model: &str,
-        source: UsageSource,
-        parts: &[(&str, u32)],
-    ) {
-        self.record_sourced(ctx, id, model, source, parts, true)
-            .await;
-    }
-
-    /// [`Serving::record`] of a settlement, whose probe booking was done
-    /// when it settled (a dropped stream settles in the background, after
-    /// its monitoring record is taken).
-    pub(crate) async fn record_settled(
-        &self,
-        ctx: &TenantCtx,
-        id: &str,
-        model: &str,
-        source: UsageSource,
-        parts: &[(&str, u32)],
-    ) {
-        self.record_sourced(ctx, id, model, source, parts, false)
-            .await;
-    }
-
-    async fn record_sourced(
-        &self,
-        ctx: &TenantCtx,
-        id: &str,
-        model: &str,
-        source: UsageSource,
-        parts: &[(&str, u32)],
-        probe: bool,
-    ) {
-        let counted = [("usage_source", source.as_str())];
-        let extra = |meter: &str| -> &[(&str, &str)] {
-            if source != UsageSource::Backend && meter != Meter::REQUESTS {
-                &counted
-            } else {
-                &[]
-            }
-        };
-        let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, extra(m))).collect();
-        self.record_parts(ctx, id, model, &parts, probe).await;
-    }
-
-    /// Books usage with the same extra dimensions on every meter (a cached
-    /// answer's `cache`).
-    pub(crate) async fn record_with(
-        &self,
-        ctx: &TenantCtx,
-        id: &str,
-        model: &str,
-        dims: &[(&str, &str)],
-        parts: &[(&str, u32)],
-    ) {
-        let parts: Vec<Part<'_>> = parts.iter().map(|(m, q)| (*m, *q, dims)).collect();
-        self.record_parts(ctx, id, model, &parts, true).await;
-    }
-
-    /// One event per non-zero part, `<id>:<meter>`, with `model` and the
-    /// part's dimensions.
-    async fn record_parts(
-        &self,
-        ctx: &TenantCtx,
-        id: &str,
-        model: &str,
-        parts: &[Part<'_>],
-        probe: bool,
-    ) {
-        if let Some(p) = ctx.probe().filter(|_| probe) {
-            let q: Vec<(&str, u32)> = parts.iter().map(|(m, q, _)| (*m, *q)).collect();
-            p.usage(model, &q);
-        }
-        let events: Vec<UsageEvent> = parts
-            .iter()
-            .filter(|(_, q, _)| *q > 0)
-            .filter_map(|(meter, q, dims)| {
-                let mut dimensions = BTreeMap::from([("model".to_string(), model.to_string())]);
-                for (k, v) in dims.iter() {
-                    dimensions.insert((*k).to_string(), (*v).to_string());
-                }
-                Some(UsageEvent {
-                    id: format!("{id}:{meter}"),
-                    tenant_id: ctx.tenant_id(),
-                    meter: Meter::new(meter).ok()?,
-                    quantity: i64::from(*q),
-                    dimensions,
-                    occurred_at: chrono::Utc::now(),
-                })
-            })
-            .collect();
-        // Handed over without waiting for their commit (the client has, or
-        // is about to have, its answer); waits only for room in the
-        // ledger's queue.
-        if let Err(e) = self.0.usage.submit(events).await {
-            tracing::error!(error = %e, request = id, "usage events not recorded");
-        }
     }
 
     /// The model a request names: a shared one, or a deployment of the tenant.
