@@ -708,12 +708,13 @@ async fn in_process_embeddings_match_the_served_model() {
 }
 
 /// The semantic level's decision (the guard's hard rules, then the
-/// learned judge, as `SemanticCache` calls them) on the held-out pair set
-/// (`pairs-final.json`, never fitted on), at the default settings. The figures are printed by
-/// benches/cache.sh; these floors catch a verifier or a model that got
-/// worse by accident (more wrong answers served, or fewer paraphrases).
+/// learned judge, as `SemanticCache` calls them) on the held-out pair sets
+/// (`pairs-final.json` and the three blind sets, never fitted on), at the
+/// default settings. The figures are printed by benches/cache.sh; these
+/// floors catch a verifier or a model that got worse by accident (more
+/// wrong answers served, or fewer paraphrases).
 #[tokio::test]
-async fn the_pair_set_gets_no_more_false_hits_than_reported() {
+async fn the_pair_sets_get_no_more_false_hits_than_reported() {
     #[derive(serde::Deserialize)]
     struct Pair {
         a: String,
@@ -721,33 +722,45 @@ async fn the_pair_set_gets_no_more_false_hits_than_reported() {
         same: bool,
         kind: String,
     }
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/cache/pairs-final.json");
-    let pairs: Vec<Pair> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let model = llmops_cache::MiniLm::load("all-minilm-l6-v2", std::path::Path::new(&minilm_dir()))
         .unwrap();
     let judge = llmops_cache::Judge::builtin().unwrap();
     let threshold = llmops_cache::CacheConfig::default().min_similarity;
-    let (mut hits, mut para, mut false_hits) = (0, 0, Vec::new());
-    for p in &pairs {
-        let (a, b) = (
-            model.encode_blocking(&p.a).unwrap(),
-            model.encode_blocking(&p.b).unwrap(),
-        );
-        let cos = llmops_cache::embed::cosine(&a.pooled, &b.pooled);
-        let ok = judge.verify((&p.b, &b), (&p.a, &a), cos, threshold).is_ok();
-        if p.same {
-            para += 1;
-            hits += usize::from(ok);
-        } else if ok {
-            false_hits.push(format!("{} {cos:.3}: {} | {}", p.kind, p.a, p.b));
+    // (set, least paraphrases served, most near misses served): reported
+    // final 119/156 and 1/360, blind 96/160 and 2/360, blind2 102/160 and
+    // 2/360, blind3 103/160 and 2/360.
+    for (set, least_hits, most_false) in [
+        ("final", 117, 1),
+        ("blind", 94, 2),
+        ("blind2", 100, 2),
+        ("blind3", 101, 2),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("corpus/cache/pairs-{set}.json"));
+        let pairs: Vec<Pair> =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let (mut hits, mut para, mut false_hits) = (0, 0, Vec::new());
+        for p in &pairs {
+            let (a, b) = (
+                model.encode_blocking(&p.a).unwrap(),
+                model.encode_blocking(&p.b).unwrap(),
+            );
+            let cos = llmops_cache::embed::cosine(&a.pooled, &b.pooled);
+            let ok = judge.verify((&p.b, &b), (&p.a, &a), cos, threshold).is_ok();
+            if p.same {
+                para += 1;
+                hits += usize::from(ok);
+            } else if ok {
+                false_hits.push(format!("{} {cos:.3}: {} | {}", p.kind, p.a, p.b));
+            }
         }
+        assert!(para >= 100 && pairs.len() - para >= 300, "{set}");
+        assert!(false_hits.len() <= most_false, "{set}: {false_hits:#?}");
+        assert!(
+            hits >= least_hits,
+            "{set}: {hits}/{para} paraphrases served"
+        );
     }
-    assert!(para >= 100 && pairs.len() - para >= 300);
-    // Reported: 1 false hit in 360 (2 before WordNet's antonyms), 118 of
-    // 156 paraphrases served.
-    assert!(false_hits.len() <= 1, "{false_hits:#?}");
-    assert!(hits >= 116, "{hits}/{para} paraphrases served");
 }
 
 /// The cosine floor is 0.75 where the judge decides (the in-process
