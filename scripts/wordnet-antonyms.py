@@ -40,6 +40,10 @@ def synsets(folder):
     return words, lines
 
 
+def line_fields_error(lemmas, rest):
+    return f"an antonym pointer without words: {lemmas} {rest[:8]}"
+
+
 def lemma(word):
     """A data file's lemma as a word: lower case, no syntactic marker."""
     return word.split("(")[0].lower()
@@ -56,6 +60,8 @@ def main():
             if symbol != "!":
                 continue
             source, target = int(source_target[:2], 16), int(source_target[2:], 16)
+            # An antonym is a lexical pointer: word to word, never 00.
+            assert source and target, line_fields_error(lemmas, rest)
             letter = "a" if pos == "s" else pos
             a = lemma(lemmas[source - 1])
             b = lemma(words[(offset, letter)][target - 1])
@@ -73,7 +79,8 @@ def main():
                     forms.add((form, base))
     out = sys.stdout
     out.write(
-        "# Antonyms from WordNet 3.1 (Princeton University), written by\n"
+        "# Antonyms from WordNet 3.1's data files (Princeton University; the\n"
+        "# irregular forms from WordNet 3.0's exception lists), written by\n"
         "# scripts/wordnet-antonyms.py: `antonym` lines are direct antonyms between\n"
         "# one-word lemmas, `form` lines irregular forms of those lemmas.\n"
         "# WordNet's licence (the database's LICENSE file, which applies to this\n"

@@ -130,22 +130,43 @@ fn prefixed(a: &str, b: &str) -> bool {
 
 /// Whether `hay` has the words of `needle` as whole words, in its order:
 /// "`terraform apply -auto-approve`" is in "what terraform apply does with
-/// -auto-approve", "`chmod 750 deploy.sh`" in "chmod 750 on deploy.sh".
+/// -auto-approve", "`chmod 750 deploy.sh`" in "chmod 750 on deploy.sh";
+/// at most [`QUOTED_GAP`] words between two of them.
 fn has_in_order(hay: &str, needle: &str) -> bool {
-    let mut rest = hay;
-    for word in needle.split_whitespace() {
-        let found = rest.match_indices(word).find(|(at, m)| {
-            let before = rest[..*at].chars().next_back();
-            let after = rest[at + m.len()..].chars().next();
-            !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
-        });
-        match found {
-            Some((at, m)) => rest = &rest[at + m.len()..],
-            None => return false,
-        }
-    }
-    true
+    let words: Vec<&str> = needle.split_whitespace().collect();
+    let Some((first, others)) = words.split_first() else {
+        return true;
+    };
+    // From each place of the first word (the first 16: past that the
+    // span counts as not found, which fails closed and bounds the work):
+    // the others, each the next whole-word match within the gap.
+    whole_words(hay, first).take(16).any(|start| {
+        let mut rest = &hay[start..];
+        others
+            .iter()
+            .all(|word| match whole_words(rest, word).next() {
+                Some(end) if rest[..end - word.len()].split_whitespace().count() <= QUOTED_GAP => {
+                    rest = &rest[end..];
+                    true
+                }
+                _ => false,
+            })
+    })
 }
+
+/// The end of every whole-word match of `word` in `hay`.
+fn whole_words<'a>(hay: &'a str, word: &'a str) -> impl Iterator<Item = usize> + 'a {
+    hay.match_indices(word).filter_map(move |(at, m)| {
+        let before = hay[..at].chars().next_back();
+        let after = hay[at + m.len()..].chars().next();
+        (!before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric))
+            .then_some(at + m.len())
+    })
+}
+
+/// Words allowed between two words of a quoted span found in the other
+/// prompt ("terraform apply command does with -auto-approve": 3).
+const QUOTED_GAP: usize = 3;
 
 /// The pairs of `antonyms.tsv`, after the built-in ones.
 fn antonym_pairs() -> impl Iterator<Item = (&'static str, &'static str)> {
@@ -225,15 +246,37 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     // Question words that name what is asked (a person, a time, a place,
     // a reason, a duration...): when both prompts have some, they must be
     // the same ones. "What year" / "when" is left to the other checks.
-    // Only where they open a question (the prompt's or a sentence's
-    // first word, or after "and", "or", "but"): "rows where a column is
-    // NULL", "rows whose value" ask no "where" or "who".
+    // Only where they open a question: the prompt's or a sentence's first
+    // word, after "and", "or", "but", "so", or after a verb of asking
+    // ("explain why", "tell me who", "find out when"). "rows where a
+    // column is NULL", "rows whose value" ask no "where" or "who".
     let asks = |r: &Reading| -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for (i, w) in r.words.iter().enumerate() {
             let opens = i == 0
                 || r.starts.contains(&i)
-                || matches!(r.words[i - 1].as_str(), "and" | "or" | "but" | "so");
+                || matches!(
+                    r.words[i - 1].as_str(),
+                    "and"
+                        | "or"
+                        | "but"
+                        | "so"
+                        | "explain"
+                        | "tell"
+                        | "me"
+                        | "us"
+                        | "know"
+                        | "wonder"
+                        | "ask"
+                        | "asking"
+                        | "show"
+                        | "describe"
+                        | "understand"
+                        | "out"
+                        | "see"
+                        | "check"
+                        | "clarify"
+                );
             if !opens {
                 continue;
             }
@@ -404,24 +447,33 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     if (amounts >= 2 || money) && !pa.is_empty() && !pb.is_empty() && pa != pb {
         fail(Rejection::Sequence);
     }
-    // A verb's particle turned around: zoom in / zoom out (not "a process
-    // in Linux" / "on Linux": only the opposite particle).
-    let opposite = |p: &str| match p {
-        "in" => "out",
-        "out" => "in",
-        "up" => "down",
-        "down" => "up",
-        "on" => "off",
-        "off" => "on",
-        _ => "",
+    // A verb's particle turned around: zoom in / zoom out, sign up / sign
+    // out; not another preposition after a noun ("a process in Linux" /
+    // "on Linux", "slugs in my garden" / "slugs off my garden"), which
+    // the judge weighs. A prompt with both particles of the verb is left
+    // to the other checks, whichever side it is.
+    let opposite = |p: &str, q: &str| {
+        matches!(
+            (p, q),
+            ("in", "out")
+                | ("out", "in")
+                | ("on", "off")
+                | ("off", "on")
+                | ("up", "down")
+                | ("down", "up")
+                | ("up", "out")
+                | ("out", "up")
+        )
     };
     for (verb, p) in &a.particles {
-        if b.particles
-            .iter()
-            .any(|(v, q)| v == verb && q == opposite(p))
-            && !b.particles.contains(&(verb.clone(), p.clone()))
-        {
-            fail(Rejection::Particle);
+        for (v, q) in &b.particles {
+            if v == verb
+                && opposite(p, q)
+                && !b.particles.contains(&(verb.clone(), p.clone()))
+                && !a.particles.contains(&(verb.clone(), q.clone()))
+            {
+                fail(Rejection::Particle);
+            }
         }
     }
     // The same directional word must take the same objects, in the same

@@ -134,13 +134,13 @@ pub(crate) const DIMINISHERS: &[&str] = &[
     "less", "least", "fewer", "fewest",
 ];
 
-/// Particles that turn a verb around (zoom in / zoom out, log in / log out).
 /// Numeronyms and the words they abbreviate.
 pub(crate) const NUMERONYMS: &[(&str, &str)] = &[
     ("k8s", "kubernetes"), ("i18n", "internationalization"), ("l10n", "localization"),
     ("a11y", "accessibility"), ("o11y", "observability"),
 ];
 
+/// Particles that turn a verb around (zoom in / zoom out, log in / log out).
 pub(crate) const PARTICLES: &[&str] = &[
     "in", "out", "up", "down", "on", "off",
 ];

@@ -433,6 +433,34 @@ fn a_scaled_number_is_one_amount() {
 }
 
 #[test]
+fn both_particles_of_a_verb_on_either_side_are_left_to_other_checks() {
+    for (a, b) in [
+        ("How do I zoom in?", "How do I zoom in and zoom out?"),
+        ("How do I zoom in and zoom out?", "How do I zoom in?"),
+    ] {
+        assert!(!failures(a, b).contains(&Rejection::Particle), "{a} | {b}");
+    }
+}
+
+#[test]
+fn a_quoted_span_is_found_from_any_place_of_its_first_word() {
+    let (a, b) = (
+        "Why is `x == y` true in JavaScript but `x === y` false?",
+        "js: explain how x == y can be true while x === y is false",
+    );
+    assert!(
+        !failures(a, b).contains(&Rejection::Quoted),
+        "{:?}",
+        failures(a, b)
+    );
+    assert!(
+        !failures(b, a).contains(&Rejection::Quoted),
+        "{:?}",
+        failures(b, a)
+    );
+}
+
+#[test]
 fn one_question_spelled_two_ways_fails_no_hard_rule() {
     for (a, b) in [
         // A numeronym is its word.
@@ -544,6 +572,22 @@ fn one_question_spelled_two_ways_fails_no_hard_rule() {
             Quoted,
         ),
         ("Who wrote Dune?", "When was Dune written?", Question),
+        (
+            "Explain why Python is slow",
+            "Explain when Python is slow",
+            Question,
+        ),
+        (
+            "Tell me who founded Tesla",
+            "Tell me when Tesla was founded",
+            Question,
+        ),
+        ("How do I sign up?", "How do I sign out?", Particle),
+        (
+            "What does `pip install requests` do?",
+            "What does pip install numpy and then later maybe requests do?",
+            Quoted,
+        ),
         (
             "How far is 5 light-minutes?",
             "How far is 5 light-hours?",
