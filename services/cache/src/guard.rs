@@ -246,37 +246,13 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     // Question words that name what is asked (a person, a time, a place,
     // a reason, a duration...): when both prompts have some, they must be
     // the same ones. "What year" / "when" is left to the other checks.
-    // Only where they open a question: the prompt's or a sentence's first
-    // word, after "and", "or", "but", "so", or after a verb of asking
-    // ("explain why", "tell me who", "find out when"). "rows where a
-    // column is NULL", "rows whose value" ask no "where" or "who".
+    // Only where they open a question: a prompt's or sentence's first
+    // word, or after one of `OPENS_QUESTION` ("and why", "explain why");
+    // "rows where a column is NULL", "rows whose value" ask nothing.
     let asks = |r: &Reading| -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for (i, w) in r.words.iter().enumerate() {
-            let opens = i == 0
-                || r.starts.contains(&i)
-                || matches!(
-                    r.words[i - 1].as_str(),
-                    "and"
-                        | "or"
-                        | "but"
-                        | "so"
-                        | "explain"
-                        | "tell"
-                        | "me"
-                        | "us"
-                        | "know"
-                        | "wonder"
-                        | "ask"
-                        | "asking"
-                        | "show"
-                        | "describe"
-                        | "understand"
-                        | "out"
-                        | "see"
-                        | "check"
-                        | "clarify"
-                );
+            let opens = i == 0 || r.starts.contains(&i) || is_in(OPENS_QUESTION, &r.words[i - 1]);
             if !opens {
                 continue;
             }
@@ -453,17 +429,9 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     // the judge weighs. A prompt with both particles of the verb is left
     // to the other checks, whichever side it is.
     let opposite = |p: &str, q: &str| {
-        matches!(
-            (p, q),
-            ("in", "out")
-                | ("out", "in")
-                | ("on", "off")
-                | ("off", "on")
-                | ("up", "down")
-                | ("down", "up")
-                | ("up", "out")
-                | ("out", "up")
-        )
+        OPPOSITE_PARTICLES
+            .iter()
+            .any(|&(x, y)| (p, q) == (x, y) || (p, q) == (y, x))
     };
     for (verb, p) in &a.particles {
         for (v, q) in &b.particles {

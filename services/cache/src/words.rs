@@ -140,6 +140,20 @@ pub(crate) const NUMERONYMS: &[(&str, &str)] = &[
     ("a11y", "accessibility"), ("o11y", "observability"),
 ];
 
+/// Words after which a question word opens a question ("and why",
+/// "explain why", "tell me who", "find out when"), besides a sentence's
+/// start: elsewhere it opens a clause ("rows where", "rows whose").
+pub(crate) const OPENS_QUESTION: &[&str] = &[
+    "and", "or", "but", "so", "explain", "tell", "me", "us", "know", "wonder", "ask", "asking",
+    "show", "describe", "understand", "out", "see", "check", "clarify",
+];
+
+/// Particles that turn a verb around, either way round (zoom in / zoom
+/// out, sign up / sign out).
+pub(crate) const OPPOSITE_PARTICLES: &[(&str, &str)] = &[
+    ("in", "out"), ("on", "off"), ("up", "down"), ("up", "out"),
+];
+
 /// Particles that turn a verb around (zoom in / zoom out, log in / log out).
 pub(crate) const PARTICLES: &[&str] = &[
     "in", "out", "up", "down", "on", "off",
@@ -174,6 +188,17 @@ pub(crate) const UNITS: &[&str] = &[
     "terabit", "terabits", "tbit", "kbit", "kibibyte", "kibibytes", "mebibyte", "mebibytes",
     "gibibyte", "gibibytes", "tebibyte", "tebibytes", "light-second", "light-seconds",
     "light-minute", "light-minutes", "light-hour", "light-hours",
+];
+
+/// Units that are units wherever they stand ("in miles", "several
+/// gigabytes"); not "foot" ("set foot on"), "cup" or "pound" ("a pound
+/// of"), which are units only beside a number.
+pub(crate) const ANYWHERE_UNITS: &[&str] = &[
+    "celsius", "fahrenheit", "kelvin", "km", "kilometers", "kilometres", "miles", "mile", "kg",
+    "kilograms", "pounds", "lbs", "meters", "metres", "feet", "inches", "liters", "litres",
+    "gallons", "mb", "gb", "tb", "kb", "usd", "eur", "gbp", "dollars", "euros", "mph", "kph",
+    "ounces", "oz", "grams", "cups", "tablespoons", "teaspoons", "mbps", "gbps", "yen", "pesos",
+    "rupees", "°c", "°f", "kilobytes", "megabytes", "gigabytes", "terabytes", "tbsp", "tsp",
 ];
 
 /// Spellings of one unit, the canonical one first ("km" and "kilometres"

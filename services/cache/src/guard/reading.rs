@@ -588,7 +588,7 @@ pub(super) fn read(text: &str) -> Reading {
         if is_in(UNITS, w) && !scale_follows {
             if after_number {
                 count(&mut r.quantities, unit_key(w));
-            } else if anywhere_unit(w) {
+            } else if is_in(ANYWHERE_UNITS, w) {
                 push_unit(&mut r.units, unit_key(w));
             }
         }
@@ -602,65 +602,6 @@ pub(super) fn read(text: &str) -> Reading {
         .collect();
     r
 }
-
-/// Units that are units wherever they stand ("in miles", "several
-/// gigabytes"); not "foot" ("set foot on"), "cup" or "pound" ("a pound
-/// of"), which are units only beside a number.
-fn anywhere_unit(w: &str) -> bool {
-    ANYWHERE_UNITS.contains(&w)
-}
-
-const ANYWHERE_UNITS: &[&str] = &[
-    "celsius",
-    "fahrenheit",
-    "kelvin",
-    "km",
-    "kilometers",
-    "kilometres",
-    "miles",
-    "mile",
-    "kg",
-    "kilograms",
-    "pounds",
-    "lbs",
-    "meters",
-    "metres",
-    "feet",
-    "inches",
-    "liters",
-    "litres",
-    "gallons",
-    "mb",
-    "gb",
-    "tb",
-    "kb",
-    "usd",
-    "eur",
-    "gbp",
-    "dollars",
-    "euros",
-    "mph",
-    "kph",
-    "ounces",
-    "oz",
-    "grams",
-    "cups",
-    "tablespoons",
-    "teaspoons",
-    "mbps",
-    "gbps",
-    "yen",
-    "pesos",
-    "rupees",
-    "°c",
-    "°f",
-    "kilobytes",
-    "megabytes",
-    "gigabytes",
-    "terabytes",
-    "tbsp",
-    "tsp",
-];
 
 /// A unit not attached to a number, once where it repeats: "20 miles a
 /// week, a weekly plan" converts per week once.
