@@ -108,6 +108,15 @@ const SUFFIXES: [(&str, &str); 21] = [
     ("est", ""),
 ];
 
+/// The lemmas with an antonym that a prompt's words may be forms of.
+fn lemmas_of<'a>(words: impl IntoIterator<Item = &'a str>) -> BTreeSet<&'static str> {
+    let mut out = BTreeSet::new();
+    for w in words {
+        lemmas(w, &mut out);
+    }
+    out
+}
+
 /// Whether one prompt has a lemma whose antonym the other has, each
 /// without the other's: "rises too much" / "rises too little". Words are
 /// lower case; a prompt with both sides of a pair ("pros and cons") is
@@ -116,14 +125,7 @@ pub(super) fn opposed<'a>(
     a: impl IntoIterator<Item = &'a str>,
     b: impl IntoIterator<Item = &'a str>,
 ) -> bool {
-    let read = |words: &mut dyn Iterator<Item = &'a str>| {
-        let mut out = BTreeSet::new();
-        for w in words {
-            lemmas(w, &mut out);
-        }
-        out
-    };
-    let (la, lb) = (read(&mut a.into_iter()), read(&mut b.into_iter()));
+    let (la, lb) = (lemmas_of(a), lemmas_of(b));
     let opposites = &lexicon().opposites;
     la.difference(&lb).any(|x| {
         opposites
