@@ -24,6 +24,7 @@ mod rag_uploads;
 mod ratelimit;
 mod readme;
 mod registry;
+mod registry_artifacts;
 mod serving;
 mod split;
 mod stripe;
