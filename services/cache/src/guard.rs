@@ -114,6 +114,21 @@ fn objects(words: &[String]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
+/// Whether an object of one end of a path ("from") in one prompt is an
+/// object of the other end ("to", "into") in the other, and one of that
+/// end's the first's: the two ends swapped places.
+fn exchanged(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>) -> bool {
+    let of = |m: &BTreeMap<String, Vec<String>>, p: &str| m.get(p).cloned().unwrap_or_default();
+    let moved = |x: &String, from: &[String], to: &[String], there: &[String], here: &[String]| {
+        from.contains(x) && !to.contains(x) && there.contains(x) && !here.contains(x)
+    };
+    PATH_ENDS.iter().any(|&(p, q)| {
+        let (ap, aq, bp, bq) = (of(a, p), of(a, q), of(b, p), of(b, q));
+        ap.iter().any(|x| moved(x, &ap, &aq, &bq, &bp))
+            && aq.iter().any(|y| moved(y, &aq, &ap, &bp, &bq))
+    })
+}
+
 fn prefixed(a: &str, b: &str) -> bool {
     NEGATING_PREFIXES.iter().any(|p| {
         b.strip_prefix(p)
@@ -448,6 +463,13 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     // order, wherever both prompts have the objects: an argument that
     // moved is another question.
     let (oa, ob) = (objects(&a.words), objects(&b.words));
+    // Two places exchanged between a source and a destination, whatever
+    // the rest of the wording: "copy files from my laptop to the server" /
+    // "scp a file from the server to my laptop". Hard, unlike `Order`
+    // below, which also fires on reworded paraphrases.
+    if exchanged(&oa, &ob) {
+        fail(Rejection::Sequence);
+    }
     for (prep, xs) in &oa {
         let Some(ys) = ob.get(prep) else { continue };
         let shared = |v: &Vec<String>, other: &Reading| -> Vec<String> {

@@ -260,6 +260,10 @@ pub(crate) const DIRECTIONAL: &[&str] = &[
     "onto", "toward", "towards", "per", "by", "for", "of", "in", "on", "with", "about",
 ];
 
+/// The two ends of a path: a place that is one end in one prompt and the
+/// other end in the other is a swapped argument.
+pub(crate) const PATH_ENDS: &[(&str, &str)] = &[("from", "to"), ("from", "into"), ("from", "onto")];
+
 /// Words one language uses and English does not (lower-case).
 pub(crate) const LANGUAGES: &[(&str, &[&str])] = &[
     ("en", &["the", "is", "are", "what", "how", "which", "who", "do", "does", "of", "and", "to",

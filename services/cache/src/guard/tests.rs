@@ -611,3 +611,27 @@ fn one_question_spelled_two_ways_fails_no_hard_rule() {
         );
     }
 }
+
+#[test]
+fn a_source_and_a_destination_that_swapped_places_fail_hard() {
+    // Reworded, so the very same words are not in another order; the
+    // places moved between "from" and "to".
+    let swapped = failures(
+        "scp a file from the remote server to my local machine",
+        "How do I copy files from my local machine to a remote server with scp?",
+    );
+    assert!(swapped.contains(&Rejection::Sequence), "{swapped:?}");
+    // The same ends in another order of clauses, or one end only.
+    assert_no_hard_failure(
+        "How do I copy files from my local machine to a remote server with scp?",
+        "With scp, how can I transfer files to a remote server from my laptop?",
+    );
+    assert_no_hard_failure(
+        "Move a file from the downloads folder to the desktop",
+        "how to move a file into the desktop from downloads folder",
+    );
+    assert!(
+        !failures("copy a file to the server", "copy a file from the laptop")
+            .contains(&Rejection::Sequence)
+    );
+}
