@@ -13,6 +13,9 @@
 //! false-hit rate is at most `BENCH_MAX_FP_RATE` (0.4%), and writes
 //! `services/cache/src/judge.json`.
 //!
+//! `cache neighbours [sets]`: prompts of different questions that lie
+//! close (at or above the least cosine), through the default decision.
+//!
 //! `cache latency [n]`: lookups through `SemanticCache` (SQLite settings,
 //! the in-process entry store, qdrant-edge, all-MiniLM-L6-v2 in-process):
 //! exact hits, semantic hits and misses, p50/p99, at a fixed rate and at
@@ -237,7 +240,7 @@ fn eval_pairs(split: &str) {
     let started = Instant::now();
     let seen = see(split, &ps);
     let cos: Vec<f32> = seen.iter().map(|s| s.cos).collect();
-    let j = Judge::builtin().expect("judge.json");
+    let j = judge_in_use();
     let default = threshold();
     let same = ps.iter().filter(|p| p.same).count();
     let near = ps.len() - same;
@@ -380,6 +383,36 @@ fn train() {
     let near = all.len() - same;
     let max_fp = (max_rate * near as f64).floor() as usize;
     println!("training pairs: {same} paraphrases, {near} near misses (splits {splits})");
+    // Labelled neighbours (`BENCH_NEIGHBOURS=train`; none by default, which
+    // reproduces the shipped judge): other questions that lie close, as
+    // rows of kind `neighbour` (`b` the new prompt).
+    let nb_name = std::env::var("BENCH_NEIGHBOURS").unwrap_or_default();
+    let max_nb_rate: f64 = std::env::var("BENCH_MAX_NEIGHBOUR_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let (mut nb_same, mut nb_other) = (0, 0);
+    if !nb_name.is_empty() {
+        let ps: Vec<Pair> = labelled(&nb_name)
+            .into_iter()
+            .map(|(q, c, covers)| Pair {
+                a: c,
+                b: q,
+                same: covers,
+                kind: "neighbour".into(),
+            })
+            .collect();
+        let seen = see(&format!("neighbours-{nb_name}"), &ps);
+        nb_same = ps.iter().filter(|p| p.same).count();
+        nb_other = ps.len() - nb_same;
+        counts.insert(
+            format!("neighbours-{nb_name}.json directions"),
+            serde_json::json!(ps.len()),
+        );
+        all.extend(ps.into_iter().zip(seen));
+        println!("labelled neighbours: {nb_same} answered by the cached answer, {nb_other} not");
+    }
+    let is_nb = |p: &Pair| p.kind == "neighbour";
     println!();
     println!("Guard checks on all training pairs (pairs failing it: paraphrases / near misses):");
     let rules = [
@@ -401,15 +434,15 @@ fn train() {
     for r in rules {
         let fp = all
             .iter()
-            .filter(|(p, s)| p.same && s.failures.contains(&r))
+            .filter(|(p, s)| !is_nb(p) && p.same && s.failures.contains(&r))
             .count();
         let fn_ = all
             .iter()
-            .filter(|(p, s)| !p.same && s.failures.contains(&r))
+            .filter(|(p, s)| !is_nb(p) && !p.same && s.failures.contains(&r))
             .count();
         let only = all
             .iter()
-            .filter(|(p, s)| !p.same && s.failures == vec![r])
+            .filter(|(p, s)| !is_nb(p) && !p.same && s.failures == vec![r])
             .count();
         let hard = if judge::is_hard(&r) { "hard" } else { "soft" };
         println!(
@@ -431,23 +464,63 @@ fn train() {
     );
     // Out-of-fold probabilities, 5 folds by position.
     let folds = 5;
+    // A neighbour's two directions share a fold (they are one pair of
+    // prompts), by the pair's prompts rather than by position.
+    let fold: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| {
+            let p = &all[i].0;
+            if !is_nb(p) {
+                return k % folds;
+            }
+            let (lo, hi) = if p.a < p.b {
+                (&p.a, &p.b)
+            } else {
+                (&p.b, &p.a)
+            };
+            lo.bytes()
+                .chain([0])
+                .chain(hi.bytes())
+                .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+                % folds
+        })
+        .collect();
     let mut oof = vec![0.0; rows.len()];
     for f in 0..folds {
-        let tr: Vec<usize> = (0..rows.len()).filter(|k| k % folds != f).collect();
+        let tr: Vec<usize> = (0..rows.len()).filter(|&k| fold[k] != f).collect();
         let xs: Vec<Vec<f64>> = tr.iter().map(|&k| x[k].clone()).collect();
         let ys: Vec<bool> = tr.iter().map(|&k| y[k]).collect();
         let m = judge::fit(&xs, &ys, l2);
-        for k in (0..rows.len()).filter(|k| k % folds == f) {
+        for k in (0..rows.len()).filter(|&k| fold[k] == f) {
             oof[k] = m.probability(&x[k]);
         }
     }
     // The whole default decision, out of fold: a pair below the default
     // cosine or with a hard failure is a miss whatever the judge says;
     // `full` also applies the guard's soft rules as vetoes.
+    // Neighbours served (`.0` answered, `.1` not), out of fold.
+    let neighbours_served = |tau: f64| -> (usize, usize) {
+        let mut out = (0, 0);
+        for (k, &i) in rows.iter().enumerate() {
+            let pass = oof[k] >= tau || (all[i].1.failures.is_empty() && all[i].1.same_content);
+            if is_nb(&all[i].0) && all[i].1.cos >= default && pass {
+                if all[i].0.same {
+                    out.0 += 1
+                } else {
+                    out.1 += 1
+                }
+            }
+        }
+        out
+    };
     let decide = |tau: f64, full: bool| -> (usize, usize, BTreeMap<&str, usize>) {
         let (mut tp, mut fp, mut kinds) = (0, 0, BTreeMap::new());
         for (k, &i) in rows.iter().enumerate() {
             let pass = oof[k] >= tau || (all[i].1.failures.is_empty() && all[i].1.same_content);
+            if is_nb(&all[i].0) {
+                continue;
+            }
             if all[i].1.cos >= default && pass && (!full || all[i].1.failures.is_empty()) {
                 if all[i].0.same {
                     tp += 1
@@ -461,6 +534,7 @@ fn train() {
     };
     let guard_only = all
         .iter()
+        .filter(|(p, _)| !is_nb(p))
         .map(|(p, s)| (p.same, s.cos >= default && s.failures.is_empty()))
         .fold((0, 0), |(tp, fp), (same, ok)| {
             (tp + (ok && same) as usize, fp + (ok && !same) as usize)
@@ -474,7 +548,7 @@ fn train() {
         pct(guard_only.1, near)
     );
     println!(
-        "Out of fold, at the default cosine {default}: | judge threshold | hard rules + judge: true hits | false hits | every rule + judge: true hits | false hits |"
+        "Out of fold, at the default cosine {default}: | judge threshold | hard rules + judge: true hits | false hits | every rule + judge: true hits | false hits | neighbours served: answered | not answered |"
     );
     let mut chosen = None;
     let mut taus: Vec<f64> = (20..100).map(|t| t as f64 / 100.0).collect();
@@ -482,16 +556,18 @@ fn train() {
     for &tau in &taus {
         let (tp, fp, kinds) = decide(tau, false);
         let (tp2, fp2, kinds2) = decide(tau, true);
-        if fp <= max_fp && chosen.is_none() {
+        let (na, nn) = neighbours_served(tau);
+        if fp <= max_fp && nn as f64 <= max_nb_rate * nb_other as f64 && chosen.is_none() {
             chosen = Some(tau);
         }
         if (tau * 100.0).round() as i64 % 5 == 0 || Some(tau) == chosen {
             println!(
-                "| {tau:.3} | {tp}/{same} = {:.1}% | {fp} = {:.2}% {kinds:?} | {tp2} = {:.1}% | {fp2} = {:.2}% {kinds2:?} |",
+                "| {tau:.3} | {tp}/{same} = {:.1}% | {fp} = {:.2}% {kinds:?} | {tp2} = {:.1}% | {fp2} = {:.2}% {kinds2:?} | {na}/{nb_same} | {nn}/{nb_other} = {:.1}% |",
                 pct(tp, same),
                 pct(fp, near),
                 pct(tp2, same),
-                pct(fp2, near)
+                pct(fp2, near),
+                pct(nn, nb_other)
             );
         }
     }
@@ -517,7 +593,7 @@ fn train() {
         let (mut tp, mut fp) = (0, 0);
         for (k, &i) in rows.iter().enumerate() {
             let pass = oof[k] >= tau || (all[i].1.failures.is_empty() && all[i].1.same_content);
-            if all[i].1.cos >= c && pass {
+            if !is_nb(&all[i].0) && all[i].1.cos >= c && pass {
                 if all[i].0.same { tp += 1 } else { fp += 1 }
             }
         }
@@ -545,6 +621,245 @@ fn train() {
     let text = serde_json::to_string_pretty(&j).expect("json");
     std::fs::write(&out, text + "\n").expect("writing judge.json");
     println!("wrote {}", out.display());
+}
+
+/// `neighbours SETS`: every two prompts of the sets (comma-separated) that
+/// belong to different questions, at or above the least cosine, through
+/// the default decision. A cache holds many prompts of one topic; the pair
+/// sets measure only the near miss written beside each prompt, this the
+/// unwritten ones: another question that happens to lie close. Prompts
+/// joined by a paraphrase pair count as one question; the labelled pairs
+/// themselves are left out (`pairs` measures them). Served pairs are
+/// listed for reading: two writers may have asked the same question.
+fn neighbours(sets: &str) {
+    let floor = threshold();
+    let j = judge_in_use();
+    let mut texts: Vec<String> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut enc: HashMap<String, Encoded> = HashMap::new();
+    let mut parent: Vec<usize> = Vec::new();
+    let mut labelled: std::collections::HashSet<(usize, usize)> = Default::default();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for set in sets.split(',') {
+        let ps = pairs(set);
+        let all: Vec<&str> = ps
+            .iter()
+            .flat_map(|p| [p.a.as_str(), p.b.as_str()])
+            .collect();
+        enc.extend(encodings(set, &all));
+        for p in &ps {
+            let mut id = |t: &str| {
+                *index.entry(t.to_string()).or_insert_with(|| {
+                    texts.push(t.to_string());
+                    parent.push(parent.len());
+                    texts.len() - 1
+                })
+            };
+            let (a, b) = (id(&p.a), id(&p.b));
+            labelled.insert((a.min(b), a.max(b)));
+            if p.same {
+                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                parent[ra] = rb;
+            }
+        }
+    }
+    let unit: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| {
+            let v = &enc[t].pooled;
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.iter().map(|x| x / n).collect()
+        })
+        .collect();
+    let class: Vec<usize> = (0..texts.len()).map(|i| root(&mut parent, i)).collect();
+    let started = Instant::now();
+    let (mut close, mut served, mut guard_served) = (0usize, Vec::new(), 0usize);
+    let mut rows = Vec::new();
+    // BENCH_FEATURES_OUT=FILE: each direction's judge features (new
+    // prompt, cached prompt, a hard failure, served, the features), for
+    // fitting on labelled neighbours.
+    let features_out = std::env::var("BENCH_FEATURES_OUT").ok();
+    let mut directions: Vec<String> = Vec::new();
+    let alone = floor.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
+    for a in 0..texts.len() {
+        for b in a + 1..texts.len() {
+            if class[a] == class[b] || labelled.contains(&(a, b)) {
+                continue;
+            }
+            let cos: f32 = unit[a].iter().zip(&unit[b]).map(|(x, y)| x * y).sum();
+            if cos < floor {
+                continue;
+            }
+            // Both ways: either prompt may be the cached one.
+            let mut ways = Vec::new();
+            for (q, c) in [(a, b), (b, a)] {
+                close += 1;
+                let (qt, ct) = (&texts[q], &texts[c]);
+                let ok = j.verify((qt, &enc[qt]), (ct, &enc[ct]), cos, floor).is_ok();
+                if ok {
+                    served.push((cos, q, c));
+                }
+                ways.push(ok);
+                if features_out.is_some() {
+                    let failures = guard::failures(qt, ct);
+                    let hard = failures.iter().any(judge::is_hard);
+                    let x = judge::features(&enc[qt], &enc[ct], &failures);
+                    let xs: Vec<String> = x.iter().map(|v| format!("{v:.4}")).collect();
+                    directions.push(format!("{qt}\t{ct}\t{hard}\t{ok}\t{}", xs.join("\t")));
+                }
+                if guard::verify(qt, ct, cos, alone).is_ok() {
+                    guard_served += 1;
+                }
+            }
+            rows.push((cos, a, b, ways[0], ways[1]));
+        }
+    }
+    let classes = class.iter().collect::<std::collections::HashSet<_>>().len();
+    println!(
+        "{sets}: {} prompts, {classes} questions; {close} ordered pairs of different questions at cosine ≥ {floor:.2} ({:.1} s)",
+        texts.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (lo, hi) = wilson(served.len(), close);
+    println!(
+        "guard + judge (default) served {} = {:.2}% ({lo:.2} – {hi:.2}%); the guard alone at {alone:.2} served {guard_served}",
+        served.len(),
+        pct(served.len(), close)
+    );
+    if let Some(file) = features_out {
+        std::fs::write(file, directions.join("\n") + "\n").expect("writing the features");
+    }
+    // BENCH_NEIGHBOURS_TSV=FILE: every such pair once (cosine, served
+    // with the first prompt as the new one, the other way, both prompts).
+    if let Ok(file) = std::env::var("BENCH_NEIGHBOURS_TSV") {
+        let lines: Vec<String> = rows
+            .iter()
+            .map(|(cos, a, b, ab, ba)| {
+                format!("{cos:.3}\t{ab}\t{ba}\t{}\t{}", texts[*a], texts[*b])
+            })
+            .collect();
+        std::fs::write(file, lines.join("\n") + "\n").expect("writing the pairs");
+    }
+    if std::env::var("BENCH_SHOW_ERRORS").is_ok() {
+        served.sort_by(|x, y| y.0.total_cmp(&x.0));
+        for (cos, q, c) in served {
+            println!("{cos:.3} | {} | {}", texts[c], texts[q]);
+        }
+    }
+}
+
+/// A labelled pair of different prompts that lie close (`neighbours-*.json`:
+/// `label` is `same`, `a_covers_b`, `b_covers_a` or `different`), as two
+/// directions: (new prompt, cached prompt, whether the cached prompt's
+/// answer answers the new one).
+fn labelled(name: &str) -> Vec<(String, String, bool)> {
+    #[derive(serde::Deserialize)]
+    struct Labelled {
+        a: String,
+        b: String,
+        label: String,
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/corpus/cache")
+        .join(format!("neighbours-{name}.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let rows: Vec<Labelled> = serde_json::from_str(&text).expect("neighbours file");
+    rows.into_iter()
+        .flat_map(|r| {
+            let (same, ab, ba) = (
+                r.label == "same",
+                r.label == "a_covers_b",
+                r.label == "b_covers_a",
+            );
+            assert!(
+                same || ab || ba || r.label == "different",
+                "label {}",
+                r.label
+            );
+            [
+                (r.b.clone(), r.a.clone(), same || ab),
+                (r.a, r.b, same || ba),
+            ]
+        })
+        .collect()
+}
+
+/// `cache labelled NAME`: the labelled neighbours through the default
+/// decision: how many directions whose cached answer does not answer the
+/// new prompt are served (false hits), and how many that it does.
+fn eval_labelled(name: &str) {
+    let floor = threshold();
+    let j = judge_in_use();
+    let rows = labelled(name);
+    let texts: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| [r.0.as_str(), r.1.as_str()])
+        .collect();
+    let enc = encodings(&format!("neighbours-{name}"), &texts);
+    let alone = floor.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
+    let (mut fp, mut tp, mut gfp, mut gtp, mut wrong) = (0, 0, 0, 0, Vec::new());
+    for (q, c, covers) in &rows {
+        let cos = llmops_cache::embed::cosine(&enc[q].pooled, &enc[c].pooled);
+        let ok = j.verify((q, &enc[q]), (c, &enc[c]), cos, floor).is_ok();
+        let g = guard::verify(q, c, cos, alone).is_ok();
+        match covers {
+            true => (tp, gtp) = (tp + ok as usize, gtp + g as usize),
+            false => (fp, gfp) = (fp + ok as usize, gfp + g as usize),
+        }
+        if ok && !covers {
+            wrong.push((cos, q, c));
+        }
+    }
+    let answered = rows.iter().filter(|r| r.2).count();
+    let other = rows.len() - answered;
+    println!(
+        "neighbours-{name}.json: {} directions (pairs drawn at cosine ≥ 0.75); {answered} where the cached answer answers the new prompt, {other} where it does not",
+        rows.len()
+    );
+    println!(
+        "| decision | served, cached answer answers | served, it does not (false hits) | false-hit 95% interval |"
+    );
+    println!("|---|---|---|---|");
+    for (label, t, f) in [
+        (
+            format!("guard + judge, threshold {floor:.2} (default)"),
+            tp,
+            fp,
+        ),
+        (format!("guard alone, threshold {alone:.2}"), gtp, gfp),
+    ] {
+        let (lo, hi) = wilson(f, other);
+        println!(
+            "| {label} | {t}/{answered} = {:.1}% | {f}/{other} = {:.1}% | {lo:.1} – {hi:.1}% |",
+            pct(t, answered),
+            pct(f, other)
+        );
+    }
+    if std::env::var("BENCH_SHOW_ERRORS").is_ok() {
+        wrong.sort_by(|x, y| y.0.total_cmp(&x.0));
+        for (cos, q, c) in wrong {
+            println!("{cos:.3} | cached: {c} | new: {q}");
+        }
+    }
+}
+
+/// The shipped judge, its threshold replaced by `BENCH_JUDGE_THRESHOLD`
+/// where set (to trace what a stricter judge costs).
+fn judge_in_use() -> Judge {
+    let mut j = Judge::builtin().expect("judge.json");
+    if let Some(t) = std::env::var("BENCH_JUDGE_THRESHOLD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        j.threshold = t;
+    }
+    j
 }
 
 /// The least cosine: `BENCH_THRESHOLD`, else the default settings'.
@@ -674,6 +989,8 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("pairs") => eval_pairs(args.get(1).map_or("test", String::as_str)),
         Some("train") => train(),
+        Some("labelled") => eval_labelled(args.get(1).map_or("heldout", String::as_str)),
+        Some("neighbours") => neighbours(args.get(1).map_or("final", String::as_str)),
         Some("judge") => {
             // `judge CACHED NEW`: one pair's decision, with its features.
             let (a, b) = (
