@@ -326,7 +326,7 @@ impl Default for Config {
             monitoring_hour_retention_days: 400,
             monitoring_otlp_endpoint: None,
             cache_enabled: true,
-            cache_min_similarity: 0.75,
+            cache_min_similarity: 0.8,
             cache_ttl_secs: 3600,
             cache_max_ttl_secs: 7 * 86_400,
             cache_max_entry_bytes: 256 * 1024,

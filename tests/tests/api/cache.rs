@@ -49,11 +49,17 @@ async fn cache_app(engine: Engine, redis: bool, extra: &[(&str, &str)]) -> TestA
 
 /// The app with the served all-MiniLM-L6-v2 (Triton) as the cache's
 /// embedder: sentence vectors only, so the guard decides alone.
-async fn served_embedder_app() -> TestApp {
+async fn served_embedder_app(extra: &[(&str, &str)]) -> TestApp {
+    let mut env = vec![("LLMOPS_TRITON_URL".to_string(), triton_url().unwrap())];
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string())),
+    );
     TestApp::spawn_with(
         Backend::Postgres,
         Options {
-            env: vec![("LLMOPS_TRITON_URL".to_string(), triton_url().unwrap())],
+            env,
             ..Default::default()
         },
     )
@@ -709,7 +715,7 @@ async fn in_process_embeddings_match_the_served_model() {
 
 /// The semantic level's decision (the guard's hard rules, then the
 /// learned judge, as `SemanticCache` calls them) on the held-out pair sets
-/// (`pairs-final.json` and the four blind sets, never fitted on), at the
+/// (`pairs-final.json` and the five blind sets, never fitted on), at the
 /// default settings. The figures are printed by benches/cache.sh; these
 /// floors catch a verifier or a model that got worse by accident (more
 /// wrong answers served, or fewer paraphrases).
@@ -727,14 +733,16 @@ async fn the_pair_sets_get_no_more_false_hits_than_reported() {
     let judge = llmops_cache::Judge::builtin().unwrap();
     let threshold = llmops_cache::CacheConfig::default().min_similarity;
     // (set, least paraphrases served, most near misses served): reported
-    // final 119/156 and 1/360, blind 96/160 and 2/360, blind2 102/160 and
-    // 2/360, blind3 103/160 and 2/360, blind4 90/160 and 2/360.
+    // at the cosine floor 0.80, final 115/156 and 1/360, blind 85/160 and
+    // 2/360, blind2 89/160 and 2/360, blind3 95/160 and 1/360, blind4
+    // 76/160 and 2/360, blind5 79/160 and 3/360.
     for (set, least_hits, most_false) in [
-        ("final", 117, 1),
-        ("blind", 94, 2),
-        ("blind2", 100, 2),
-        ("blind3", 101, 2),
-        ("blind4", 88, 2),
+        ("final", 113, 1),
+        ("blind", 83, 2),
+        ("blind2", 87, 2),
+        ("blind3", 93, 1),
+        ("blind4", 74, 2),
+        ("blind5", 77, 3),
     ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("corpus/cache/pairs-{set}.json"));
@@ -764,32 +772,100 @@ async fn the_pair_sets_get_no_more_false_hits_than_reported() {
     }
 }
 
-/// The cosine floor is 0.75 where the judge decides (the in-process
-/// encoder) and 0.80 where the guard decides alone (the served embedder
-/// gives no token vectors). The paraphrase's cosine is 0.795 and it fails
-/// no guard rule: served by the first, a miss for the second, which still
-/// serves a paraphrase at 0.877.
+/// Other questions that lie close: the held-out labelled neighbours
+/// (`neighbours-heldout.json`, pairs of prompts of different pair-set
+/// questions at cosine ≥ 0.75, labelled by two readers) through the same
+/// decision. Reported at the default settings: 62 of the 560 directions
+/// whose cached answer does not answer the new prompt are served (11.1%),
+/// and 112 of the 240 whose cached answer does. The floors catch a
+/// decision that got worse by accident; the rate itself is the cache's
+/// main open weakness (benches/README.md).
 #[tokio::test]
-async fn the_guard_alone_keeps_the_higher_cosine_floor() {
+async fn the_labelled_neighbours_get_no_more_false_hits_than_reported() {
+    #[derive(serde::Deserialize)]
+    struct Labelled {
+        a: String,
+        b: String,
+        label: String,
+    }
+    let model = llmops_cache::MiniLm::load("all-minilm-l6-v2", std::path::Path::new(&minilm_dir()))
+        .unwrap();
+    let judge = llmops_cache::Judge::builtin().unwrap();
+    let threshold = llmops_cache::CacheConfig::default().min_similarity;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("corpus/cache/neighbours-heldout.json");
+    let rows: Vec<Labelled> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let (mut served_right, mut answered, mut served_wrong, mut other) = (0, 0, 0, 0);
+    for r in &rows {
+        let (a, b) = (
+            model.encode_blocking(&r.a).unwrap(),
+            model.encode_blocking(&r.b).unwrap(),
+        );
+        let cos = llmops_cache::embed::cosine(&a.pooled, &b.pooled);
+        // Both ways: `b` new with `a` cached, then the reverse.
+        for (new, cached, covers) in [
+            (
+                (&r.b, &b),
+                (&r.a, &a),
+                matches!(r.label.as_str(), "same" | "a_covers_b"),
+            ),
+            (
+                (&r.a, &a),
+                (&r.b, &b),
+                matches!(r.label.as_str(), "same" | "b_covers_a"),
+            ),
+        ] {
+            let ok = judge
+                .verify((new.0, new.1), (cached.0, cached.1), cos, threshold)
+                .is_ok();
+            if covers {
+                answered += 1;
+                served_right += usize::from(ok);
+            } else {
+                other += 1;
+                served_wrong += usize::from(ok);
+            }
+        }
+    }
+    assert_eq!((answered, other), (240, 560));
+    assert!(served_wrong <= 62, "{served_wrong}/{other} served wrongly");
+    assert!(served_right >= 110, "{served_right}/{answered} served");
+}
+
+/// The default cosine floor is 0.80 (`cache_min_similarity`). An operator
+/// may lower it for guard and judge together (the in-process encoder), but
+/// the guard deciding alone (the served embedder gives no token vectors)
+/// keeps 0.80. The paraphrase's cosine is 0.795 and it fails no guard
+/// rule: a miss at the default floor, served at 0.75 with the judge, a miss
+/// at 0.75 for the guard alone, which still serves a paraphrase at 0.877.
+#[tokio::test]
+async fn the_default_floor_and_the_guard_alones_floor() {
     let cached = "How do I find the size of a directory in Linux?";
     let paraphrase = "What command shows how much disk space a folder uses on Linux?";
-    for (judged, expected) in [(true, "semantic-hit"), (false, "miss")] {
+    let lower = [("LLMOPS_CACHE_MIN_SIMILARITY", "0.75")];
+    for (judged, floor, expected) in [
+        (true, None, "miss"),
+        (true, Some(0.75), "semantic-hit"),
+        (false, Some(0.75), "miss"),
+    ] {
+        let extra: &[(&str, &str)] = if floor.is_some() { &lower } else { &[] };
         let app = if judged {
-            cache_app(Engine::Edge, false, &[]).await
+            cache_app(Engine::Edge, false, extra).await
         } else {
-            served_embedder_app().await
+            served_embedder_app(extra).await
         };
         let (_, key) = priced_tenant(&app, "acme", 100_000).await;
         let (c, _) = answer(ask(&app, &key, cached, &[], json!({})).await).await;
         assert_eq!(c, "miss");
         settle().await;
         let res = ask(&app, &key, paraphrase, &[], json!({})).await;
-        if judged {
+        if expected == "semantic-hit" {
             let sim: f64 = header(&res, "x-llmops-cache-similarity").parse().unwrap();
             assert!((0.75..0.80).contains(&sim), "{sim}");
         }
         let (c, _) = answer(res).await;
-        assert_eq!(c, expected, "judged: {judged}");
+        assert_eq!(c, expected, "judged: {judged}, floor {floor:?}");
         if !judged {
             let (c, _) = answer(ask(&app, &key, "What is 15% of 80?", &[], json!({})).await).await;
             assert_eq!(c, "miss");
