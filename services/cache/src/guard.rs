@@ -105,7 +105,9 @@ fn objects(words: &[String]) -> BTreeMap<String, Vec<String>> {
                     | "some"
             )
         }) {
-            if is_in(STOP, obj) && !is_number(obj) {
+            // "from two naps a day to one": "one" is an end of the path.
+            let path_end = obj == "one" && PATH_ENDS.iter().any(|(p, q)| w == p || w == q);
+            if is_in(STOP, obj) && !is_number(obj) && !path_end {
                 continue;
             }
             out.entry(w.clone()).or_default().push(synonym(&stem(obj)));

@@ -634,4 +634,16 @@ fn a_source_and_a_destination_that_swapped_places_fail_hard() {
         !failures("copy a file to the server", "copy a file from the laptop")
             .contains(&Rejection::Sequence)
     );
+    // "one" as an end of the path (a pronoun elsewhere).
+    assert!(
+        failures(
+            "How do I move my baby from one nap a day to two?",
+            "How do I move my baby from two naps a day to one?",
+        )
+        .contains(&Rejection::Sequence)
+    );
+    assert_no_hard_failure(
+        "How do I move my baby from two naps a day to one?",
+        "how can i switch my baby from 2 naps to one nap a day",
+    );
 }
