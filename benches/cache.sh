@@ -4,7 +4,9 @@
 #     through the semantic level's decision: raw cosine thresholds beside
 #     the guard alone and the guard with the learned judge (the default
 #     decision), true- and false-hit rates with 95% intervals, per kind
-#     (services/cache/benches/cache.rs `pairs`; `final` is the held-out set);
+#     (services/cache/benches/cache.rs `pairs`; `final` is the held-out set),
+#     then the held-out labelled neighbours (other questions that lie close,
+#     tests/corpus/cache/neighbours-heldout.json; `labelled`);
 #  2. the encoder alone (services/encoder/benches/encode.rs): one pass by
 #     sequence length with f32 and bf16 weights, on one thread and two, and
 #     the bf16 sentence vectors' cosine with the f32 ones (`lookups` runs);
@@ -52,6 +54,7 @@ log "the pair set, the encoder and in-process lookups ($profile)"
 cargo_profile=$( [ "$profile" = dev ] && echo dev || echo bench )
 # shellcheck disable=SC2086
 cargo bench --locked -q -p llmops-cache --bench cache --profile "$cargo_profile" -- pairs $split 2>&1 | grep -v '^\s*$'
+cargo bench --locked -q -p llmops-cache --bench cache --profile "$cargo_profile" -- labelled heldout 2>&1 | grep -v '^\s*$'
 cargo bench --locked -q -p llmops-encoder --bench encode --profile "$cargo_profile" -- "$lookups" 2>&1 | grep -v '^\s*$'
 cargo bench --locked -q -p llmops-cache --bench cache --profile "$cargo_profile" -- latency "$lookups" 2>&1 | grep -v '^\s*$'
 

@@ -152,6 +152,8 @@ fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
         .as_str(),
         format!("| guard + judge, threshold {default:.2} (default) |").as_str(),
         "verifying one pair: the guard's checks",
+        "neighbours-heldout.json: 800 directions",
+        "| served, it does not (false hits) |",
         "embedding one prompt in-process",
         "f32, 1 thread",
         "bf16, 2 threads",

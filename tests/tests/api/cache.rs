@@ -735,14 +735,15 @@ async fn the_pair_sets_get_no_more_false_hits_than_reported() {
     // (set, least paraphrases served, most near misses served): reported
     // at the cosine floor 0.80, final 115/156 and 1/360, blind 85/160 and
     // 2/360, blind2 89/160 and 2/360, blind3 95/160 and 1/360, blind4
-    // 76/160 and 2/360, blind5 79/160 and 3/360.
+    // 76/160 and 2/360, blind5 79/160 and 2/360 (3/360 at its single run,
+    // before the path-end rule read "to one").
     for (set, least_hits, most_false) in [
         ("final", 113, 1),
         ("blind", 83, 2),
         ("blind2", 87, 2),
         ("blind3", 93, 1),
         ("blind4", 74, 2),
-        ("blind5", 77, 3),
+        ("blind5", 77, 2),
     ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join(format!("corpus/cache/pairs-{set}.json"));
