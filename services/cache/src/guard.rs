@@ -105,9 +105,7 @@ fn objects(words: &[String]) -> BTreeMap<String, Vec<String>> {
                     | "some"
             )
         }) {
-            // "from two naps a day to one": "one" is an end of the path.
-            let path_end = obj == "one" && PATH_ENDS.iter().any(|(p, q)| w == p || w == q);
-            if is_in(STOP, obj) && !is_number(obj) && !path_end {
+            if is_in(STOP, obj) && !is_number(obj) {
                 continue;
             }
             out.entry(w.clone()).or_default().push(synonym(&stem(obj)));
@@ -116,19 +114,48 @@ fn objects(words: &[String]) -> BTreeMap<String, Vec<String>> {
     out
 }
 
-/// Whether an object of one end of a path ("from") in one prompt is an
-/// object of the other end ("to", "into") in the other, and one of that
-/// end's the first's: the two ends swapped places.
-fn exchanged(a: &BTreeMap<String, Vec<String>>, b: &BTreeMap<String, Vec<String>>) -> bool {
-    let of = |m: &BTreeMap<String, Vec<String>>, p: &str| m.get(p).cloned().unwrap_or_default();
-    let moved = |x: &String, from: &[String], to: &[String], there: &[String], here: &[String]| {
-        from.contains(x) && !to.contains(x) && there.contains(x) && !here.contains(x)
+/// The words of a path's two ends: what follows "from" (the source) and
+/// "to", "into", "onto", "toward(s)" (the destination), up to four words
+/// or the next directional word; content words, numbers and the few stop
+/// words that name an end ("from two naps a day to one", "from here to
+/// there", "from twice a day to once").
+fn path_ends(words: &[String]) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut source, mut destination) = (BTreeSet::new(), BTreeSet::new());
+    for (i, w) in words.iter().enumerate() {
+        let end = if w == "from" {
+            &mut source
+        } else if is_in(DESTINATIONS, w) {
+            &mut destination
+        } else {
+            continue;
+        };
+        for x in words[i + 1..].iter().take(4) {
+            if is_in(DIRECTIONAL, x) {
+                break;
+            }
+            if !is_in(STOP, x) || is_number(x) || is_in(PATH_END_WORDS, x) {
+                end.insert(synonym(&stem(x)));
+            }
+        }
+    }
+    (source, destination)
+}
+
+/// Whether a word of one prompt's source is a word of the other's
+/// destination, and one of its destination a word of the other's source,
+/// each on one side only: the two ends swapped places. A question whose
+/// answer is the same both ways ("the distance from Boston to Chicago")
+/// is refused too: a miss, never a wrong answer.
+fn exchanged(a: &[String], b: &[String]) -> bool {
+    let ((sa, da), (sb, db)) = (path_ends(a), path_ends(b));
+    let moved = |x: &String,
+                 here: &BTreeSet<String>,
+                 there: &BTreeSet<String>,
+                 not: [&BTreeSet<String>; 2]| {
+        here.contains(x) && there.contains(x) && not.iter().all(|n| !n.contains(x))
     };
-    PATH_ENDS.iter().any(|&(p, q)| {
-        let (ap, aq, bp, bq) = (of(a, p), of(a, q), of(b, p), of(b, q));
-        ap.iter().any(|x| moved(x, &ap, &aq, &bq, &bp))
-            && aq.iter().any(|y| moved(y, &aq, &ap, &bp, &bq))
-    })
+    sa.iter().any(|x| moved(x, &sa, &db, [&da, &sb]))
+        && da.iter().any(|y| moved(y, &da, &sb, [&sa, &db]))
 }
 
 fn prefixed(a: &str, b: &str) -> bool {
@@ -469,7 +496,7 @@ pub fn failures(query: &str, candidate: &str) -> Vec<Rejection> {
     // the rest of the wording: "copy files from my laptop to the server" /
     // "scp a file from the server to my laptop". Hard, unlike `Order`
     // below, which also fires on reworded paraphrases.
-    if exchanged(&oa, &ob) {
+    if exchanged(&a.words, &b.words) {
         fail(Rejection::Sequence);
     }
     for (prep, xs) in &oa {

@@ -260,9 +260,11 @@ pub(crate) const DIRECTIONAL: &[&str] = &[
     "onto", "toward", "towards", "per", "by", "for", "of", "in", "on", "with", "about",
 ];
 
-/// The two ends of a path: a place that is one end in one prompt and the
-/// other end in the other is a swapped argument.
-pub(crate) const PATH_ENDS: &[(&str, &str)] = &[("from", "to"), ("from", "into"), ("from", "onto")];
+/// The words that open a path's destination ("from" opens its source).
+pub(crate) const DESTINATIONS: &[&str] = &["to", "into", "onto", "toward", "towards"];
+
+/// Stop words that name an end of a path ("from two naps a day to one").
+pub(crate) const PATH_END_WORDS: &[&str] = &["one", "once", "twice", "here", "there"];
 
 /// Words one language uses and English does not (lower-case).
 pub(crate) const LANGUAGES: &[(&str, &[&str])] = &[
