@@ -41,43 +41,17 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "cache/latency.rs"]
+mod latency;
+#[path = "cache/neighbours.rs"]
+mod neighbours;
+
 use llmops_cache::guard::{self, Rejection};
 use llmops_cache::judge::{self, Judge};
-use llmops_cache::store::MemoryStore;
-use llmops_cache::{CacheConfig, CacheRequest, Directives, MiniLm, Sampling, SemanticCache};
-use llmops_cache::{Embedder, Encoded};
-use llmops_core::TenantCtx;
-use llmops_core::ids::{JobId, TenantId};
+use llmops_cache::{CacheConfig, Encoded, MiniLm};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
-
-/// The in-process model, counting the prompts it encodes (a lookup
-/// encodes its prompt, and a candidate missing from the recent ones).
-struct Counted(MiniLm, Arc<AtomicUsize>);
-
-#[async_trait::async_trait]
-impl Embedder for Counted {
-    fn model(&self) -> &str {
-        self.0.model()
-    }
-
-    fn dims(&self) -> usize {
-        self.0.dims()
-    }
-
-    async fn embed(&self, text: &str) -> Result<Vec<f32>, llmops_cache::CacheError> {
-        self.1.fetch_add(1, Ordering::Relaxed);
-        self.0.embed(text).await
-    }
-
-    async fn encode(&self, text: &str) -> Result<Option<Encoded>, llmops_cache::CacheError> {
-        self.1.fetch_add(1, Ordering::Relaxed);
-        self.0.encode(text).await
-    }
-}
+use std::time::Instant;
 
 #[derive(serde::Deserialize)]
 struct Pair {
@@ -407,7 +381,7 @@ fn train() {
         .unwrap_or(1.0);
     let (mut nb_same, mut nb_other) = (0, 0);
     if !nb_name.is_empty() {
-        let ps: Vec<Pair> = labelled(&nb_name)
+        let ps: Vec<Pair> = neighbours::labelled(&nb_name)
             .into_iter()
             .map(|(q, c, covers)| Pair {
                 a: c,
@@ -637,232 +611,6 @@ fn train() {
     println!("wrote {}", out.display());
 }
 
-/// `neighbours SETS`: every two prompts of the sets (comma-separated) that
-/// belong to different questions, at or above the least cosine, through
-/// the default decision. A cache holds many prompts of one topic; the pair
-/// sets measure only the near miss written beside each prompt, this the
-/// unwritten ones: another question that happens to lie close. Prompts
-/// joined by a paraphrase pair count as one question; the labelled pairs
-/// themselves are left out (`pairs` measures them). Served pairs are
-/// listed for reading: two writers may have asked the same question.
-fn neighbours(sets: &str) {
-    let floor = threshold();
-    let j = judge_in_use();
-    let mut texts: Vec<String> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut enc: HashMap<String, Encoded> = HashMap::new();
-    let mut parent: Vec<usize> = Vec::new();
-    let mut labelled: std::collections::HashSet<(usize, usize)> = Default::default();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    for set in sets.split(',') {
-        let ps = pairs(set);
-        let all: Vec<&str> = ps
-            .iter()
-            .flat_map(|p| [p.a.as_str(), p.b.as_str()])
-            .collect();
-        enc.extend(encodings(set, &all));
-        for p in &ps {
-            let mut id = |t: &str| {
-                *index.entry(t.to_string()).or_insert_with(|| {
-                    texts.push(t.to_string());
-                    parent.push(parent.len());
-                    texts.len() - 1
-                })
-            };
-            let (a, b) = (id(&p.a), id(&p.b));
-            labelled.insert((a.min(b), a.max(b)));
-            if p.same {
-                let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
-                parent[ra] = rb;
-            }
-        }
-    }
-    let unit: Vec<Vec<f32>> = texts
-        .iter()
-        .map(|t| {
-            let v = &enc[t].pooled;
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            v.iter().map(|x| x / n).collect()
-        })
-        .collect();
-    let class: Vec<usize> = (0..texts.len()).map(|i| root(&mut parent, i)).collect();
-    let started = Instant::now();
-    let (mut close, mut served, mut guard_served) = (0usize, Vec::new(), 0usize);
-    let mut rows = Vec::new();
-    // BENCH_FEATURES_OUT=FILE: each direction's judge features (new
-    // prompt, cached prompt, a hard failure, served, the features), for
-    // fitting on labelled neighbours.
-    let features_out = std::env::var("BENCH_FEATURES_OUT").ok();
-    let mut directions: Vec<String> = Vec::new();
-    let alone = floor.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
-    for a in 0..texts.len() {
-        for b in a + 1..texts.len() {
-            if class[a] == class[b] || labelled.contains(&(a, b)) {
-                continue;
-            }
-            let cos: f32 = unit[a].iter().zip(&unit[b]).map(|(x, y)| x * y).sum();
-            if cos < floor {
-                continue;
-            }
-            // Both ways: either prompt may be the cached one.
-            let mut ways = Vec::new();
-            for (q, c) in [(a, b), (b, a)] {
-                close += 1;
-                let (qt, ct) = (&texts[q], &texts[c]);
-                let ok = j.verify((qt, &enc[qt]), (ct, &enc[ct]), cos, floor).is_ok();
-                if ok {
-                    served.push((cos, q, c));
-                }
-                ways.push(ok);
-                if features_out.is_some() {
-                    let failures = guard::failures(qt, ct);
-                    let hard = failures.iter().any(judge::is_hard);
-                    let x = judge::features(&enc[qt], &enc[ct], &failures);
-                    let xs: Vec<String> = x.iter().map(|v| format!("{v:.4}")).collect();
-                    directions.push(format!("{qt}\t{ct}\t{hard}\t{ok}\t{}", xs.join("\t")));
-                }
-                if guard::verify(qt, ct, cos, alone).is_ok() {
-                    guard_served += 1;
-                }
-            }
-            rows.push((cos, a, b, ways[0], ways[1]));
-        }
-    }
-    let classes = class.iter().collect::<std::collections::HashSet<_>>().len();
-    println!(
-        "{sets}: {} prompts, {classes} questions; {close} ordered pairs of different questions at cosine ≥ {floor:.2} ({:.1} s)",
-        texts.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let (lo, hi) = wilson(served.len(), close);
-    println!(
-        "guard + judge (default) served {} = {:.2}% ({lo:.2} – {hi:.2}%); the guard alone at {alone:.2} served {guard_served}",
-        served.len(),
-        pct(served.len(), close)
-    );
-    if let Some(file) = features_out {
-        std::fs::write(file, directions.join("\n") + "\n").expect("writing the features");
-    }
-    // BENCH_NEIGHBOURS_TSV=FILE: every such pair once (cosine, served
-    // with the first prompt as the new one, the other way, both prompts).
-    if let Ok(file) = std::env::var("BENCH_NEIGHBOURS_TSV") {
-        let lines: Vec<String> = rows
-            .iter()
-            .map(|(cos, a, b, ab, ba)| {
-                format!("{cos:.3}\t{ab}\t{ba}\t{}\t{}", texts[*a], texts[*b])
-            })
-            .collect();
-        std::fs::write(file, lines.join("\n") + "\n").expect("writing the pairs");
-    }
-    if std::env::var("BENCH_SHOW_ERRORS").is_ok() {
-        served.sort_by(|x, y| y.0.total_cmp(&x.0));
-        for (cos, q, c) in served {
-            println!("{cos:.3} | {} | {}", texts[c], texts[q]);
-        }
-    }
-}
-
-/// A labelled pair of different prompts that lie close (`neighbours-*.json`:
-/// `label` is `same`, `a_covers_b`, `b_covers_a` or `different`), as two
-/// directions: (new prompt, cached prompt, whether the cached prompt's
-/// answer answers the new one).
-fn labelled(name: &str) -> Vec<(String, String, bool)> {
-    #[derive(serde::Deserialize)]
-    struct Labelled {
-        a: String,
-        b: String,
-        label: String,
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../tests/corpus/cache")
-        .join(format!("neighbours-{name}.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let rows: Vec<Labelled> = serde_json::from_str(&text).expect("neighbours file");
-    rows.into_iter()
-        .flat_map(|r| {
-            let (same, ab, ba) = (
-                r.label == "same",
-                r.label == "a_covers_b",
-                r.label == "b_covers_a",
-            );
-            assert!(
-                same || ab || ba || r.label == "different",
-                "label {}",
-                r.label
-            );
-            [
-                (r.b.clone(), r.a.clone(), same || ab),
-                (r.a, r.b, same || ba),
-            ]
-        })
-        .collect()
-}
-
-/// `cache labelled NAME`: the labelled neighbours through the default
-/// decision: how many directions whose cached answer does not answer the
-/// new prompt are served (false hits), and how many that it does.
-fn eval_labelled(name: &str) {
-    let floor = threshold();
-    let j = judge_in_use();
-    let rows = labelled(name);
-    let texts: Vec<&str> = rows
-        .iter()
-        .flat_map(|r| [r.0.as_str(), r.1.as_str()])
-        .collect();
-    let enc = encodings(&format!("neighbours-{name}"), &texts);
-    let alone = floor.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
-    let (mut fp, mut tp, mut gfp, mut gtp, mut wrong) = (0, 0, 0, 0, Vec::new());
-    for (q, c, covers) in &rows {
-        let cos = llmops_cache::embed::cosine(&enc[q].pooled, &enc[c].pooled);
-        let ok = j.verify((q, &enc[q]), (c, &enc[c]), cos, floor).is_ok();
-        let g = guard::verify(q, c, cos, alone).is_ok();
-        match covers {
-            true => (tp, gtp) = (tp + ok as usize, gtp + g as usize),
-            false => (fp, gfp) = (fp + ok as usize, gfp + g as usize),
-        }
-        if ok && !covers {
-            wrong.push((cos, q, c));
-        }
-    }
-    let answered = rows.iter().filter(|r| r.2).count();
-    let other = rows.len() - answered;
-    println!(
-        "neighbours-{name}.json: {} directions (pairs drawn at cosine ≥ 0.75); {answered} where the cached answer answers the new prompt, {other} where it does not",
-        rows.len()
-    );
-    println!(
-        "| decision | served, cached answer answers | served, it does not (false hits) | false-hit 95% interval |"
-    );
-    println!("|---|---|---|---|");
-    for (label, t, f) in [
-        (
-            format!("guard + judge, threshold {floor:.2} (default)"),
-            tp,
-            fp,
-        ),
-        (format!("guard alone, threshold {alone:.2}"), gtp, gfp),
-    ] {
-        let (lo, hi) = wilson(f, other);
-        println!(
-            "| {label} | {t}/{answered} = {:.1}% | {f}/{other} = {:.1}% | {lo:.1} – {hi:.1}% |",
-            pct(t, answered),
-            pct(f, other)
-        );
-    }
-    if std::env::var("BENCH_SHOW_ERRORS").is_ok() {
-        wrong.sort_by(|x, y| y.0.total_cmp(&x.0));
-        for (cos, q, c) in wrong {
-            println!("{cos:.3} | cached: {c} | new: {q}");
-        }
-    }
-}
-
 /// The shipped judge, its threshold replaced by `BENCH_JUDGE_THRESHOLD`
 /// where set (to trace what a stricter judge costs).
 fn judge_in_use() -> Judge {
@@ -890,111 +638,6 @@ fn quantiles(mut v: Vec<f64>) -> (f64, f64) {
     (q(0.5), q(0.99))
 }
 
-fn latency(n: usize) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async move {
-        let m = model();
-        let mut emb = Vec::new();
-        for p in pairs("test").iter().take(n.min(200)) {
-            let t = Instant::now();
-            m.embed_blocking(&p.b).expect("embed");
-            emb.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        let (p50, p99) = quantiles(emb);
-        println!("embedding one prompt in-process (llmops-encoder, all-MiniLM-L6-v2): p50 {p50:.2} ms, p99 {p99:.2} ms");
-        let db = sea_orm::Database::connect("sqlite::memory:").await.expect("sqlite");
-        llmops_migrations::up(&db).await.expect("migrations");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let vectors = llmops_vectors::VectorStore::open(&llmops_vectors::Backend::Edge(dir.path().into()))
-            .expect("vectors");
-        let cache = SemanticCache::new(
-            CacheConfig { min_similarity: threshold(), ..CacheConfig::default() },
-            db,
-            Arc::new(MemoryStore::new(256 << 20)),
-        );
-        let encoded = Arc::new(AtomicUsize::new(0));
-        cache
-            .enable_semantic(&vectors, Arc::new(Counted(m, encoded.clone())))
-            .await
-            .expect("semantic");
-        let ctx = TenantCtx::for_job(TenantId::new(), JobId::new());
-        let sampling = Sampling {
-            max_tokens: 64,
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: None,
-            stop: vec![],
-            presence_penalty: None,
-            frequency_penalty: None,
-        };
-        let all = pairs("test");
-        let para: Vec<&Pair> = all.iter().filter(|p| p.same).take(n).collect();
-        let d = Directives::default();
-        let turns = |text: &str| vec![("user".to_string(), text.to_string())];
-        // Fill: every paraphrase pair's `a` is answered once.
-        let mut stored = 0;
-        for p in &para {
-            let t = turns(&p.a);
-            let req = CacheRequest { model: "m", turns: &t, sampling: sampling.clone() };
-            let found = cache.lookup(&ctx, &req, &d).await.expect("lookup");
-            if let Some(ticket) = found.ticket {
-                let entry = llmops_cache::Entry {
-                    model: "m".into(),
-                    text: "an answer of a few dozen tokens, as a small model gives".repeat(4),
-                    finish_reason: "stop".into(),
-                    prompt_tokens: 20,
-                    completion_tokens: 60,
-                    created_at: 0,
-                    expires_at: 0,
-                };
-                cache.store(ticket, entry).await.expect("store");
-                stored += 1;
-            }
-        }
-        println!("{stored} answers cached; lookups of {} requests of each kind:", para.len());
-        println!();
-        println!("| lookup | mode | outcome | p50 ms | p99 ms | lookups/s | encodings/lookup |");
-        println!("|---|---|---|---|---|---|---|");
-        let unrelated: Vec<String> = para
-            .iter()
-            .map(|p| format!("Unrelated question number {} about {}", p.a.len(), p.b.chars().rev().collect::<String>()))
-            .collect();
-        for (name, texts) in [
-            ("exact hit", para.iter().map(|p| p.a.clone()).collect::<Vec<_>>()),
-            ("paraphrase (semantic)", para.iter().map(|p| p.b.clone()).collect()),
-            ("miss", unrelated),
-        ] {
-            for (mode, gap) in [("fixed 20/s", Some(Duration::from_millis(50))), ("saturation", None)] {
-                let mut times = Vec::new();
-                let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
-                let t0 = Instant::now();
-                let before = encoded.load(Ordering::Relaxed);
-                for text in &texts {
-                    let t = turns(text);
-                    let req = CacheRequest { model: "m", turns: &t, sampling: sampling.clone() };
-                    let s = Instant::now();
-                    let found = cache.lookup(&ctx, &req, &Directives::default()).await.expect("lookup");
-                    times.push(s.elapsed().as_secs_f64() * 1e3);
-                    *outcomes.entry(found.status.as_str()).or_default() += 1;
-                    if let Some(g) = gap {
-                        tokio::time::sleep(g).await;
-                    }
-                }
-                let rate = texts.len() as f64 / t0.elapsed().as_secs_f64();
-                let (p50, p99) = quantiles(times);
-                let outcomes: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-                let rate = if gap.is_some() { "-".to_string() } else { format!("{rate:.0}") };
-                let per = (encoded.load(Ordering::Relaxed) - before) as f64 / texts.len() as f64;
-                println!("| {name} | {mode} | {} | {p50:.3} | {p99:.3} | {rate} | {per:.2} |", outcomes.join(", "));
-            }
-        }
-    });
-}
-
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -1003,8 +646,10 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("pairs") => eval_pairs(args.get(1).map_or("test", String::as_str)),
         Some("train") => train(),
-        Some("labelled") => eval_labelled(args.get(1).map_or("heldout", String::as_str)),
-        Some("neighbours") => neighbours(args.get(1).map_or("final", String::as_str)),
+        Some("labelled") => {
+            neighbours::eval_labelled(args.get(1).map_or("heldout", String::as_str))
+        }
+        Some("neighbours") => neighbours::neighbours(args.get(1).map_or("final", String::as_str)),
         Some("judge") => {
             // `judge CACHED NEW`: one pair's decision, with its features.
             let (a, b) = (
@@ -1038,10 +683,12 @@ fn main() {
                 )
             );
         }
-        Some("latency") => latency(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200)),
+        Some("latency") => {
+            latency::latency(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(200))
+        }
         _ => {
             eval_pairs("final");
-            latency(200);
+            latency::latency(200);
         }
     }
 }
