@@ -6,6 +6,7 @@ mod benches;
 mod billing;
 mod budget;
 mod cache;
+mod cache_corpus;
 mod contract;
 mod dashboard;
 mod dashboard_page;
