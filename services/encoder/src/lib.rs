@@ -1,4 +1,7 @@
-//! A BERT encoder's forward pass for one sentence at a time on the CPU.
+//! A BERT encoder's forward pass for one sequence at a time on the CPU: a
+//! sentence, or a pair of sentences with their token types (a
+//! cross-encoder), optionally with a LoRA adapter merged into the weights
+//! at load.
 //!
 //! The response cache embeds every chat prompt it looks up, so this pass is
 //! on the request path. candle 0.11 (what the cache used before) took p50
@@ -22,9 +25,11 @@
 //! (cosine ≥ 0.9999; least seen 0.99998 with bf16 weights, 0.9999998 with
 //! f32 ones).
 
-use std::collections::HashMap;
-
 use pulp::{Arch, Simd, WithSimd};
+
+mod tensors;
+use tensors::Tensors;
+pub use tensors::read_f32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncoderError {
@@ -118,88 +123,6 @@ impl Config {
             )));
         }
         Ok(())
-    }
-}
-
-/// The tensors of a `.safetensors` file: an 8-byte little-endian header
-/// length, a JSON header naming each tensor's dtype, shape and byte range,
-/// then the data.
-struct Tensors<'a> {
-    entries: HashMap<String, (String, Vec<usize>, usize, usize)>,
-    data: &'a [u8],
-}
-
-impl<'a> Tensors<'a> {
-    fn parse(bytes: &'a [u8]) -> Result<Self, EncoderError> {
-        let len = bytes
-            .get(..8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_le_bytes)
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| weights_err("safetensors: no header length"))?;
-        let end = len
-            .checked_add(8)
-            .filter(|end| *end <= bytes.len())
-            .ok_or_else(|| weights_err("safetensors: header past the end"))?;
-        let header: HashMap<String, serde_json::Value> =
-            serde_json::from_slice(&bytes[8..end]).map_err(weights_err)?;
-        let mut entries = HashMap::new();
-        for (name, info) in header {
-            if name == "__metadata__" {
-                continue;
-            }
-            let dtype = info.get("dtype").and_then(serde_json::Value::as_str);
-            let shape: Option<Vec<usize>> = info.get("shape").and_then(|s| {
-                s.as_array()?
-                    .iter()
-                    .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                    .collect()
-            });
-            let offsets: Option<Vec<usize>> = info.get("data_offsets").and_then(|s| {
-                s.as_array()?
-                    .iter()
-                    .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
-                    .collect()
-            });
-            match (dtype, shape, offsets.as_deref()) {
-                (Some(dtype), Some(shape), Some([from, to])) if from <= to => {
-                    entries.insert(name, (dtype.to_string(), shape, *from, *to));
-                }
-                _ => return Err(weights_err(format!("safetensors: {name}: malformed entry"))),
-            }
-        }
-        Ok(Self {
-            entries,
-            data: &bytes[end..],
-        })
-    }
-
-    /// The named f32 tensor, which must have `shape`.
-    fn f32s(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>, EncoderError> {
-        let (dtype, found, from, to) = self
-            .entries
-            .get(name)
-            .or_else(|| self.entries.get(&format!("bert.{name}")))
-            .ok_or_else(|| weights_err(format!("safetensors: no tensor {name}")))?;
-        if dtype != "F32" || found.as_slice() != shape {
-            return Err(weights_err(format!(
-                "safetensors: {name} is {dtype} {found:?}, expected F32 {shape:?}"
-            )));
-        }
-        let size = shape.iter().try_fold(4usize, |a, d| a.checked_mul(*d));
-        let bytes = self
-            .data
-            .get(*from..*to)
-            .filter(|b| Some(b.len()) == size)
-            .ok_or_else(|| weights_err(format!("safetensors: {name}: bad byte range")))?;
-        let values: Vec<f32> = bytes
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        if values.iter().any(|v| !v.is_finite()) {
-            return Err(weights_err(format!("safetensors: {name}: not finite")));
-        }
-        Ok(values)
     }
 }
 
@@ -389,19 +312,47 @@ impl Bert {
         safetensors: &[u8],
         precision: Precision,
     ) -> Result<Self, EncoderError> {
+        Self::load_adapted(config, safetensors, None, precision)
+    }
+
+    /// [`Bert::load`] with a LoRA adapter merged into the weights: for a
+    /// linear layer `NAME`, the adapter's `NAME.lora_a` (`[rank, inputs]`)
+    /// and `NAME.lora_b` (`[outputs, rank]`, the scale already applied)
+    /// add `B A` to its weight; a layer norm's `NAME.weight` and
+    /// `NAME.bias` replace the model's. Tensors of other names (a
+    /// classifier's head) are left to the caller ([`read_f32`]). An adapter
+    /// that changes no linear layer is refused: it is not the file meant.
+    pub fn load_adapted(
+        config: Config,
+        safetensors: &[u8],
+        adapter: Option<&[u8]>,
+        precision: Precision,
+    ) -> Result<Self, EncoderError> {
         config.validate()?;
         let t = Tensors::parse(safetensors)?;
+        let a = adapter.map(Tensors::parse).transpose()?;
+        let merged = std::cell::Cell::new(0usize);
         let h = config.hidden;
         let linear = |name: &str, outputs: usize, inputs: usize| {
-            Ok::<_, EncoderError>((
-                t.f32s(&format!("{name}.weight"), &[outputs, inputs])?,
-                t.f32s(&format!("{name}.bias"), &[outputs])?,
-            ))
+            let mut weight = t.f32s(&format!("{name}.weight"), &[outputs, inputs])?;
+            if let Some(a) = &a
+                && a.merge_lora(name, &mut weight, outputs, inputs)?
+            {
+                merged.set(merged.get() + 1);
+            }
+            Ok::<_, EncoderError>((weight, t.f32s(&format!("{name}.bias"), &[outputs])?))
         };
         let norm = |name: &str| {
+            let own = |part: &str| {
+                let name = format!("{name}.{part}");
+                match a.as_ref().filter(|a| a.has(&name)) {
+                    Some(a) => a.f32s(&name, &[h]),
+                    None => t.f32s(&name, &[h]),
+                }
+            };
             Ok::<_, EncoderError>(Norm {
-                weight: t.f32s(&format!("{name}.weight"), &[h])?,
-                bias: t.f32s(&format!("{name}.bias"), &[h])?,
+                weight: own("weight")?,
+                bias: own("bias")?,
             })
         };
         let mut layers = Vec::new();
@@ -444,6 +395,9 @@ impl Bert {
                 output_norm: norm(&format!("{p}.output.LayerNorm"))?,
             });
         }
+        if a.is_some() && merged.get() == 0 {
+            return Err(weights_err("adapter: no LoRA tensor for any linear layer"));
+        }
         Ok(Self {
             word: t.f32s("embeddings.word_embeddings.weight", &[config.vocab, h])?,
             position: t.f32s(
@@ -476,6 +430,16 @@ impl Bert {
     /// The last layer's hidden states of one sequence of token ids (token
     /// type 0, every token attended): `ids.len()` rows of `hidden` floats.
     pub fn forward(&self, ids: &[u32]) -> Result<Vec<f32>, EncoderError> {
+        self.forward_typed(ids, None)
+    }
+
+    /// [`Bert::forward`] with each token's type (a pair of sentences: 0
+    /// for the first, 1 for the second); `None` is type 0 throughout.
+    pub fn forward_typed(
+        &self,
+        ids: &[u32],
+        types: Option<&[u32]>,
+    ) -> Result<Vec<f32>, EncoderError> {
         let c = &self.config;
         let (n, h) = (ids.len(), c.hidden);
         if n == 0 || n > c.max_positions {
@@ -484,8 +448,24 @@ impl Bert {
                 c.max_positions
             )));
         }
+        if let Some(types) = types {
+            if types.len() != n {
+                return Err(EncoderError::Input(format!(
+                    "{} token types for {n} tokens",
+                    types.len()
+                )));
+            }
+            if let Some(bad) = types.iter().find(|t| **t as usize >= c.type_vocab) {
+                return Err(EncoderError::Input(format!(
+                    "token type {bad} (the model has {})",
+                    c.type_vocab
+                )));
+            }
+        }
         let mut x = vec![0.0f32; n * h];
         for (t, (row, id)) in x.chunks_exact_mut(h).zip(ids).enumerate() {
+            let ty = types.map_or(0, |types| types[t] as usize);
+            let token_type = &self.token_type[ty * h..(ty + 1) * h];
             let id = usize::try_from(*id).unwrap_or(usize::MAX);
             let word = self
                 .word
@@ -494,12 +474,7 @@ impl Bert {
                     EncoderError::Input(format!("token id {id} is not in the vocabulary"))
                 })?;
             let position = &self.position[t * h..(t + 1) * h];
-            for (((o, w), p), ty) in row
-                .iter_mut()
-                .zip(word)
-                .zip(position)
-                .zip(&self.token_type[..h])
-            {
+            for (((o, w), p), ty) in row.iter_mut().zip(word).zip(position).zip(token_type) {
                 *o = w + p + ty;
             }
         }

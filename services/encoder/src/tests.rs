@@ -102,6 +102,11 @@ fn safetensors(tensors: &[Tensor]) -> Vec<u8> {
 
 /// The textbook forward pass, from the unpacked tensors.
 fn reference(config: &Config, tensors: &[Tensor], ids: &[u32]) -> Vec<f32> {
+    reference_typed(config, tensors, ids, &vec![0; ids.len()])
+}
+
+/// [`reference`] with each token's type.
+fn reference_typed(config: &Config, tensors: &[Tensor], ids: &[u32], types: &[u32]) -> Vec<f32> {
     let get = |name: &str| -> &Vec<f32> { &tensors.iter().find(|t| t.0 == name).unwrap().2 };
     let (h, n) = (config.hidden, ids.len());
     let linear = |x: &[f32], name: &str, outputs: usize| -> Vec<f32> {
@@ -134,7 +139,7 @@ fn reference(config: &Config, tensors: &[Tensor], ids: &[u32]) -> Vec<f32> {
         for j in 0..h {
             x[t * h + j] = get("embeddings.word_embeddings.weight")[*id as usize * h + j]
                 + get("embeddings.position_embeddings.weight")[t * h + j]
-                + get("embeddings.token_type_embeddings.weight")[j];
+                + get("embeddings.token_type_embeddings.weight")[types[t] as usize * h + j];
         }
     }
     norm(&mut x, "embeddings.LayerNorm");
@@ -410,6 +415,102 @@ fn bad_files_and_inputs_are_errors() {
     assert!(bert.forward(&[config.vocab as u32]).is_err());
     assert!(bert.forward(&vec![1; config.max_positions + 1]).is_err());
     assert!(bert.forward(&vec![1; config.max_positions]).is_ok());
+}
+
+/// A LoRA adapter for `tensors`: `lora_a`/`lora_b` for the query and the
+/// intermediate projection of every layer, a replaced layer norm, and a
+/// head the encoder leaves alone; with the tensors it should give, merged
+/// by hand.
+fn tiny_adapter(config: &Config, tensors: &[Tensor], rank: usize) -> (Vec<Tensor>, Vec<Tensor>) {
+    let mut rng = Lcg(11);
+    let mut adapter = Vec::new();
+    let mut merged = tensors.to_vec();
+    for l in 0..config.layers {
+        for name in ["attention.self.query", "intermediate.dense"] {
+            let name = format!("encoder.layer.{l}.{name}");
+            let weight = merged
+                .iter_mut()
+                .find(|t| t.0 == format!("{name}.weight"))
+                .unwrap();
+            let (outputs, inputs) = (weight.1[0], weight.1[1]);
+            let a = rng.vec(rank * inputs);
+            let b = rng.vec(outputs * rank);
+            for o in 0..outputs {
+                for i in 0..inputs {
+                    weight.2[o * inputs + i] += (0..rank)
+                        .map(|k| b[o * rank + k] * a[k * inputs + i])
+                        .sum::<f32>();
+                }
+            }
+            adapter.push((format!("{name}.lora_a"), vec![rank, inputs], a));
+            adapter.push((format!("{name}.lora_b"), vec![outputs, rank], b));
+        }
+        let norm = format!("encoder.layer.{l}.output.LayerNorm.weight");
+        let values = rng.vec(config.hidden);
+        merged.iter_mut().find(|t| t.0 == norm).unwrap().2 = values.clone();
+        adapter.push((norm, vec![config.hidden], values));
+    }
+    adapter.push((
+        "head.weight".into(),
+        vec![config.hidden],
+        rng.vec(config.hidden),
+    ));
+    (adapter, merged)
+}
+
+#[test]
+fn an_adapter_is_merged_and_pairs_of_sentences_are_typed() {
+    let (config, tensors) = tiny_model(5);
+    let (adapter, merged) = tiny_adapter(&config, &tensors, 3);
+    let bytes = safetensors(&tensors);
+    let bert = Bert::load_adapted(config, &bytes, Some(&safetensors(&adapter)), Precision::F32)
+        .unwrap()
+        .with_parallel(None);
+    let plain = Bert::load(config, &bytes, Precision::F32).unwrap();
+    for n in [1, 5, 13] {
+        let ids: Vec<u32> = (0..n as u32)
+            .map(|t| (t * 5 + 2) % config.vocab as u32)
+            .collect();
+        let types: Vec<u32> = (0..n).map(|t| u32::from(t >= n / 2)).collect();
+        let want = reference_typed(&config, &merged, &ids, &types);
+        let got = bert.forward_typed(&ids, Some(&types)).unwrap();
+        assert!(max_diff(&got, &want) < 2e-4, "{n} tokens");
+        // Type 0 throughout is the untyped pass; the adapter changes it.
+        assert_eq!(
+            bert.forward_typed(&ids, None).unwrap(),
+            bert.forward(&ids).unwrap()
+        );
+        assert!(max_diff(&plain.forward(&ids).unwrap(), &bert.forward(&ids).unwrap()) > 1e-2);
+    }
+    // The head is the caller's to read.
+    let head = read_f32(&safetensors(&adapter), "head.weight", &[config.hidden]).unwrap();
+    assert_eq!(head, adapter.last().unwrap().2);
+
+    // Types that do not fit, and adapters that do not.
+    assert!(bert.forward_typed(&[1, 2], Some(&[0])).is_err());
+    assert!(bert.forward_typed(&[1, 2], Some(&[0, 2])).is_err());
+    let no_lora: Vec<_> = adapter
+        .iter()
+        .filter(|t| !t.0.contains("lora"))
+        .cloned()
+        .collect();
+    let half: Vec<_> = adapter
+        .iter()
+        .filter(|t| !t.0.ends_with("lora_b"))
+        .cloned()
+        .collect();
+    let mut wrong_rank = adapter.clone();
+    wrong_rank[1].1 = vec![config.hidden, 2];
+    for (bad, why) in [
+        (no_lora, "no LoRA tensor"),
+        (half, "go together"),
+        (wrong_rank, "expected F32"),
+    ] {
+        let err = Bert::load_adapted(config, &bytes, Some(&safetensors(&bad)), Precision::F32)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{err}");
+    }
 }
 
 #[test]
