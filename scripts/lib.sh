@@ -381,6 +381,23 @@ stats_python() {
   echo "$venv/bin/python"
 }
 
+# pair_python: a Python with jax, optax, safetensors and tokenizers
+# (services/cache/train/requirements.txt), which trains the response
+# cache's pair classifier (services/cache/train/pair_classifier.py) on the
+# CPU; prints its path.
+pair_python() {
+  local venv="$HOME/.cache/llmops/venv-pair"
+  local req="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/services/cache/train/requirements.txt"
+  local stamp="$venv/.requirements-$(sha256sum "$req" | cut -c1-16)"
+  if [ ! -f "$stamp" ] || ! "$venv/bin/python" -c 'import jax, optax, safetensors, tokenizers' 2>/dev/null; then
+    log "installing the pair classifier's training packages into $venv"
+    python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install -q -r "$req" >&2
+    touch "$stamp"
+  fi
+  echo "$venv/bin/python"
+}
+
 # The Python of the local Triton (it has Hugging Face's `tokenizers`), and
 # the tokenizer.json all-MiniLM-L6-v2 ships: a real model tokenizer for the
 # tests of the gateway's own token counting.

@@ -37,7 +37,7 @@ export TEST_OUTPUT_DIR="${TEST_OUTPUT_DIR:-$PWD/target/test-output}"
 export TEST_PG_URL="$PG_URL" TEST_PG_BIN="$PG_BIN" TEST_PG_USER="$(pg_user)" TEST_REDIS_URL="$REDIS_URL" TEST_REDIS_TLS_URL="$REDIS_TLS_URL" TEST_REDIS_TLS_CA="$REDIS_TLS_CA" \
   TEST_S3_ENDPOINT="$S3_ENDPOINT" TEST_TRITON_URL="$TRITON_URL" TEST_SDK_PYTHON="$(sdk_python)" TEST_STRIPE_PYTHON="$(stripe_python)" \
   TEST_SMOLLM_GGUF="$(smollm_gguf)" TEST_TOKENIZER_PYTHON="$(tokenizer_python)" TEST_TOKENIZER_JSON="$(minilm_tokenizer)" TEST_MINILM_DIR="$(minilm_dir)" \
-  TEST_CONTRACT_PYTHON="$(contract_python)" TEST_TRAIN_PYTHON="$(train_python)" TEST_KUBE_PYTHON="$(kube_python)" \
+  TEST_CONTRACT_PYTHON="$(contract_python)" TEST_TRAIN_PYTHON="$(train_python)" TEST_PAIR_PYTHON="$(pair_python)" TEST_KUBE_PYTHON="$(kube_python)" \
   TEST_STATS_PYTHON="$(stats_python)" CHROMIUM="$CHROMIUM" TEST_OTEL_PYTHON="$(otel_python)"
 
 log "building"

@@ -3,9 +3,13 @@
 //! `cache pairs [final|fresh|test|dev|train]`: a pair set
 //! (`tests/corpus/cache/pairs-*.json`) through the semantic level's
 //! decision: raw cosine thresholds (what other gateways do), the guard
-//! alone, and the guard's hard rules with the learned judge (the default
-//! decision), true- and false-hit rates with 95% intervals, rejections per
-//! kind. `final` is the held-out set.
+//! alone, the guard's hard rules with the learned judge (the decision
+//! until 2026-12-04) and with the pair classifier (the default decision),
+//! true- and false-hit rates with 95% intervals, rejections per kind.
+//! `final` and the blind sets are held out. `BENCH_PAIR_ADAPTER=FILE`
+//! measures another adapter (`services/cache/train/pair_classifier.py`),
+//! `BENCH_DECISIONS_OUT=FILE` appends each direction's decision (`pairs`,
+//! `labelled`).
 //!
 //! `cache train`: fits the judge on the training pairs (`BENCH_TRAIN`,
 //! default `train,dev,test`), shows how each guard rule splits them,
@@ -48,7 +52,7 @@ mod neighbours;
 
 use llmops_cache::guard::{self, Rejection};
 use llmops_cache::judge::{self, Judge};
-use llmops_cache::{CacheConfig, Encoded, MiniLm};
+use llmops_cache::{CacheConfig, Encoded, MiniLm, PairClassifier};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -67,6 +71,39 @@ fn pairs(split: &str) -> Vec<Pair> {
         .join(format!("pairs-{split}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).expect("pairs file")
+}
+
+/// The shipped pair classifier over the model's weights, or the adapter
+/// at `BENCH_PAIR_ADAPTER=FILE` (one being trained).
+fn pair_classifier() -> PairClassifier {
+    let dir = std::env::var("LLMOPS_CACHE_EMBEDDING_DIR")
+        .expect("set LLMOPS_CACHE_EMBEDDING_DIR to all-MiniLM-L6-v2's weights");
+    let precision = llmops_cache::embed::Precision::default();
+    match std::env::var("BENCH_PAIR_ADAPTER") {
+        Ok(f) => PairClassifier::load_adapter(
+            &PathBuf::from(dir),
+            &std::fs::read(f).expect("adapter"),
+            precision,
+        ),
+        Err(_) => PairClassifier::load(&PathBuf::from(dir), precision),
+    }
+    .expect("loading the pair classifier")
+}
+
+/// The default decision: the cosine floor and the guard's hard rules,
+/// then the pair classifier's probability `p` (`None`: not asked).
+fn classified(
+    pc: &PairClassifier,
+    (new, cached): (&str, &str),
+    cos: f32,
+    p: Option<f32>,
+    floor: f32,
+) -> Result<(), Rejection> {
+    judge::screen(new, cached, cos, floor)?;
+    match p {
+        Some(p) if p >= pc.threshold => Ok(()),
+        _ => Err(Rejection::Classified),
+    }
 }
 
 fn model() -> MiniLm {
@@ -215,6 +252,35 @@ fn judged(j: &Judge, p: &Pair, s: &Seen, threshold: f32) -> Result<(), Rejection
     j.decide_with(&soft, s.same_content, || s.features.clone())
 }
 
+/// `BENCH_DECISIONS_OUT=FILE`: appends one line per direction (set,
+/// whether the cached answer answers, cosine, whether the floor and the
+/// hard rules pass, the default decision, new prompt, cached prompt).
+fn decision_row(
+    set: &str,
+    answers: bool,
+    cos: f32,
+    screened: bool,
+    ok: bool,
+    new: &str,
+    cached: &str,
+) {
+    use std::io::Write;
+    let Ok(path) = std::env::var("BENCH_DECISIONS_OUT") else {
+        return;
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("decisions file");
+    writeln!(
+        f,
+        "{set}\t{}\t{cos:.4}\t{}\t{}\t{new}\t{cached}",
+        answers as u8, screened as u8, ok as u8
+    )
+    .expect("write");
+}
+
 fn eval_pairs(split: &str) {
     let mut ps = pairs(split);
     if let Some(n) = std::env::var("BENCH_LIMIT")
@@ -228,6 +294,17 @@ fn eval_pairs(split: &str) {
     let cos: Vec<f32> = seen.iter().map(|s| s.cos).collect();
     let j = judge_in_use();
     let default = threshold();
+    let pc = pair_classifier();
+    let t = Instant::now();
+    // The classifier is asked from the lowest floor shown.
+    let prob: Vec<Option<f32>> = ps
+        .iter()
+        .zip(&cos)
+        .map(|(p, c)| (*c >= 0.70).then(|| pc.probability(&p.b, &p.a).expect("classifier")))
+        .collect();
+    let asked = prob.iter().flatten().count();
+    let classify_ms = t.elapsed().as_secs_f64() * 1e3 / asked.max(1) as f64;
+    let decided = |i: usize, t: f32| classified(&pc, (&ps[i].b, &ps[i].a), cos[i], prob[i], t);
     let same = ps.iter().filter(|p| p.same).count();
     let near = ps.len() - same;
     println!(
@@ -237,7 +314,8 @@ fn eval_pairs(split: &str) {
     let (g50, g99) = quantiles(seen.iter().map(|s| s.timings.0).collect());
     let (f50, f99) = quantiles(seen.iter().map(|s| s.timings.1).collect());
     println!(
-        "verifying one pair: the guard's checks p50 {g50:.0} µs, p99 {g99:.0} µs; the judge's features p50 {f50:.0} µs, p99 {f99:.0} µs"
+        "verifying one pair: the guard's checks p50 {g50:.0} µs, p99 {g99:.0} µs; the judge's features p50 {f50:.0} µs, p99 {f99:.0} µs; the pair classifier {classify_ms:.1} ms on average ({asked} pairs at cosine ≥ 0.70, threshold {:.3})",
+        pc.threshold
     );
     println!();
     println!("| decision | true hits | false hits | false-hit 95% interval |");
@@ -279,7 +357,7 @@ fn eval_pairs(split: &str) {
     let alone = default.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
     for t in [alone, 0.90] {
         let label = if t == alone {
-            " (default without the judge)"
+            " (default without the pair classifier)"
         } else {
             ""
         };
@@ -290,24 +368,36 @@ fn eval_pairs(split: &str) {
     let mut floors = vec![0.70f32, 0.75, 0.80, 0.85, 0.90, default];
     floors.sort_by(f32::total_cmp);
     floors.dedup();
-    for t in floors {
+    for &t in &floors {
+        row(
+            format!("guard + judge (until 2026-12-04), threshold {t:.2}"),
+            &|i| judged(&j, &ps[i], &seen[i], t).is_ok(),
+        );
+    }
+    for &t in &floors {
         let label = if t == default { " (default)" } else { "" };
-        row(format!("guard + judge, threshold {t:.2}{label}"), &|i| {
-            judged(&j, &ps[i], &seen[i], t).is_ok()
-        });
+        row(
+            format!("guard + pair classifier, threshold {t:.2}{label}"),
+            &|i| decided(i, t).is_ok(),
+        );
     }
     println!();
     println!(
-        "Guard + judge at the default threshold {default:.2}, by kind (accepted / pairs; the reasons of rejections):"
+        "Guard + pair classifier at the default threshold {default:.2}, by kind (accepted / pairs; the reasons of rejections):"
     );
     let mut kinds: BTreeMap<&str, (usize, usize, BTreeMap<&'static str, usize>)> = BTreeMap::new();
     for (i, p) in ps.iter().enumerate() {
         let e = kinds.entry(p.kind.as_str()).or_default();
         e.1 += 1;
-        match judged(&j, p, &seen[i], default) {
+        match decided(i, default) {
             Ok(()) => e.0 += 1,
             Err(r) => *e.2.entry(r.as_str()).or_default() += 1,
         }
+    }
+    for (i, p) in ps.iter().enumerate() {
+        let screened = judge::screen(&p.b, &p.a, cos[i], default).is_ok();
+        let ok = decided(i, default).is_ok();
+        decision_row(split, p.same, cos[i], screened, ok, &p.b, &p.a);
     }
     for (kind, (ok, n, why)) in kinds {
         let reasons: Vec<String> = why.iter().map(|(r, c)| format!("{r} {c}")).collect();
@@ -322,14 +412,14 @@ fn eval_pairs(split: &str) {
             let v = if show == "guard" {
                 guard::verify(&p.b, &p.a, cos[i], alone)
             } else {
-                judged(&j, p, &seen[i], default)
+                decided(i, default)
             };
             if v.is_ok() != p.same {
                 println!(
                     "{} {:.3} p={:.3} {:?} | {} | {}",
                     p.kind,
                     cos[i],
-                    j.probability(&seen[i].features),
+                    prob[i].unwrap_or(f32::NAN),
                     v.err().map(Rejection::as_str),
                     p.a,
                     p.b

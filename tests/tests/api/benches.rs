@@ -146,12 +146,14 @@ fn cache_prints_the_pair_set_lookups_and_calls_through_the_gateway() {
     for figure in [
         "| raw cosine ≥ 0.80 |",
         format!(
-            "| guard alone, threshold {:.2} (default without the judge) |",
+            "| guard alone, threshold {:.2} (default without the pair classifier) |",
             default.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY)
         )
         .as_str(),
-        format!("| guard + judge, threshold {default:.2} (default) |").as_str(),
+        format!("| guard + pair classifier, threshold {default:.2} (default) |").as_str(),
+        format!("| guard + judge (until 2026-12-04), threshold {default:.2} |").as_str(),
         "verifying one pair: the guard's checks",
+        "the pair classifier on one pair",
         "neighbours-heldout.json: 800 directions",
         "| served, it does not (false hits) |",
         "embedding one prompt in-process",

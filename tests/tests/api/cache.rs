@@ -714,23 +714,24 @@ async fn in_process_embeddings_match_the_served_model() {
 }
 
 /// The default cosine floor is 0.80 (`cache_min_similarity`). An operator
-/// may lower it for guard and judge together (the in-process encoder), but
-/// the guard deciding alone (the served embedder gives no token vectors)
-/// keeps 0.80. The paraphrase's cosine is 0.795 and it fails no guard
-/// rule: a miss at the default floor, served at 0.75 with the judge, a miss
-/// at 0.75 for the guard alone, which still serves a paraphrase at 0.877.
+/// may lower it for the guard and the pair classifier together (the
+/// in-process encoder), but the guard deciding alone (the served embedder
+/// has no pair classifier) keeps 0.80. The paraphrase's cosine is 0.795
+/// and it fails no guard rule: a miss at the default floor, served at 0.75
+/// with the pair classifier, a miss at 0.75 for the guard alone, which
+/// still serves a paraphrase at 0.877.
 #[tokio::test]
 async fn the_default_floor_and_the_guard_alones_floor() {
     let cached = "How do I find the size of a directory in Linux?";
     let paraphrase = "What command shows how much disk space a folder uses on Linux?";
     let lower = [("LLMOPS_CACHE_MIN_SIMILARITY", "0.75")];
-    for (judged, floor, expected) in [
+    for (classified, floor, expected) in [
         (true, None, "miss"),
         (true, Some(0.75), "semantic-hit"),
         (false, Some(0.75), "miss"),
     ] {
         let extra: &[(&str, &str)] = if floor.is_some() { &lower } else { &[] };
-        let app = if judged {
+        let app = if classified {
             cache_app(Engine::Edge, false, extra).await
         } else {
             served_embedder_app(extra).await
@@ -745,8 +746,8 @@ async fn the_default_floor_and_the_guard_alones_floor() {
             assert!((0.75..0.80).contains(&sim), "{sim}");
         }
         let (c, _) = answer(res).await;
-        assert_eq!(c, expected, "judged: {judged}, floor {floor:?}");
-        if !judged {
+        assert_eq!(c, expected, "classified: {classified}, floor {floor:?}");
+        if !classified {
             let (c, _) = answer(ask(&app, &key, "What is 15% of 80?", &[], json!({})).await).await;
             assert_eq!(c, "miss");
             settle().await;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// The in-process model, counting the prompts it encodes (a lookup
-/// encodes its prompt, and a candidate missing from the recent ones).
+/// The in-process model, counting the prompts it embeds (a lookup embeds
+/// its prompt; the pair classifier reads a candidate with it).
 struct Counted(MiniLm, Arc<AtomicUsize>);
 
 #[async_trait::async_trait]
@@ -29,9 +29,8 @@ impl Embedder for Counted {
         self.0.embed(text).await
     }
 
-    async fn encode(&self, text: &str) -> Result<Option<Encoded>, llmops_cache::CacheError> {
-        self.1.fetch_add(1, Ordering::Relaxed);
-        self.0.encode(text).await
+    fn classifier(&self) -> Option<Arc<PairClassifier>> {
+        self.0.classifier()
     }
 }
 
@@ -51,6 +50,15 @@ pub(super) fn latency(n: usize) {
         }
         let (p50, p99) = quantiles(emb);
         println!("embedding one prompt in-process (llmops-encoder, all-MiniLM-L6-v2): p50 {p50:.2} ms, p99 {p99:.2} ms");
+        let pc = m.classifier().expect("the pair classifier");
+        let mut cls = Vec::new();
+        for p in pairs("test").iter().take(n.min(200)) {
+            let t = Instant::now();
+            pc.probability(&p.b, &p.a).expect("classify");
+            cls.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (p50, p99) = quantiles(cls);
+        println!("the pair classifier on one pair (both prompts in one pass): p50 {p50:.2} ms, p99 {p99:.2} ms");
         let db = sea_orm::Database::connect("sqlite::memory:").await.expect("sqlite");
         llmops_migrations::up(&db).await.expect("migrations");
         let dir = tempfile::tempdir().expect("tempdir");
@@ -102,7 +110,7 @@ pub(super) fn latency(n: usize) {
         }
         println!("{stored} answers cached; lookups of {} requests of each kind:", para.len());
         println!();
-        println!("| lookup | mode | outcome | p50 ms | p99 ms | lookups/s | encodings/lookup |");
+        println!("| lookup | mode | outcome | p50 ms | p99 ms | lookups/s | embeddings/lookup |");
         println!("|---|---|---|---|---|---|---|");
         let unrelated: Vec<String> = para
             .iter()

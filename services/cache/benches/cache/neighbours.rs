@@ -16,6 +16,7 @@ use std::collections::HashSet;
 pub(super) fn neighbours(sets: &str) {
     let floor = threshold();
     let j = judge_in_use();
+    let pc = pair_classifier();
     let mut texts: Vec<String> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut enc: HashMap<String, Encoded> = HashMap::new();
@@ -78,14 +79,18 @@ pub(super) fn neighbours(sets: &str) {
             for (q, c) in [(a, b), (b, a)] {
                 close += 1;
                 let (qt, ct) = (&texts[q], &texts[c]);
-                let ok = j.verify((qt, &enc[qt]), (ct, &enc[ct]), cos, floor).is_ok();
+                let p = judge::screen(qt, ct, cos, floor)
+                    .is_ok()
+                    .then(|| pc.probability(qt, ct).expect("classifier"));
+                let ok = classified(&pc, (qt, ct), cos, p, floor).is_ok();
                 ways.push(ok);
                 if features_out.is_some() {
                     let failures = guard::failures(qt, ct);
                     let hard = failures.iter().any(judge::is_hard);
                     let x = judge::features(&enc[qt], &enc[ct], &failures);
                     let xs: Vec<String> = x.iter().map(|v| format!("{v:.4}")).collect();
-                    directions.push(format!("{qt}\t{ct}\t{hard}\t{ok}\t{}", xs.join("\t")));
+                    let judged = j.verify((qt, &enc[qt]), (ct, &enc[ct]), cos, floor).is_ok();
+                    directions.push(format!("{qt}\t{ct}\t{hard}\t{judged}\t{}", xs.join("\t")));
                 }
                 if guard::verify(qt, ct, cos, alone).is_ok() {
                     guard_served += 1;
@@ -108,7 +113,7 @@ pub(super) fn neighbours(sets: &str) {
     );
     let (lo, hi) = wilson(served.len(), close);
     println!(
-        "guard + judge (default) served {} = {:.2}% ({lo:.2} – {hi:.2}%); the guard alone at {alone:.2} served {guard_served}",
+        "guard + pair classifier (default) served {} = {:.2}% ({lo:.2} – {hi:.2}%); the guard alone at {alone:.2} served {guard_served}",
         served.len(),
         pct(served.len(), close)
     );
@@ -176,6 +181,7 @@ pub(super) fn labelled(name: &str) -> Vec<(String, String, bool)> {
 pub(super) fn eval_labelled(name: &str) {
     let floor = threshold();
     let j = judge_in_use();
+    let pc = pair_classifier();
     let rows = labelled(name);
     let texts: Vec<&str> = rows
         .iter()
@@ -183,15 +189,21 @@ pub(super) fn eval_labelled(name: &str) {
         .collect();
     let enc = encodings(&format!("neighbours-{name}"), &texts);
     let alone = floor.max(llmops_cache::GUARD_ALONE_MIN_SIMILARITY);
-    let (mut fp, mut tp, mut gfp, mut gtp, mut wrong) = (0, 0, 0, 0, Vec::new());
+    // Served (answer right, answer wrong) by the default decision, the
+    // guard alone and the judge.
+    let (mut ok_n, mut g_n, mut j_n, mut wrong) = ([0; 2], [0; 2], [0; 2], Vec::new());
     for (q, c, covers) in &rows {
         let cos = llmops_cache::embed::cosine(&enc[q].pooled, &enc[c].pooled);
-        let ok = j.verify((q, &enc[q]), (c, &enc[c]), cos, floor).is_ok();
+        let screened = judge::screen(q, c, cos, floor).is_ok();
+        let p = screened.then(|| pc.probability(q, c).expect("classifier"));
+        let ok = classified(&pc, (q, c), cos, p, floor).is_ok();
+        let judged = j.verify((q, &enc[q]), (c, &enc[c]), cos, floor).is_ok();
         let g = guard::verify(q, c, cos, alone).is_ok();
-        match covers {
-            true => (tp, gtp) = (tp + ok as usize, gtp + g as usize),
-            false => (fp, gfp) = (fp + ok as usize, gfp + g as usize),
-        }
+        let k = usize::from(!covers);
+        ok_n[k] += usize::from(ok);
+        g_n[k] += usize::from(g);
+        j_n[k] += usize::from(judged);
+        super::decision_row(name, *covers, cos, screened, ok, q, c);
         if ok && !covers {
             wrong.push((cos, q, c));
         }
@@ -206,13 +218,16 @@ pub(super) fn eval_labelled(name: &str) {
         "| decision | served, cached answer answers | served, it does not (false hits) | false-hit 95% interval |"
     );
     println!("|---|---|---|---|");
-    for (label, t, f) in [
+    for (label, [t, f]) in [
         (
-            format!("guard + judge, threshold {floor:.2} (default)"),
-            tp,
-            fp,
+            format!("guard + pair classifier, threshold {floor:.2} (default)"),
+            ok_n,
         ),
-        (format!("guard alone, threshold {alone:.2}"), gtp, gfp),
+        (
+            format!("guard + judge (until 2026-12-04), threshold {floor:.2}"),
+            j_n,
+        ),
+        (format!("guard alone, threshold {alone:.2}"), g_n),
     ] {
         let (lo, hi) = wilson(f, other);
         println!(
