@@ -156,9 +156,18 @@ async fn classify(
 ) -> Result<(), Rejection> {
     crate::judge::screen(text, prompt, score, threshold)?;
     let (c, text, prompt) = (classifier.clone(), text.to_string(), prompt.to_string());
-    match tokio::task::spawn_blocking(move || c.accepts(&text, &prompt)).await {
-        Ok(true) => Ok(()),
-        _ => Err(Rejection::Classified),
+    let least = c.threshold;
+    match tokio::task::spawn_blocking(move || c.probability(&text, &prompt)).await {
+        Ok(Ok(p)) if p >= least => Ok(()),
+        Ok(Ok(_)) => Err(Rejection::Classified),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "pair classifier failed: a miss");
+            Err(Rejection::Classified)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "pair classifier task failed: a miss");
+            Err(Rejection::Classified)
+        }
     }
 }
 
